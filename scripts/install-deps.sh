@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the service and the tests need on a fresh Debian machine: Debian packages that are missing
+# (ffmpeg for video; Debian's PyTorch stack for the trainer, with OpenBLAS — without it torch falls back to the
+# reference BLAS, ~25x slower) and the npm dependencies (onnxruntime-node's CUDA download skipped: CPU binaries ship
+# in the npm package; the CUDA Docker image sets ONNXRUNTIME_NODE_INSTALL=cuda12 instead).
+# Usage: scripts/install-deps.sh [service|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-all}"
+pkgs=(ffmpeg)
+if [ "$mode" = all ]; then
+  pkgs+=(python3-torch python3-onnx python3-numpy python3-pil python3-sentencepiece python3-pytest libopenblas0-pthread)
+fi
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+export ONNXRUNTIME_NODE_INSTALL=skip
+npm ci --no-audit --no-fund

@@ -1,0 +1,48 @@
+// The one place where error codes meet HTTP status codes. Code throws `ServiceError`s (or a subclass);
+// the app's error handler turns every error into `{ error: { code, message } }` with the status below.
+// 5xx messages are generic on the wire (details go to the log), as fastify/demo does.
+
+export const ERROR_STATUS = {
+  bad_request: 400, // body is not parseable JSON / multipart
+  empty_input: 400, // nothing to score
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  unknown_model: 404,
+  payload_too_large: 413, // request or file bytes over a limit (checked before reading more)
+  unsupported_media_type: 415, // sniffed format not allowed (never trusts names / declared MIME types)
+  invalid_request: 422, // schema validation failed
+  unsupported_modality: 422,
+  input_too_long: 422, // media does not fit max_seq_len, or text over the hard cap
+  media_invalid: 422, // corrupt / truncated / undecodable media
+  media_limit_exceeded: 422, // pixels, frames, duration, dimensions, streams over a limit
+  no_video_stream: 422,
+  rate_limited: 429,
+  internal: 500,
+  engine_error: 500,
+  overloaded: 503, // queue full: 503 + Retry-After (RLHF clients retry 5xx, never 4xx)
+  model_not_ready: 503,
+  video_unavailable: 503, // no ffmpeg on this host
+  shutting_down: 503,
+  timeout: 504, // per-request deadline passed
+} as const
+
+export type ErrorCode = keyof typeof ERROR_STATUS
+
+export class ServiceError extends Error {
+  readonly code: ErrorCode
+  readonly headers: Record<string, string>
+  constructor(code: ErrorCode, message: string, headers: Record<string, string> = {}) {
+    super(message)
+    this.name = 'ServiceError'
+    this.code = code
+    this.headers = headers
+  }
+  get status(): number {
+    return ERROR_STATUS[this.code]
+  }
+}
+
+export function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof ServiceError
+}
