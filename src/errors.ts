@@ -17,7 +17,10 @@ export const ERROR_STATUS = {
   media_invalid: 422, // corrupt / truncated / undecodable media
   media_limit_exceeded: 422, // pixels, frames, duration, dimensions, streams over a limit
   no_video_stream: 422,
+  url_not_allowed: 403, // remote media URL disabled, not https, or host not on the allow-list (SSRF policy)
+  remote_fetch_failed: 422, // allowed media URL could not be fetched (HTTP error, timeout)
   rate_limited: 429,
+  client_closed: 499, // client went away before the answer (nginx's convention; never reaches the client)
   internal: 500,
   engine_error: 500,
   overloaded: 503, // queue full: 503 + Retry-After (RLHF clients retry 5xx, never 4xx)

@@ -1,0 +1,236 @@
+// Every knob of the service, parsed once at the edge. Nothing else reads process.env: server.ts calls
+// loadConfig(process.env) and passes the frozen result down; tests build one with testConfig().
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+import { z } from 'zod'
+import { QUERY_TEMPLATE_NAMES } from './rlhf/query-template.ts'
+import { MediaEnvSchema, mediaConfigFromEnv, type MediaConfig } from './preprocess/media/limits.ts'
+import { SCORES_MODES, parseClipSpec, parseLengthPenaltySpec, specField, type RewardShaping, type ScoresMode } from './rlhf/reward-shaping.ts'
+
+const intFrom = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def)
+
+const listFrom = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x.length > 0),
+    )
+
+export const EXECUTION_PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number]
+
+const EnvSchema = z.object({
+  /** TCP port; 0 picks a free one (tests, bench). */
+  PORT: intFrom(8080, 0, 65535),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  /** Triton-style repository: MODELS_DIR/<name>/<version>/model.json. Relative paths resolve from the cwd. */
+  MODELS_DIR: z.string().min(1).default('models'),
+  /** Model answering requests that name none. Empty: the only model, or the first name alphabetically. */
+  DEFAULT_MODEL: z.string().default(''),
+  /** Ordered preference; the first provider whose session initialises wins, the others' failures are logged and
+   *  shown in /v1/models. cpu last so a host without a GPU still serves. */
+  EXECUTION_PROVIDERS: listFrom('cuda,webgpu,cpu').pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1)),
+  /** ORT intra-op threads. 0 = one per available core. On a shared host fewer threads trade peak speed for
+   *  less contention with the event loop and tokenization. */
+  THREADS: intFrom(0, 0, 256),
+  /** Let idle ORT threads spin-wait for work. Lowers latency on a dedicated machine; on a shared host or under
+   *  a container CPU quota spinning threads steal the cores the other threads need (measured: 2x slower). */
+  ORT_SPIN: z.stringbool().default(false),
+  /** Padded token budget of one batch (max_len_in_batch x rows). Bigger batches amortise per-run overhead but
+   *  every row waits for the longest one; when set, must be >= each model's max_seq_len or that model refuses to
+   *  load. 0 = per model by execution provider: 16384 on GPU providers (batching amortises kernel launches),
+   *  the model's max_seq_len on cpu, where a batch costs at least the sum of its rows and larger batches were
+   *  measured slower per row (cache pressure, padding) — see bench/README.md. */
+  MAX_BATCH_TOKENS: intFrom(0, 0),
+  /** Rows per batch. */
+  MAX_BATCH_SIZE: intFrom(32, 1, 4096),
+  /** How long the oldest queued job may wait for company while the engine is idle. 0 = run at once (lowest
+   *  latency at low load; under load batches fill anyway while the previous batch runs). */
+  MAX_QUEUE_DELAY_MS: intFrom(0, 0, 10_000),
+  /** Batches handed to the engine at once. 2 = one batch is packed while the previous runs (TEI's prefetch),
+   *  at the price of smaller batches when the queue is short. */
+  PIPELINE_DEPTH: intFrom(1, 1, 8),
+  /** Items (conversations) admitted at once, in flight plus queued. Beyond it requests get 503 + Retry-After
+   *  before any tokenization or media work. Low values turn waiting into fast 503s that RLHF clients retry. */
+  MAX_PENDING_ITEMS: intFrom(512, 1),
+  /** Items one request may carry (score items, rank candidates). Must be <= MAX_PENDING_ITEMS. */
+  MAX_CLIENT_BATCH_SIZE: intFrom(128, 1),
+  /** Characters of text per conversation, checked before tokenizing (tokenization runs on the event loop;
+   *  left truncation keeps only max_seq_len tokens anyway). Over it: 422 input_too_long. */
+  MAX_ITEM_CHARS: intFrom(400_000, 1),
+  /** Seconds sent in Retry-After with 503 overloaded / shutting_down. */
+  RETRY_AFTER_S: intFrom(1, 0, 3600),
+  /** Per-request deadline from arrival to answer; past it the request gets 504 and its queued work is dropped. */
+  REQUEST_TIMEOUT_MS: intFrom(30_000, 1),
+  /** Largest request body accepted (JSON with inline base64 media counts here). */
+  BODY_LIMIT_BYTES: intFrom(32 * 1024 * 1024, 1024),
+  /** Comma-separated bearer keys; empty = no auth. Health, readiness and metrics stay public. */
+  API_KEYS: listFrom(''),
+  /** On SIGTERM: how long in-flight requests get to finish before the process exits anyway. */
+  SHUTDOWN_GRACE_MS: intFrom(10_000, 0),
+  /** A second port serving only /healthz, /readyz and /metrics (probes, scraper); 0 = off (they stay open on PORT
+   *  either way). */
+  OPS_PORT: intFrom(0, 0, 65535),
+  /** A file of bearer keys, one per line (# comments), added to API_KEYS (mount a Secret here). */
+  API_KEYS_FILE: z.string().default(''),
+  /** Bearer token for /admin/* (model reload). Empty = the admin API answers 403. Never one of API_KEYS. */
+  ADMIN_TOKEN: z.string().default(''),
+  /** Requests per RATE_LIMIT_WINDOW_MS per API key (per client IP without auth) on the scoring routes; over it
+   *  429 + Retry-After. 0 = off. */
+  RATE_LIMIT_MAX: intFrom(0, 0),
+  RATE_LIMIT_WINDOW_MS: intFrom(60_000, 1),
+  /** Process-pressure protection (@fastify/under-pressure): past these, non-health requests get 503 +
+   *  Retry-After. 0 = that check is off. */
+  MAX_EVENT_LOOP_DELAY_MS: intFrom(0, 0),
+  MAX_HEAP_USED_BYTES: intFrom(0, 0),
+  MAX_RSS_BYTES: intFrom(0, 0),
+  /** Hot reload: how often MODELS_DIR is scanned for new version directories (0 = only POST
+   *  /admin/models/reload). A directory is loaded once it looks the same on two scans (fully written). */
+  MODEL_POLL_INTERVAL_MS: intFrom(10_000, 0),
+  /** /get_reward (OpenRLHF): the policy chat template its `query` strings carry, parsed back into messages and
+   *  re-rendered with the RM's template. auto = detect from the markers (Llama-3, IXC, ChatML family), else
+   *  plain (split at prompts[i]). One of auto, plain, chatml, qwen2, llama3, internlm2, ixc. A trainer can
+   *  override it per URL: --remote_rm_url http://host:8080/get_reward?template=qwen2 */
+  RLHF_QUERY_TEMPLATE: z.enum(QUERY_TEMPLATE_NAMES).default('auto'),
+  /** /get_reward shaping defaults, all off (raw logits are what the RM learned). NORMALIZE: z-score with the
+   *  manifest's train_stats, so rewards from different RMs/versions share a scale. Overridable per URL
+   *  (?normalize=true) or per request (body.options). */
+  RLHF_NORMALIZE: z.stringbool().default(false),
+  /** "min,max": clip the shaped reward (PPO value loss blows up on rare huge logits). Empty = off. */
+  RLHF_CLIP: specField(parseClipSpec).default(null),
+  /** "threshold:per_token": subtract per_token for every response token beyond threshold, the usual guard
+   *  against a policy learning that the RM likes length. Empty = off. */
+  RLHF_LENGTH_PENALTY: specField(parseLengthPenaltySpec).default(null),
+  /** What /get_reward returns as OpenRLHF's `scores` (its dynamic filtering expects 0..1): sigmoid =
+   *  σ(reward), reward = the same numbers as `rewards` (OpenRLHF's reference server). */
+  RLHF_SCORES: z.enum(SCORES_MODES).default('sigmoid'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+
+export interface Config {
+  readonly port: number
+  readonly host: string
+  readonly modelsDir: string
+  readonly defaultModel: string
+  readonly executionProviders: readonly ExecutionProvider[]
+  readonly threads: number
+  readonly ortSpin: boolean
+  readonly batch: {
+    readonly maxBatchTokens: number
+    readonly maxBatchSize: number
+    readonly maxQueueDelayMs: number
+    readonly pipelineDepth: number
+  }
+  readonly maxPendingItems: number
+  readonly maxClientBatchSize: number
+  readonly maxItemChars: number
+  readonly retryAfterS: number
+  readonly requestTimeoutMs: number
+  readonly bodyLimitBytes: number
+  readonly apiKeys: readonly string[]
+  readonly shutdownGraceMs: number
+  readonly logLevel: string
+  readonly opsPort: number
+  readonly adminToken: string
+  readonly rateLimit: { readonly max: number; readonly windowMs: number }
+  readonly pressure: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number; readonly maxRssBytes: number }
+  readonly modelPollIntervalMs: number
+  /** Image/video limits and switches (env knobs documented in src/preprocess/media/limits.ts). */
+  readonly media: MediaConfig
+  readonly rlhf: {
+    readonly queryTemplate: string
+    readonly shaping: RewardShaping
+    readonly scores: ScoresMode
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v)
+    Object.freeze(o)
+  }
+  return o
+}
+
+/** API_KEYS_FILE: one key per line; blank lines and # comments ignored. A missing file is a config error. */
+function readKeysFile(file: string): string[] {
+  if (!file) return []
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`API_KEYS_FILE ${file}: ${(err as Error).message}`)
+  }
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  // Empty strings mean "unset" (docker/k8s often pass KEY= for optional values).
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  const parsed = EnvSchema.safeParse(cleaned)
+  if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`)
+  const e = parsed.data
+  const mediaEnv = MediaEnvSchema.safeParse(cleaned)
+  if (!mediaEnv.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(mediaEnv.error)}`)
+  const apiKeys = [...e.API_KEYS, ...readKeysFile(e.API_KEYS_FILE)]
+  if (e.ADMIN_TOKEN && apiKeys.includes(e.ADMIN_TOKEN)) {
+    throw new ConfigError('ADMIN_TOKEN must differ from every API key (a scoring key must not unlock the admin API)')
+  }
+  if (e.MAX_CLIENT_BATCH_SIZE > e.MAX_PENDING_ITEMS) {
+    throw new ConfigError('MAX_CLIENT_BATCH_SIZE must be <= MAX_PENDING_ITEMS (such a request could never be admitted)')
+  }
+  return deepFreeze<Config>({
+    port: e.PORT,
+    host: e.HOST,
+    modelsDir: e.MODELS_DIR,
+    defaultModel: e.DEFAULT_MODEL,
+    executionProviders: e.EXECUTION_PROVIDERS,
+    threads: e.THREADS === 0 ? os.availableParallelism() : e.THREADS,
+    ortSpin: e.ORT_SPIN,
+    batch: {
+      maxBatchTokens: e.MAX_BATCH_TOKENS,
+      maxBatchSize: e.MAX_BATCH_SIZE,
+      maxQueueDelayMs: e.MAX_QUEUE_DELAY_MS,
+      pipelineDepth: e.PIPELINE_DEPTH,
+    },
+    maxPendingItems: e.MAX_PENDING_ITEMS,
+    maxClientBatchSize: e.MAX_CLIENT_BATCH_SIZE,
+    maxItemChars: e.MAX_ITEM_CHARS,
+    retryAfterS: e.RETRY_AFTER_S,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    apiKeys,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    logLevel: e.LOG_LEVEL,
+    opsPort: e.OPS_PORT,
+    adminToken: e.ADMIN_TOKEN,
+    rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
+    pressure: {
+      maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
+      maxHeapUsedBytes: e.MAX_HEAP_USED_BYTES,
+      maxRssBytes: e.MAX_RSS_BYTES,
+    },
+    modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
+    media: mediaConfigFromEnv(mediaEnv.data),
+    rlhf: {
+      queryTemplate: e.RLHF_QUERY_TEMPLATE,
+      shaping: { normalize: e.RLHF_NORMALIZE, clip: e.RLHF_CLIP, length_penalty: e.RLHF_LENGTH_PENALTY },
+      scores: e.RLHF_SCORES,
+    },
+  })
+}

@@ -1,0 +1,97 @@
+// Main-thread proxy of the engine worker. One worker owns all sessions: on a small CPU host one ORT run at a
+// time with all intra-op threads beats several competing runs. Requests are matched to replies by id; if the
+// worker dies every pending call is rejected and health() turns false (readiness follows).
+import { Worker } from 'node:worker_threads'
+import type { Engine, LoadedGraph, ModelFiles, RewardFeeds, RewardOutput, VisionOutput } from './types.ts'
+import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void }
+// Distributes the request union over its members so each op keeps its own fields.
+type Outgoing<R> = R extends { id: number } ? Omit<R, 'id'> : never
+
+/** Starts the worker. Source runs through tsx: a loader passed with --import in execArgv is not active for
+ *  a worker's entry module on Node 20, so a tiny bootstrap registers tsx inside the worker first. */
+function spawnWorker(entry: URL, init: WorkerInit): Worker {
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: init })
+  const tsxApi = import.meta.resolve('tsx/esm/api')
+  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })`
+  return new Worker(boot, { eval: true, workerData: init })
+}
+
+export class EngineError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'EngineError'
+  }
+}
+
+export class WorkerEngine implements Engine {
+  readonly #worker: Worker
+  readonly #pending = new Map<number, Pending>()
+  #nextId = 1
+  #dead: Error | null = null
+
+  constructor(init: WorkerInit) {
+    this.#worker = spawnWorker(new URL('./engine-worker.ts', import.meta.url), init)
+    this.#worker.on('message', (msg: EngineResponse) => {
+      const p = this.#pending.get(msg.id)
+      if (!p) return
+      this.#pending.delete(msg.id)
+      if (msg.ok) p.resolve(msg.result)
+      else p.reject(new EngineError(msg.message))
+    })
+    const fail = (err: Error) => {
+      this.#dead ??= err
+      for (const p of this.#pending.values()) p.reject(new EngineError(`engine worker stopped: ${err.message}`))
+      this.#pending.clear()
+    }
+    this.#worker.on('error', fail)
+    this.#worker.on('exit', (code) => fail(new Error(`exit code ${code}`)))
+  }
+
+  #call<T>(req: Outgoing<EngineRequest>, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.#dead) return Promise.reject(new EngineError(`engine worker stopped: ${this.#dead.message}`))
+    const id = this.#nextId++
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      this.#worker.postMessage({ ...req, id }, transfer)
+    })
+  }
+
+  load(key: string, files: ModelFiles) {
+    return this.#call<{ reward: LoadedGraph; vision: LoadedGraph }>({ op: 'load', key, files })
+  }
+
+  unload(key: string) {
+    return this.#call<void>({ op: 'unload', key })
+  }
+
+  /** The feeds' buffers are transferred to the worker: callers must not touch them afterwards. */
+  runReward(key: string, feeds: RewardFeeds) {
+    const transfer = [
+      feeds.inputIds.buffer,
+      feeds.imageEmbeds.buffer,
+      feeds.imagePositions.buffer,
+      feeds.imMask.buffer,
+      feeds.attentionMask.buffer,
+      feeds.readoutIndex.buffer,
+    ] as ArrayBuffer[]
+    return this.#call<RewardOutput>({ op: 'reward', key, feeds }, [...new Set(transfer)])
+  }
+
+  /** `image`'s buffer is transferred to the worker. */
+  runVision(key: string, image: Float32Array, height: number, width: number) {
+    return this.#call<VisionOutput>({ op: 'vision', key, image, height, width }, [image.buffer as ArrayBuffer])
+  }
+
+  /** Liveness of the worker, answered without a round trip: a ping would queue behind a long batch and make
+   *  readiness flap exactly when the service is busiest. */
+  async health(): Promise<boolean> {
+    return this.#dead === null
+  }
+
+  async close(): Promise<void> {
+    this.#dead ??= new Error('closed')
+    await this.#worker.terminate()
+  }
+}

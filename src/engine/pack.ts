@@ -1,0 +1,49 @@
+// Encoded rows -> the reward.onnx feeds of one right-padded batch (models/README.md). Pure; used by the
+// batcher, the warm-up and bench/ so that all three feed the graph exactly the same way.
+import type { EncodedItem } from '../conversation/types.ts'
+import type { RewardFeeds } from './types.ts'
+
+export type PackRow = Pick<EncodedItem, 'ids' | 'images'>
+
+export function packRewardBatch(rows: readonly PackRow[], padId: number, dim: number): RewardFeeds {
+  const b = rows.length
+  let t = 1
+  let m = 0
+  for (const r of rows) {
+    t = Math.max(t, r.ids.length)
+    for (const img of r.images) m += img.block.tokens
+  }
+  const embedRows = Math.max(1, m)
+  const inputIds = new BigInt64Array(b * t).fill(BigInt(padId))
+  const imagePositions = new BigInt64Array(b * t)
+  const imMask = new Float32Array(b * t)
+  const attentionMask = new BigInt64Array(b * t)
+  // int64 tensors are written through 32-bit views (low word, little-endian; ids and positions are small and
+  // non-negative): BigInt boxing per element would dominate packing time for large batches.
+  const ids32 = new Int32Array(inputIds.buffer)
+  const pos32 = new Int32Array(imagePositions.buffer)
+  const att32 = new Int32Array(attentionMask.buffer)
+  const readoutIndex = new BigInt64Array(b)
+  const imageEmbeds = new Float32Array(embedRows * dim)
+  let embedAt = 0
+  rows.forEach((r, i) => {
+    const base = i * t
+    const len = r.ids.length
+    for (let j = 0; j < len; j++) {
+      ids32[2 * (base + j)] = r.ids[j]!
+      att32[2 * (base + j)] = 1
+    }
+    readoutIndex[i] = BigInt(len - 1)
+    for (const img of r.images) {
+      const { tokens, embeds } = img.block
+      if (img.block.dim !== dim) throw new Error(`image block width ${img.block.dim} != model width ${dim} (this is a bug)`)
+      imageEmbeds.set(embeds.subarray(0, tokens * dim), embedAt * dim)
+      for (let k = 0; k < tokens; k++) {
+        pos32[2 * (base + img.start + k)] = embedAt + k
+        imMask[base + img.start + k] = 1
+      }
+      embedAt += tokens
+    }
+  })
+  return { rows: b, seqLen: t, inputIds, imageEmbeds, embedRows, dim, imagePositions, imMask, attentionMask, readoutIndex }
+}

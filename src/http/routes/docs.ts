@@ -1,0 +1,15 @@
+// GET /docs — interactive API page (Swagger UI) over the hand-written openapi.yaml at the repository root,
+// which test/http/openapi.test.ts keeps in step with the real routes and responses. /docs/json and
+// /docs/yaml serve the spec itself.
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance } from 'fastify'
+
+export const OPENAPI_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../openapi.yaml')
+
+export default async function docsRoutes(app: FastifyInstance) {
+  await app.register(swagger, { mode: 'static', specification: { path: OPENAPI_PATH, baseDir: path.dirname(OPENAPI_PATH) } })
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } })
+}

@@ -1,0 +1,14 @@
+// GET /healthz: the process is alive (answers without touching the engine, so it stays fast during long
+// batches). GET /readyz: a model is loaded and warmed, the engine worker is alive, and we are not shutting down.
+import type { FastifyInstance } from 'fastify'
+import { ServiceError } from '../../errors.ts'
+
+export default async function healthRoutes(app: FastifyInstance) {
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/readyz', async () => {
+    if (app.lifecycle.shuttingDown) throw new ServiceError('shutting_down', 'server is shutting down')
+    if (!(await app.engine.health())) throw new ServiceError('model_not_ready', 'inference engine is not running')
+    if (!app.models.isReady()) throw new ServiceError('model_not_ready', 'no model is loaded and warmed yet')
+    return { status: 'ready', models: app.models.servingModels().map((m) => m.key) }
+  })
+}

@@ -1,0 +1,48 @@
+// GET /v1/models — every model version found, whether it serves (or why not), the execution provider chosen
+// with the fallback reasons, and the server's limits (clients size their batches from these, as with TEI /info).
+import type { FastifyInstance } from 'fastify'
+import { describeMediaLimits } from '../../preprocess/media/limits.ts'
+
+export default async function modelsRoute(app: FastifyInstance) {
+  app.get('/v1/models', async () => {
+    const c = app.config
+    const serving = new Map(app.models.servingModels().map((m) => [m.key, m]))
+    return {
+      default_model: app.models.defaultName || null,
+      execution_providers: { preference: c.executionProviders },
+      limits: {
+        max_batch_tokens: c.batch.maxBatchTokens || 'auto',
+        max_batch_size: c.batch.maxBatchSize,
+        max_queue_delay_ms: c.batch.maxQueueDelayMs,
+        max_pending_items: c.maxPendingItems,
+        max_client_batch_size: c.maxClientBatchSize,
+        max_item_chars: c.maxItemChars,
+        request_timeout_ms: c.requestTimeoutMs,
+        body_limit_bytes: c.bodyLimitBytes,
+        media: describeMediaLimits(c.media),
+      },
+      models: app.models.list().map((s) => {
+        const m = serving.get(`${s.name}/${s.version}`)
+        return {
+          name: s.name,
+          version: s.version,
+          state: s.state,
+          serving: s.serving,
+          ...(s.error ? { error: s.error } : {}),
+          execution_provider: s.executionProvider ?? null,
+          execution_provider_fallbacks: s.fallbacks ?? [],
+          ...(m
+            ? {
+                architecture: m.manifest.architecture,
+                created: m.manifest.created ?? null,
+                max_seq_len: m.manifest.max_seq_len,
+                max_batch_tokens: m.batchTokens ?? null,
+                readout: m.manifest.score.readout,
+                train_stats: m.manifest.score.train_stats,
+              }
+            : {}),
+        }
+      }),
+    }
+  })
+}

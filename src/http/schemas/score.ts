@@ -1,0 +1,35 @@
+import { z } from 'zod'
+import { ContentSchema, ConversationSchema, ModelFieldSchema, PromptSchema } from './common.ts'
+import { LengthControlSchema } from '../../rlhf/length-control.ts'
+
+export const ScoreRequestSchema = z.object({
+  model: ModelFieldSchema,
+  items: z.array(z.object({ messages: ConversationSchema })).min(1),
+  normalize: z.boolean().default(false),
+})
+export type ScoreRequest = z.infer<typeof ScoreRequestSchema>
+
+export const CompareRequestSchema = z
+  .object({
+    model: ModelFieldSchema,
+    prompt: PromptSchema.optional(),
+    responses: z.tuple([ContentSchema, ContentSchema]).optional(),
+    conversations: z.tuple([ConversationSchema, ConversationSchema]).optional(),
+    normalize: z.boolean().default(false),
+  })
+  .refine(
+    (r) => (r.conversations !== undefined) !== (r.prompt !== undefined && r.responses !== undefined),
+    'give either prompt + responses (two) or conversations (two)',
+  )
+  .refine((r) => r.conversations === undefined || (r.prompt === undefined && r.responses === undefined), 'conversations excludes prompt and responses')
+export type CompareRequest = z.infer<typeof CompareRequestSchema>
+
+export const RankRequestSchema = z.object({
+  model: ModelFieldSchema,
+  prompt: PromptSchema,
+  candidates: z.array(ContentSchema).min(1),
+  normalize: z.boolean().default(false),
+  /** Optional length-controlled pick (src/rlhf/length-control.ts), reported next to the plain best. */
+  length_control: LengthControlSchema.optional(),
+})
+export type RankRequest = z.infer<typeof RankRequestSchema>

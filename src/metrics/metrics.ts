@@ -1,0 +1,96 @@
+// Every metric name and bucket layout of the service, in one place. Each app instance passes its own
+// prom-client Registry, so tests and several apps in one process never share counters.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+// Seconds, 0.5 ms .. ~65 s, x2 steps (TEI uses geometric buckets too).
+const SECONDS = Array.from({ length: 18 }, (_, i) => 0.0005 * 2 ** i)
+const POW2 = (n: number) => Array.from({ length: n }, (_, i) => 2 ** i)
+
+export function createMetrics(registry: Registry = new Registry()) {
+  const registers = [registry]
+  return {
+    registry,
+    requests: new Counter({
+      name: 'scorer_requests_total',
+      help: 'HTTP requests by route and status code',
+      labelNames: ['route', 'status'] as const,
+      registers,
+    }),
+    requestSeconds: new Histogram({
+      name: 'scorer_request_duration_seconds',
+      help: 'HTTP request duration by route and status code',
+      labelNames: ['route', 'status'] as const,
+      buckets: SECONDS,
+      registers,
+    }),
+    queueDepth: new Gauge({ name: 'scorer_queue_depth', help: 'Jobs waiting for a batch', registers }),
+    pendingItems: new Gauge({
+      name: 'scorer_pending_items',
+      help: 'Items admitted (queued + in flight); admission refuses beyond MAX_PENDING_ITEMS',
+      registers,
+    }),
+    queueSeconds: new Histogram({
+      name: 'scorer_queue_seconds',
+      help: 'Time a job waited between enqueue and its batch starting',
+      buckets: SECONDS,
+      registers,
+    }),
+    batchSize: new Histogram({ name: 'scorer_batch_size', help: 'Rows per batch', buckets: POW2(13), registers }),
+    batchTokens: new Histogram({
+      name: 'scorer_batch_tokens',
+      help: 'Padded positions per batch (rows x longest row)',
+      buckets: POW2(21),
+      registers,
+    }),
+    preprocessSeconds: new Histogram({
+      name: 'scorer_preprocess_seconds',
+      help: 'Per-request tokenization and media preprocessing time',
+      buckets: SECONDS,
+      registers,
+    }),
+    inferenceSeconds: new Histogram({
+      name: 'scorer_inference_seconds',
+      help: 'Native run time per graph',
+      labelNames: ['graph'] as const,
+      buckets: SECONDS,
+      registers,
+    }),
+    tokensScored: new Counter({
+      name: 'scorer_tokens_scored_total',
+      help: 'Real (unpadded) positions scored',
+      labelNames: ['model'] as const,
+      registers,
+    }),
+    itemsScored: new Counter({
+      name: 'scorer_items_scored_total',
+      help: 'Conversations scored',
+      labelNames: ['model'] as const,
+      registers,
+    }),
+    score: new Histogram({
+      name: 'scorer_score',
+      help: 'Raw reward distribution per model (drift watch)',
+      labelNames: ['model'] as const,
+      buckets: Array.from({ length: 21 }, (_, i) => -10 + i),
+      registers,
+    }),
+    modelInfo: new Gauge({
+      name: 'scorer_model_info',
+      help: 'Loaded model versions (1 = serving, 0 = loaded but not the serving version, -1 = failed)',
+      labelNames: ['name', 'version', 'ep'] as const,
+      registers,
+    }),
+    rejected: new Counter({
+      name: 'scorer_rejected_total',
+      help: 'Requests or jobs refused or dropped, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    // Image/video embedding cache (src/preprocess/media/embedding-cache.ts); a hit skips decoding and vision.
+    mediaCacheHits: new Counter({ name: 'scorer_media_cache_hits_total', help: 'Media embedding cache hits (incl. sharing an in-flight vision run)', registers }),
+    mediaCacheMisses: new Counter({ name: 'scorer_media_cache_misses_total', help: 'Media embedding cache misses (vision graph runs)', registers }),
+    mediaCacheEvictions: new Counter({ name: 'scorer_media_cache_evictions_total', help: 'Media embeddings evicted to stay under EMBEDDING_CACHE_BYTES', registers }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,180 @@
+// Start-up loading of the model repository: every models/<name>/<version>/ is validated (manifest schema,
+// file sizes + sha256, graph input/output names against the live sessions), warmed up with one real run of
+// each graph, and only then published. Any failure marks that version failed with its reason; it never serves.
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { readdir, readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
+import { z } from 'zod'
+import { ConversationEncoder } from '../conversation/encode.ts'
+import type { Engine, LoadedGraph } from '../engine/types.ts'
+import { packRewardBatch } from '../engine/pack.ts'
+import { HfTextTokenizer } from '../preprocess/text/tokenize.ts'
+import { ModelManifestSchema, REWARD_INPUTS, REWARD_OUTPUT, VISION_INPUT, VISION_OUTPUT, type ModelManifest } from './manifest.ts'
+import { autoBatchTokens, modelKey, type ModelVersion } from './model-version.ts'
+import type { ModelRegistry } from './registry.ts'
+
+export interface LoadOptions {
+  engine: Engine
+  registry: ModelRegistry
+  maxBatchTokens: number
+  maxItemChars: number
+  log: { info(o: object, msg: string): void; error(o: object, msg: string): void; warn(o: object, msg: string): void }
+}
+
+/** Image tokens of an image laid out as rows x cols tiles (models/README.md, vision.onnx). */
+export function imageTokens(rows: number, cols: number, tileSize: number, patch: number): number {
+  const g = tileSize / patch / 2
+  return (rows * cols + 1) * g * g + 1 + (rows + 1) * g
+}
+
+async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256')
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer)
+  return h.digest('hex')
+}
+
+export async function versionDirs(root: string): Promise<Array<{ name: string; version: number; dir: string }>> {
+  const out: Array<{ name: string; version: number; dir: string }> = []
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const nameDir = path.join(root, name)
+    if (!(await stat(nameDir)).isDirectory()) continue
+    for (const v of await readdir(nameDir)) {
+      const dir = path.join(nameDir, v)
+      if (/^[1-9][0-9]*$/.test(v) && (await stat(dir)).isDirectory()) out.push({ name, version: Number(v), dir })
+    }
+  }
+  return out
+}
+
+function checkNames(graph: string, side: string, want: string[], got: string[]): void {
+  const a = [...want].sort().join(',')
+  const b = [...got].sort().join(',')
+  if (a !== b) throw new Error(`${graph} ${side}: manifest says [${a}], the ONNX session has [${b}]`)
+}
+
+async function verifyFiles(dir: string, m: ModelManifest): Promise<void> {
+  const needed = [m.graphs.reward.file, m.graphs.vision.file, m.tokenizer.file]
+  for (const f of needed) if (!m.files[f]) throw new Error(`manifest.files has no entry for ${f}`)
+  for (const [f, want] of Object.entries(m.files)) {
+    const file = path.join(dir, f)
+    if (path.dirname(path.resolve(file)) !== path.resolve(dir)) throw new Error(`manifest file ${f} escapes the version dir`)
+    const st = await stat(file).catch(() => null)
+    if (!st?.isFile()) throw new Error(`${f} is missing`)
+    if (st.size !== want.bytes) throw new Error(`${f} has ${st.size} bytes, manifest says ${want.bytes}`)
+    const got = await sha256(file)
+    if (got !== want.sha256) throw new Error(`${f} sha256 ${got} does not match the manifest (${want.sha256})`)
+  }
+}
+
+function checkManifestGraphs(m: ModelManifest): void {
+  checkNames('reward.onnx (manifest)', 'inputs', [...REWARD_INPUTS], m.graphs.reward.inputs.map((i) => i.name))
+  checkNames('reward.onnx (manifest)', 'outputs', [REWARD_OUTPUT], m.graphs.reward.outputs.map((i) => i.name))
+  checkNames('vision.onnx (manifest)', 'inputs', [VISION_INPUT], m.graphs.vision.inputs.map((i) => i.name))
+  checkNames('vision.onnx (manifest)', 'outputs', [VISION_OUTPUT], m.graphs.vision.outputs.map((i) => i.name))
+}
+
+function checkSessions(m: ModelManifest, graphs: { reward: LoadedGraph; vision: LoadedGraph }): void {
+  for (const g of ['reward', 'vision'] as const) {
+    checkNames(`${g}.onnx`, 'inputs', m.graphs[g].inputs.map((i) => i.name), graphs[g].inputNames)
+    checkNames(`${g}.onnx`, 'outputs', m.graphs[g].outputs.map((i) => i.name), graphs[g].outputNames)
+  }
+}
+
+function checkTokenizer(tok: HfTextTokenizer, m: ModelManifest): void {
+  for (const k of ['turn_start', 'turn_end', 'reward'] as const) {
+    const got = tok.encode(m.tokenizer.special[k])
+    if (got.length !== 1 || got[0] !== m.tokenizer.special_ids[k]) {
+      throw new Error(`tokenizer maps ${m.tokenizer.special[k]} to [${got}], manifest says ${m.tokenizer.special_ids[k]}`)
+    }
+  }
+}
+
+/** One run of each graph on a minimal input; also proves the graphs agree with the manifest's geometry. */
+async function warmUp(engine: Engine, model: ModelVersion): Promise<void> {
+  const m = model.manifest
+  const s = m.config.vision.tile_size
+  const vis = await engine.runVision(model.key, new Float32Array(3 * s * s), s, s)
+  const want = imageTokens(1, 1, s, m.config.vision.patch)
+  if (vis.tokens !== want || vis.dim !== m.config.hidden_size) {
+    throw new Error(`vision.onnx warm-up gave [${vis.tokens}, ${vis.dim}], expected [${want}, ${m.config.hidden_size}]`)
+  }
+  const row = model.encoder.finish([])
+  const feeds = packRewardBatch([row], m.tokenizer.pad_id, m.config.hidden_size)
+  const out = await engine.runReward(model.key, feeds)
+  if (out.scores.length !== 1 || !Number.isFinite(out.scores[0])) {
+    throw new Error(`reward.onnx warm-up gave ${out.scores.length} scores (${out.scores[0]})`)
+  }
+}
+
+/** Everything about a version dir that needs no engine: manifest, file checks, tokenizer, encoder. */
+export async function readVersion(
+  entry: { name: string; version: number; dir: string },
+  limits: { maxBatchTokens: number; maxItemChars: number },
+): Promise<{ manifest: ModelManifest; encoder: ConversationEncoder }> {
+  const raw: unknown = JSON.parse(await readFile(path.join(entry.dir, 'model.json'), 'utf8'))
+  const parsed = ModelManifestSchema.safeParse(raw)
+  if (!parsed.success) throw new Error(`model.json invalid: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`)
+  const m = parsed.data
+  if (m.name !== entry.name || m.version !== entry.version) {
+    throw new Error(`model.json says ${m.name}/${m.version} but lives in ${entry.name}/${entry.version}`)
+  }
+  if (limits.maxBatchTokens > 0 && m.max_seq_len > limits.maxBatchTokens) {
+    throw new Error(`max_seq_len ${m.max_seq_len} exceeds MAX_BATCH_TOKENS ${limits.maxBatchTokens}`)
+  }
+  checkManifestGraphs(m)
+  await verifyFiles(entry.dir, m)
+  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer)
+  checkTokenizer(tokenizer, m)
+  const encoder = new ConversationEncoder(tokenizer, {
+    template: m.template,
+    padId: m.tokenizer.pad_id,
+    maxSeqLen: m.max_seq_len,
+    maxChars: limits.maxItemChars,
+  })
+  return { manifest: m, encoder }
+}
+
+export async function loadVersion(
+  entry: { name: string; version: number; dir: string },
+  opts: LoadOptions,
+): Promise<ModelVersion> {
+  const { manifest: m, encoder } = await readVersion(entry, opts)
+  const key = modelKey(m.name, m.version)
+  const graphs = await opts.engine.load(key, {
+    reward: path.join(entry.dir, m.graphs.reward.file),
+    vision: path.join(entry.dir, m.graphs.vision.file),
+  })
+  const batchTokens = opts.maxBatchTokens > 0 ? opts.maxBatchTokens : autoBatchTokens(graphs.reward.executionProvider, m.max_seq_len)
+  const model: ModelVersion = { key, name: m.name, version: m.version, dir: entry.dir, manifest: m, encoder, graphs, batchTokens }
+  try {
+    checkSessions(m, graphs)
+    await warmUp(opts.engine, model)
+  } catch (err) {
+    await opts.engine.unload(key).catch(() => {})
+    throw err
+  }
+  return model
+}
+
+/** Loads every version under `root` (sequentially: one engine, and loading is start-up only). */
+export async function loadRepository(root: string, opts: LoadOptions): Promise<void> {
+  const entries = await versionDirs(root)
+  if (entries.length === 0) opts.log.warn({ root }, 'model repository is empty')
+  for (const entry of entries) {
+    opts.registry.setStatus({ ...entry, state: 'loading' })
+    try {
+      const model = await loadVersion(entry, opts)
+      opts.registry.publish(model)
+      const g = model.graphs.reward
+      opts.log.info(
+        { model: model.key, executionProvider: g.executionProvider, fallbacks: g.fallbacks },
+        `model ${model.key} ready on ${g.executionProvider}`,
+      )
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err)
+      opts.registry.setStatus({ ...entry, state: 'failed', error })
+      opts.log.error({ model: `${entry.name}/${entry.version}`, err: error }, 'model failed to load; it will not serve')
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// Image/video embedding cache: identical media (same bytes, same preprocessing, same model) is encoded by the
+// vision graph once. Keyed by a content hash, bounded by bytes (least recently used evicted first). Concurrent
+// requests for the same key share one computation: a best-of-N call with one image and N candidates resolves its
+// N conversations in parallel, and without the in-flight map all N would miss together.
+import { createHash } from 'node:crypto'
+
+export interface CachedEmbedding {
+  embeds: Float32Array // [tokens, dim]
+  tokens: number
+  dim: number
+}
+
+export interface CacheCounter {
+  inc(n?: number): void
+}
+
+export interface EmbeddingCacheMetrics {
+  hits: CacheCounter
+  misses: CacheCounter
+  evictions?: CacheCounter
+}
+
+export function mediaCacheKey(bytes: Uint8Array, parts: Record<string, unknown>): string {
+  const h = createHash('sha256').update(bytes)
+  h.update('\0')
+  h.update(JSON.stringify(parts))
+  return h.digest('hex')
+}
+
+export class EmbeddingCache {
+  private readonly entries = new Map<string, CachedEmbedding>() // insertion order = recency
+  private readonly inflight = new Map<string, Promise<CachedEmbedding>>()
+  private bytes = 0
+  hits = 0
+  misses = 0
+
+  constructor(private readonly maxBytes: number, private readonly metrics?: EmbeddingCacheMetrics) {}
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  get totalBytes(): number {
+    return this.bytes
+  }
+
+  peek(key: string): CachedEmbedding | undefined {
+    return this.entries.get(key)
+  }
+
+  // Returns the cached value, or runs `compute` once for all concurrent callers and stores its result.
+  async getOrCompute(key: string, compute: () => Promise<CachedEmbedding>): Promise<CachedEmbedding> {
+    const hit = this.entries.get(key)
+    if (hit) {
+      this.entries.delete(key)
+      this.entries.set(key, hit)
+      this.hit()
+      return hit
+    }
+    const pending = this.inflight.get(key)
+    if (pending) {
+      this.hit()
+      return pending
+    }
+    this.misses++
+    this.metrics?.misses.inc()
+    const p = compute().then(
+      (value) => {
+        this.inflight.delete(key)
+        this.store(key, value)
+        return value
+      },
+      (err) => {
+        this.inflight.delete(key)
+        throw err
+      },
+    )
+    this.inflight.set(key, p)
+    return p
+  }
+
+  clear(): void {
+    this.entries.clear()
+    this.bytes = 0
+  }
+
+  private hit(): void {
+    this.hits++
+    this.metrics?.hits.inc()
+  }
+
+  private store(key: string, value: CachedEmbedding): void {
+    const size = value.embeds.byteLength
+    if (size > this.maxBytes) return
+    this.entries.set(key, value)
+    this.bytes += size
+    for (const [k, v] of this.entries) {
+      if (this.bytes <= this.maxBytes) break
+      this.entries.delete(k)
+      this.bytes -= v.embeds.byteLength
+      this.metrics?.evictions?.inc()
+    }
+  }
+}

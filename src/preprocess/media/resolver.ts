@@ -1,0 +1,101 @@
+// THE media hook implementation (src/conversation/media.ts): one conversation's image/video parts ->
+// image-token blocks. Per part: bytes (inline / upload / allowed URL, budget-checked) -> sniffed format ->
+// embedding cache lookup (hit: no decoding, no vision run) -> decode + IXC transform (memoised per request) ->
+// vision.onnx through the engine. Concurrent identical media share one vision run (the cache's in-flight map),
+// which is what makes best-of-N with one image cost one vision run, not N.
+import { performance } from 'node:perf_hooks'
+import type { MediaContext, MediaResolver } from '../../conversation/media.ts'
+import type { MediaBlock, MediaPart } from '../../conversation/types.ts'
+import { ServiceError } from '../../errors.ts'
+import { decodeImage } from '../image/sharp.ts'
+import { imageTransform, type ImageTensor } from '../image/hd-transform.ts'
+import { preprocessVideo } from '../video/video.ts'
+import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
+import { loadPartBytes } from './input.ts'
+import type { MediaConfig } from './limits.ts'
+import { mediaParamsOf, type MediaParams } from './params.ts'
+import { mediaScopeOf, type MediaRequestScope } from './request-scope.ts'
+import type { FetchLike } from './remote-url.ts'
+import { sniffPart, type SniffedMedia } from './sniff.ts'
+import { withRequestTempDir } from './temp-dir.ts'
+
+interface Job {
+  key: string
+  bytes: Uint8Array
+  path: string | undefined
+  sniffed: SniffedMedia
+  params: MediaParams
+  hdNum: number
+}
+
+export class IxcMediaResolver implements MediaResolver {
+  readonly cache: EmbeddingCache
+
+  constructor(
+    readonly cfg: MediaConfig,
+    metrics?: EmbeddingCacheMetrics,
+    private readonly fetchImpl?: FetchLike,
+  ) {
+    this.cache = new EmbeddingCache(cfg.embeddingCacheBytes, metrics)
+  }
+
+  async resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]> {
+    const scope = ctx.scope ?? mediaScopeOf(ctx)
+    const params = mediaParamsOf(ctx.model.manifest)
+    // IXC: a conversation with more than one image gets the smaller hd_num
+    const images = parts.filter((p) => p.type === 'image').length
+    const hdNum = images > 1 ? params.image.hd_num_multi : params.image.hd_num
+    const blocks: MediaBlock[] = []
+    // one part after the other: bounds the decode memory of a conversation with many images
+    for (const part of parts) {
+      if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new ServiceError('timeout', 'request cancelled')
+      blocks.push(await this.resolveOne(part, params, hdNum, scope, ctx))
+    }
+    return blocks
+  }
+
+  private async resolveOne(part: MediaPart, params: MediaParams, hdNum: number, scope: MediaRequestScope, ctx: MediaContext): Promise<MediaBlock> {
+    const t0 = performance.now()
+    const loaded = await loadPartBytes(part, { cfg: this.cfg, budget: scope, files: scope.files, fetchImpl: this.fetchImpl })
+    const sniffed = sniffPart(loaded.bytes, part.type, this.cfg.videoFormats)
+    const key = mediaCacheKey(loaded.bytes, { kind: sniffed.kind, hdNum: sniffed.kind === 'image' ? hdNum : null, model: ctx.model.key })
+    const job: Job = { key, bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum }
+    let preprocessMs = 0
+    let inferenceMs = 0
+    const entry: CachedEmbedding = await this.cache.getOrCompute(key, async () => {
+      const tensor = await this.tensorFor(job, scope, ctx.signal)
+      preprocessMs = performance.now() - t0
+      const out = await ctx.engine.runVision(ctx.model.key, tensor.data, tensor.height, tensor.width)
+      inferenceMs = out.inferenceMs
+      if (out.tokens !== tensor.tokens || out.embeds.length !== out.tokens * out.dim) {
+        throw new ServiceError('engine_error', `vision graph returned ${out.tokens} tokens, the grid needs ${tensor.tokens}`)
+      }
+      return { embeds: out.embeds, tokens: out.tokens, dim: out.dim }
+    })
+    if (preprocessMs === 0) preprocessMs = performance.now() - t0
+    return { tokens: entry.tokens, dim: entry.dim, embeds: entry.embeds, preprocessMs, inferenceMs }
+  }
+
+  // Decode + transform, once per distinct media per request.
+  private tensorFor(job: Job, scope: MediaRequestScope, signal: AbortSignal): Promise<ImageTensor> {
+    let p = scope.tensors.get(job.key)
+    if (!p) {
+      p = this.buildTensor(job, signal)
+      scope.tensors.set(job.key, p)
+    }
+    return p
+  }
+
+  private async buildTensor(job: Job, signal: AbortSignal): Promise<ImageTensor> {
+    const { sniffed, params } = job
+    if (sniffed.kind === 'image') {
+      const rgb = await decodeImage(job.bytes, sniffed.format, { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS })
+      return imageTransform(rgb, params.image, job.hdNum)
+    }
+    // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
+    // that is removed as soon as the frames are out
+    return withRequestTempDir(this.cfg.tempDir, (dir) =>
+      preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal),
+    )
+  }
+}

@@ -1,0 +1,216 @@
+// The one batching loop (TEI's Infer + queue): admission permits, a FIFO queue, the pure policy deciding what
+// runs next, and the engine call. Handlers admit first (cheap, before any tokenization or media work), then
+// submit encoded rows and await their scores. A failing batch rejects only its own jobs.
+import { performance } from 'node:perf_hooks'
+import { ServiceError } from '../errors.ts'
+import type { EncodedItem } from '../conversation/types.ts'
+import type { Engine } from '../engine/types.ts'
+import { packRewardBatch } from '../engine/pack.ts'
+import type { Metrics } from '../metrics/metrics.ts'
+import type { ModelVersion } from '../models/model-version.ts'
+import { paddedCost, takeNextBatch } from './batch-policy.ts'
+import type { BatchLimits, JobTimings, QueuedJob } from './types.ts'
+
+export interface BatcherOptions {
+  engine: Engine
+  limits: BatchLimits
+  pipelineDepth: number
+  maxPendingItems: number
+  retryAfterS: number
+  metrics: Metrics
+  log: { error(o: object, msg: string): void }
+}
+
+export interface JobResult extends JobTimings {
+  score: number
+}
+
+export interface Permit {
+  release(): void
+}
+
+interface Job extends QueuedJob {
+  model: ModelVersion
+  row: EncodedItem
+  resolve(r: JobResult): void
+  reject(e: Error): void
+  timer: NodeJS.Timeout | undefined
+  onAbort: (() => void) | undefined
+  signal: AbortSignal | undefined
+}
+
+export class Batcher {
+  readonly #o: BatcherOptions
+  #queue: Job[] = []
+  #pending = 0
+  #inflight = 0
+  #timer: NodeJS.Timeout | undefined
+  #closed = false
+  #pumpScheduled = false
+
+  constructor(opts: BatcherOptions) {
+    this.#o = opts
+  }
+
+  get pendingItems(): number {
+    return this.#pending
+  }
+
+  get queueDepth(): number {
+    return this.#queue.length
+  }
+
+  /** Reserves room for `n` items or throws 503 overloaded at once (fail fast, like TEI's try_acquire). */
+  admit(n: number): Permit {
+    if (this.#closed) throw new ServiceError('shutting_down', 'server is closed', { 'retry-after': String(this.#o.retryAfterS) })
+    if (this.#pending + n > this.#o.maxPendingItems) {
+      this.#o.metrics.rejected.inc({ reason: 'overloaded' })
+      throw new ServiceError('overloaded', `server is at capacity (${this.#o.maxPendingItems} items); retry later`, {
+        'retry-after': String(this.#o.retryAfterS),
+      })
+    }
+    this.#pending += n
+    this.#o.metrics.pendingItems.set(this.#pending)
+    let released = false
+    return {
+      release: () => {
+        if (released) return
+        released = true
+        this.#pending -= n
+        this.#o.metrics.pendingItems.set(this.#pending)
+      },
+    }
+  }
+
+  /** Queues one encoded row of `model`. Rejects with 504 timeout at `deadline` (performance.now() clock), and
+   *  with a client_gone error as soon as `signal` aborts; either way the row is dropped if it has not run. */
+  submit(model: ModelVersion, row: EncodedItem, deadline: number, signal?: AbortSignal): Promise<JobResult> {
+    return new Promise<JobResult>((resolve, reject) => {
+      const now = performance.now()
+      const job: Job = {
+        batchKey: model.key,
+        length: row.ids.length,
+        tokenBudget: model.batchTokens,
+        enqueuedAt: now,
+        deadline,
+        cancelled: false,
+        model,
+        row,
+        timer: undefined,
+        onAbort: undefined,
+        signal,
+        resolve: (r) => {
+          this.#settle(job)
+          resolve(r)
+        },
+        reject: (e) => {
+          this.#settle(job)
+          reject(e)
+        },
+      }
+      if (signal?.aborted) {
+        this.#o.metrics.rejected.inc({ reason: 'client_gone' })
+        return reject(new ServiceError('client_closed', 'client closed the request'))
+      }
+      job.timer = setTimeout(() => {
+        if (job.cancelled) return
+        this.#o.metrics.rejected.inc({ reason: 'timeout' })
+        job.reject(new ServiceError('timeout', 'request deadline passed before it was scored'))
+      }, Math.max(0, deadline - now))
+      if (signal) {
+        job.onAbort = () => {
+          if (job.cancelled) return
+          this.#o.metrics.rejected.inc({ reason: 'client_gone' })
+          job.reject(new ServiceError('client_closed', 'client closed the request'))
+        }
+        signal.addEventListener('abort', job.onAbort, { once: true })
+      }
+      this.#queue.push(job)
+      this.#o.metrics.queueDepth.set(this.#queue.length)
+      this.#schedulePump()
+    })
+  }
+
+  /** Stops admitting (app close); queued and running jobs still finish. Graceful shutdown does not call this
+   *  early: requests that arrived before the signal must still be admitted (see server.ts). */
+  close(): void {
+    this.#closed = true
+  }
+
+  #settle(job: Job): void {
+    job.cancelled = true
+    if (job.timer) clearTimeout(job.timer)
+    if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+  }
+
+  /** Pumps once per microtask turn, so that all rows submitted in the same tick (one request's items, or
+   *  requests parsed together) are seen by the policy together instead of the first one running alone. */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return
+    this.#pumpScheduled = true
+    queueMicrotask(() => {
+      this.#pumpScheduled = false
+      this.#pump()
+    })
+  }
+
+  #pump(): void {
+    if (this.#timer) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    while (this.#inflight < this.#o.pipelineDepth && this.#queue.length > 0) {
+      const next = takeNextBatch(this.#queue, this.#o.limits, performance.now())
+      // Cancelled and expired jobs were already answered by their own abort/timeout path; just forget them.
+      this.#queue = next.rest
+      for (const j of next.expired) j.reject(new ServiceError('timeout', 'request deadline passed before it was scored'))
+      this.#o.metrics.queueDepth.set(this.#queue.length)
+      if (next.batch.length === 0) {
+        if (next.waitMs !== null) this.#timer = setTimeout(() => this.#pump(), next.waitMs)
+        return
+      }
+      this.#inflight++
+      void this.#run(next.batch).finally(() => {
+        this.#inflight--
+        this.#pump()
+      })
+    }
+  }
+
+  async #run(batch: Job[]): Promise<void> {
+    const m = this.#o.metrics
+    const model = batch[0]!.model
+    const start = performance.now()
+    for (const j of batch) m.queueSeconds.observe((start - j.enqueuedAt) / 1000)
+    m.batchSize.observe(batch.length)
+    m.batchTokens.observe(paddedCost(batch))
+    try {
+      const feeds = packRewardBatch(
+        batch.map((j) => j.row),
+        model.manifest.tokenizer.pad_id,
+        model.manifest.config.hidden_size,
+      )
+      const out = await this.#o.engine.runReward(model.key, feeds)
+      m.inferenceSeconds.observe({ graph: 'reward' }, out.inferenceMs / 1000)
+      let tokens = 0
+      batch.forEach((j, i) => {
+        const score = out.scores[i]!
+        tokens += j.length
+        m.score.observe({ model: model.key }, score)
+        if (j.cancelled) return // answered already (timeout / client gone); the work is done anyway
+        if (!Number.isFinite(score)) {
+          j.reject(new ServiceError('engine_error', `model returned a non-finite score (${score})`))
+          return
+        }
+        j.resolve({ score, queueMs: start - j.enqueuedAt, inferenceMs: out.inferenceMs, batchSize: batch.length })
+      })
+      m.tokensScored.inc({ model: model.key }, tokens)
+      m.itemsScored.inc({ model: model.key }, batch.length)
+    } catch (err) {
+      this.#o.log.error({ err, model: model.key, rows: batch.length }, 'batch failed')
+      for (const j of batch) {
+        if (!j.cancelled) j.reject(new ServiceError('engine_error', 'inference failed'))
+      }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+// Shapes shared by the pure batch policy and the batcher loop.
+
+export interface BatchLimits {
+  /** Padded cost budget: rows x longest row. */
+  maxBatchTokens: number
+  maxBatchSize: number
+  maxQueueDelayMs: number
+}
+
+/** What the policy needs to know about a queued job. */
+export interface QueuedJob {
+  /** Jobs with different keys (model versions) never share a batch. */
+  batchKey: string
+  length: number
+  enqueuedAt: number
+  /** Padded token budget of a batch led by this job (its model's); limits.maxBatchTokens when absent. */
+  tokenBudget?: number
+  /** Absolute time (same clock as `now`) after which the job is useless. */
+  deadline: number
+  /** Client gone or already answered (e.g. timed out): skip without running. */
+  cancelled: boolean
+}
+
+export interface NextBatch<J extends QueuedJob> {
+  /** Jobs to run now, sorted by length; empty when nothing should run yet. */
+  batch: J[]
+  /** Live jobs left in the queue, in arrival order. */
+  rest: J[]
+  /** Jobs to drop without running. */
+  cancelled: J[]
+  expired: J[]
+  /** When `batch` is empty but jobs wait for company: ms until the oldest one must go. */
+  waitMs: number | null
+}
+
+export interface JobTimings {
+  queueMs: number
+  inferenceMs: number
+  batchSize: number
+}

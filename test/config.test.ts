@@ -1,0 +1,35 @@
+import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.ts'
+
+t.test('defaults', async (t) => {
+  const c = loadConfig({})
+  t.equal(c.port, 8080)
+  t.equal(c.host, '0.0.0.0')
+  t.equal(c.modelsDir, 'models')
+  t.same(c.executionProviders, ['cuda', 'webgpu', 'cpu'])
+  t.ok(c.threads >= 1)
+  t.same(c.apiKeys, [])
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.batch) && Object.isFrozen(c.executionProviders))
+})
+
+t.test('parses and coerces env strings; empty means unset', async (t) => {
+  const c = loadConfig({ PORT: '0', EXECUTION_PROVIDERS: ' cpu ', MAX_BATCH_TOKENS: '4096', API_KEYS: 'a, b', HOST: '' })
+  t.equal(c.port, 0)
+  t.same(c.executionProviders, ['cpu'])
+  t.equal(c.batch.maxBatchTokens, 4096)
+  t.same(c.apiKeys, ['a', 'b'])
+  t.equal(c.host, '0.0.0.0')
+})
+
+t.test('refuses nonsense', async (t) => {
+  for (const env of [
+    { PORT: '70000' },
+    { PORT: 'eighty' },
+    { EXECUTION_PROVIDERS: 'cuda,tpu' },
+    { MAX_BATCH_SIZE: '0' },
+    { MAX_PENDING_ITEMS: '4', MAX_CLIENT_BATCH_SIZE: '8' },
+    { LOG_LEVEL: 'loud' },
+  ]) {
+    t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
+  }
+})

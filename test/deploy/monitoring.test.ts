@@ -1,0 +1,159 @@
+// Compose, Prometheus, Grafana and alerting configs: they parse, promtool accepts them, the alerts fire on
+// what they describe (promtool unit tests), the compose and Kubernetes rules are the same, and every metric
+// a dashboard panel, alert or autoscaling rule names is one that the real app's /metrics exports.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import YAML from 'yaml'
+import { loadConfig } from '../../src/config.ts'
+import { buildTestApp } from '../helpers/build-app.ts'
+import { configEnvKeys, exportedSeries, metricRefs, parseDockerfile, readRepo, repoPath } from './helpers.ts'
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'monitoring-test-'))
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
+
+function promtool(args: string[]): string {
+  try {
+    return execFileSync('promtool', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 })
+  } catch (e: any) {
+    if (e.code === 'ENOENT') throw new Error('promtool not found: apt-get install prometheus (scripts/install-deps.sh does)')
+    throw new Error(`promtool ${args.join(' ')} failed:\n${e.stdout}${e.stderr}`)
+  }
+}
+
+const compose = YAML.parse(readRepo('docker/compose.yaml'))
+const composeGpu = YAML.parse(readRepo('docker/compose.gpu.yaml'))
+const prom = YAML.parse(readRepo('docker/prometheus/prometheus.yml'))
+const alerts = YAML.parse(readRepo('docker/prometheus/alerts.yml'))
+const dashboard = JSON.parse(readRepo('docker/grafana/dashboards/reward-server.json'))
+
+// What /metrics really exports: scrape an app after one scored request (so labelled series exist too).
+const { app } = await buildTestApp()
+await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] }] } })
+const scrape = (await app.inject({ method: 'GET', url: '/metrics' })).body
+await app.close()
+const SERIES = exportedSeries(scrape)
+
+/** Grafana's template variables replaced by values PromQL accepts. */
+const grafanaToPromql = (expr: string) =>
+  expr.replace(/\$__rate_interval|\$__interval|\$__range/g, '5m').replace(/\$\{?(job|model|instance)\}?/g, '.*')
+
+const panelExprs = (): Array<{ panel: string; expr: string }> =>
+  dashboard.panels.flatMap((p: any) => (p.targets ?? []).map((x: any) => ({ panel: p.title, expr: x.expr as string })))
+
+t.test('the scrape is real and has the families the configs use', async (t) => {
+  t.ok(SERIES.size > 20, `${SERIES.size} series names`)
+  t.equal(SERIES.get('scorer_request_duration_seconds'), 'histogram')
+  t.ok(SERIES.has('scorer_request_duration_seconds_bucket'))
+  t.match(scrape, /scorer_requests_total\{route="\/v1\/score",status="200"\} 1/)
+})
+
+t.test('compose: server, Prometheus and Grafana wired together', async (t) => {
+  t.same(Object.keys(compose.services).sort(), ['grafana', 'prometheus', 'server'])
+  const s = compose.services.server
+  t.ok(existsSync(repoPath('docker', s.build.context, s.build.dockerfile)), 'server Dockerfile exists')
+  t.ok(existsSync(repoPath('docker', s.build.context, composeGpu.services.server.build.dockerfile)), 'GPU Dockerfile exists')
+  t.same(composeGpu.services.server.deploy.resources.reservations.devices[0].capabilities, ['gpu'])
+  // Every bind mount's source exists (paths are relative to docker/).
+  for (const [name, svc] of Object.entries<any>(compose.services)) {
+    for (const v of svc.volumes ?? []) {
+      const src = v.split(':')[0]
+      if (src.startsWith('.')) t.ok(existsSync(repoPath('docker', src)), `${name}: ${src} exists`)
+      else t.ok(compose.volumes && src in compose.volumes, `${name}: named volume ${src} declared`)
+    }
+  }
+  // Hardened like the Kubernetes pod: read-only root, writable /tmp, the image's non-root user, no capabilities.
+  t.equal(s.read_only, true)
+  t.ok(s.tmpfs.some((x: string) => x.startsWith('/tmp')))
+  const user = parseDockerfile(readRepo('docker/Dockerfile.cpu')).instructions.filter((i) => i.cmd === 'USER').at(-1)!.args
+  t.equal(s.user, user)
+  t.same(s.cap_drop, ['ALL'])
+  // Config: only keys src/config.ts reads, and it parses (compose `${VAR:-}` defaults are empty = unset).
+  const keys = configEnvKeys()
+  const env = Object.fromEntries(Object.entries<string>(s.environment).map(([k, v]) => [k, String(v).replace(/^\$\{\w+:-([^}]*)\}$/, '$1')]))
+  for (const k of Object.keys(env)) t.ok(keys.has(k), `compose env ${k} is a config key`)
+  const cfg = loadConfig(env)
+  const graceS = Number(String(s.stop_grace_period).replace(/s$/, ''))
+  t.ok(graceS >= cfg.shutdownGraceMs / 1000 + 2, `stop_grace_period ${graceS}s covers SHUTDOWN_GRACE_MS`)
+  t.ok(s.ports.includes(`${cfg.port}:${cfg.port}`))
+  for (const svc of ['prometheus', 'grafana']) t.match(compose.services[svc].image, /^[\w./-]+:v?\d+\.\d+\.\d+$/, `${svc} image pinned`)
+})
+
+t.test('Prometheus config and rules pass promtool; the scrape target is the server', async (t) => {
+  const job = prom.scrape_configs.find((j: any) => j.job_name === 'reward-server')
+  t.equal(job.metrics_path, '/metrics')
+  t.same(job.static_configs[0].targets, [`server:${loadConfig({}).port}`])
+  // The container paths of rule_files are the compose mounts of alerts.yml.
+  const mounts = compose.services.prometheus.volumes.map((v: string) => v.split(':'))
+  for (const rf of prom.rule_files) t.ok(mounts.some((m: string[]) => m[1] === rf && m[0].endsWith('alerts.yml')), `${rf} is mounted`)
+  const local = path.join(tmp, 'prometheus.yml')
+  writeFileSync(local, YAML.stringify({ ...prom, rule_files: [repoPath('docker/prometheus/alerts.yml')] }))
+  t.match(promtool(['check', 'config', local]), /SUCCESS/)
+  t.match(promtool(['check', 'rules', repoPath('docker/prometheus/alerts.yml')]), /SUCCESS: 5 rules found/)
+})
+
+t.test('alerts fire on their conditions (promtool test rules)', async (t) => {
+  t.match(promtool(['test', 'rules', repoPath('test/deploy/alerts.promtest.yml')]), /SUCCESS/)
+  const tested = new Set([...readRepo('test/deploy/alerts.promtest.yml').matchAll(/alertname: (\w+)/g)].map((m) => m[1]))
+  for (const r of alerts.groups.flatMap((g: any) => g.rules)) t.ok(tested.has(r.alert), `${r.alert} has a unit test`)
+})
+
+t.test('Kubernetes PrometheusRule = compose alerts; the runbook covers every alert', async (t) => {
+  const rule = YAML.parse(readRepo('k8s/base/prometheusrule.yaml'))
+  t.same(rule.spec.groups, alerts.groups)
+  // The runbook is docs/deploy.md; the README's Deploy section may carry it too.
+  const runbook = ['docs/deploy.md', 'README.md'].filter((f) => existsSync(repoPath(f))).map((f) => readRepo(f)).join('\n')
+  for (const r of alerts.groups.flatMap((g: any) => g.rules)) {
+    t.match(runbook, new RegExp(`#+ .*${r.alert}`), `docs/deploy.md has a runbook entry for ${r.alert}`)
+    t.equal(r.annotations.runbook, 'docs/deploy.md#runbook')
+  }
+})
+
+t.test('every metric named by alerts, dashboard and the HPA adapter is exported', async (t) => {
+  const exprs = [
+    ...alerts.groups.flatMap((g: any) => g.rules.map((r: any) => ({ where: `alert ${r.alert}`, expr: r.expr }))),
+    ...panelExprs().map((p) => ({ where: `panel "${p.panel}"`, expr: p.expr })),
+    ...dashboard.templating.list.filter((v: any) => v.type === 'query').map((v: any) => ({ where: `variable ${v.name}`, expr: v.query.query })),
+    ...YAML.parse(readRepo('k8s/prometheus-adapter/values.yaml')).rules.custom.map((r: any) => ({ where: 'adapter rule', expr: r.seriesQuery })),
+  ]
+  for (const { where, expr } of exprs) {
+    const names = metricRefs(expr)
+    t.ok(names.length > 0, `${where} names a scorer_ metric`)
+    for (const n of names) t.ok(SERIES.has(n), `${where}: ${n} is exported by /metrics`)
+  }
+})
+
+t.test('Grafana: provisioning points at Prometheus and the dashboard; panels are valid PromQL', async (t) => {
+  const ds = YAML.parse(readRepo('docker/grafana/provisioning/datasources/prometheus.yaml')).datasources[0]
+  t.equal(ds.url, 'http://prometheus:9090')
+  t.equal(ds.type, 'prometheus')
+  const provider = YAML.parse(readRepo('docker/grafana/provisioning/dashboards/dashboards.yaml')).providers[0]
+  const mount = compose.services.grafana.volumes.map((v: string) => v.split(':')).find((m: string[]) => m[1] === provider.options.path)
+  t.ok(mount && existsSync(path.join(repoPath('docker', mount[0]), 'reward-server.json')), 'dashboard dir mounted where the provider reads')
+  t.equal(dashboard.uid, 'reward-server')
+  // Panels use the datasource variable, whose default is the provisioned datasource.
+  const dsVar = dashboard.templating.list.find((v: any) => v.type === 'datasource')
+  t.equal(dsVar.current.value, ds.uid)
+  for (const p of dashboard.panels.filter((x: any) => x.type !== 'row')) t.equal(p.datasource.uid, '${datasource}', p.title)
+  // PromQL syntax, checked by Prometheus itself: every panel query as a recording rule.
+  const rules = { groups: [{ name: 'dashboard', rules: panelExprs().map((p, i) => ({ record: `dashboard:panel_${i}`, expr: grafanaToPromql(p.expr) })) }] }
+  const file = path.join(tmp, 'dashboard-rules.yml')
+  writeFileSync(file, YAML.stringify(rules))
+  t.match(promtool(['check', 'rules', file]), new RegExp(`SUCCESS: ${rules.groups[0]!.rules.length} rules found`))
+  // The views the issue asks for are there.
+  const all = panelExprs().map((p) => p.expr).join('\n')
+  const want: Array<[string, RegExp]> = [
+    ['request rate', /rate\(scorer_requests_total/],
+    ['latency quantiles', /histogram_quantile\(0\.99, sum by \(le\) \(rate\(scorer_request_duration_seconds_bucket/],
+    ['queue depth', /scorer_queue_depth/],
+    ['batch size', /scorer_batch_size_(sum|bucket)/],
+    ['execution provider', /by \([^)]*\bep\b[^)]*\) \(scorer_model_info/],
+    ['score distribution', /scorer_score_bucket/],
+    ['errors by reason', /sum by \(reason\) \(rate\(scorer_rejected_total/],
+  ]
+  for (const [what, re] of want) t.match(all, re, what)
+  const ids = dashboard.panels.map((p: any) => p.id)
+  t.equal(new Set(ids).size, ids.length, 'panel ids unique')
+})

@@ -1,0 +1,141 @@
+import t from 'tap'
+import {
+  QueryParseError,
+  detectQueryTemplate,
+  parseQuery,
+  stripEdgeTokens,
+  suffixPrefixOverlap,
+} from '../../src/rlhf/query-template.ts'
+
+// Queries below are what each policy's own chat template (tokenizer_config.json chat_template) renders, then
+// OpenRLHF decodes with skip_special_tokens=False: left padding and trailing EOS/pad included.
+const USER = 'What is 2+2?\nAnswer briefly.'
+const ANSWER = 'The answer is 4.'
+const expected = [
+  { role: 'user', content: USER },
+  { role: 'assistant', content: ANSWER },
+]
+
+t.test('chatml: system kept, trailing pad stripped', async (t) => {
+  const q =
+    '<|im_start|>system\nYou are a pirate.<|im_end|>\n' +
+    `<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\n${ANSWER}<|im_end|>\n<|endoftext|>`
+  t.same(parseQuery(q, undefined, 'chatml'), [{ role: 'system', content: 'You are a pirate.' }, ...expected])
+  t.same(parseQuery(q, undefined, 'auto'), [{ role: 'system', content: 'You are a pirate.' }, ...expected])
+})
+
+t.test('qwen2: left padding and the injected default system prompt are removed', async (t) => {
+  for (const sys of ['You are a helpful assistant.', 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.']) {
+    const q =
+      '<|endoftext|><|endoftext|><|endoftext|>' +
+      `<|im_start|>system\n${sys}<|im_end|>\n<|im_start|>user\n${USER}<|im_end|>\n` +
+      `<|im_start|>assistant\n${ANSWER}<|im_end|><|endoftext|><|endoftext|>`
+    t.same(parseQuery(q, undefined, 'qwen2'), expected)
+    // chatml keeps it: the default prompt is a Qwen habit, not a ChatML one.
+    t.equal(parseQuery(q, undefined, 'chatml')[0].role, 'system')
+  }
+  const custom = `<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\n${ANSWER}`
+  t.same(parseQuery(custom, undefined, 'qwen2')[0], { role: 'system', content: 'Be terse.' })
+})
+
+t.test('llama3: header markers, eot, and 3.1 date preamble', async (t) => {
+  const preamble = 'Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n'
+  const q =
+    `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n${preamble}<|eot_id|>` +
+    `<|start_header_id|>user<|end_header_id|>\n\n${USER}<|eot_id|>` +
+    `<|start_header_id|>assistant<|end_header_id|>\n\n${ANSWER}<|eot_id|><|finetune_right_pad_id|>`
+  t.same(parseQuery(q, undefined, 'llama3'), expected)
+  t.same(parseQuery(q, undefined, 'auto'), expected)
+  const withSystem = q.replace(preamble, `${preamble}Be terse.`)
+  t.same(parseQuery(withSystem, undefined, 'llama3')[0], { role: 'system', content: 'Be terse.' })
+})
+
+t.test('internlm2: <s> BOS, ChatML markers, </s> EOS', async (t) => {
+  const q =
+    `<s><|im_start|>system\nYou are InternLM.<|im_end|>\n<|im_start|>user\n${USER}<|im_end|>\n` +
+    `<|im_start|>assistant\n${ANSWER}<|im_end|>\n</s></s>`
+  t.same(parseQuery(q, undefined, 'internlm2'), [{ role: 'system', content: 'You are InternLM.' }, ...expected])
+})
+
+t.test('ixc: InternLM2 original vocabulary markers', async (t) => {
+  const q =
+    `<s>[UNUSED_TOKEN_146]user\n${USER}[UNUSED_TOKEN_145]\n` +
+    `[UNUSED_TOKEN_146]assistant\n${ANSWER}[UNUSED_TOKEN_145]\n</s>[UNUSED_TOKEN_130]`
+  t.same(parseQuery(q, undefined, 'ixc'), expected)
+  t.same(parseQuery(q, undefined, 'auto'), expected)
+})
+
+t.test('multi-turn conversations keep every turn in order', async (t) => {
+  const q =
+    '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n' +
+    `<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\n${ANSWER}<|im_end|>`
+  t.same(parseQuery(q, undefined, 'chatml'), [
+    { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: 'Hello!' },
+    ...expected,
+  ])
+})
+
+t.test('response cut by the length limit (no end marker) and empty responses', async (t) => {
+  t.same(parseQuery(`<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\nThe answer`, undefined, 'chatml'), [
+    expected[0],
+    { role: 'assistant', content: 'The answer' },
+  ])
+  t.same(parseQuery(`<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\n<|im_end|>`, undefined, 'chatml'), [
+    expected[0],
+    { role: 'assistant', content: '' },
+  ])
+  t.same(parseQuery(`<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant`, undefined, 'chatml'), [
+    expected[0],
+    { role: 'assistant', content: '' },
+  ])
+  t.same(parseQuery(`<|im_start|>user\n${USER}<|im_end|>\n`, undefined, 'chatml'), [
+    expected[0],
+    { role: 'assistant', content: '' },
+  ])
+})
+
+t.test('left-truncated prompt: orphan text before the first marker is kept as user context', async (t) => {
+  const q = `d of a long question.<|im_end|>\n<|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\n${ANSWER}`
+  t.same(parseQuery(q, undefined, 'chatml'), [{ role: 'user', content: 'd of a long question.' }, ...expected])
+})
+
+t.test('plain: split by the given prompt', async (t) => {
+  const prompt = `Human: ${USER}\n\nAssistant:`
+  t.same(parseQuery(`${prompt} ${ANSWER}</s>`, prompt, 'plain'), [
+    { role: 'user', content: prompt },
+    { role: 'assistant', content: ANSWER },
+  ])
+  // Prompt left-truncated inside the query: the query starts with the prompt's tail.
+  t.same(parseQuery(`${prompt.slice(9)} ${ANSWER}`, prompt, 'plain'), [
+    { role: 'user', content: prompt },
+    { role: 'assistant', content: ANSWER },
+  ])
+  // Left padding before the prompt.
+  t.same(parseQuery(`</s></s>${prompt} ${ANSWER}`, prompt, 'plain')[1], { role: 'assistant', content: ANSWER })
+  // auto picks plain for a marker-free query
+  t.equal(detectQueryTemplate(`${prompt} ${ANSWER}`), 'plain')
+  t.same(parseQuery(`${prompt} ${ANSWER}`, prompt, 'auto')[1].content, ANSWER)
+})
+
+t.test('errors are QueryParseErrors with a reason', async (t) => {
+  t.throws(() => parseQuery('no markers here', undefined, 'chatml'), QueryParseError)
+  t.throws(() => parseQuery('Human: hi Assistant: yo', undefined, 'plain'), /needs the prompt/)
+  t.throws(() => parseQuery('Human: hi Assistant: yo', 'totally different', 'plain'), /does not contain its prompt/)
+  t.throws(() => parseQuery('x', 'x', 'vicuna'), /unknown query template/)
+  t.throws(() => parseQuery('<|im_start|>assistant\nonly an answer', undefined, 'chatml'), /no prompt turn/)
+})
+
+t.test('stripEdgeTokens and suffixPrefixOverlap', async (t) => {
+  t.equal(stripEdgeTokens('</s></s> hi </s>\n<|endoftext|>', ['</s>', '<|endoftext|>']), 'hi')
+  t.equal(stripEdgeTokens('</s></s>', ['</s>']), '')
+  t.equal(suffixPrefixOverlap('abcdef', 'defgh'), 3)
+  t.equal(suffixPrefixOverlap('abc', 'xyz'), 0)
+  t.equal(suffixPrefixOverlap('aaaa', 'aa'), 2)
+  // A long run of pads (the O(n^2) trap of OpenRLHF PR #521) is handled in one linear pass.
+  const pads = '<|endoftext|>'.repeat(200_000)
+  t.same(parseQuery(`${pads}<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>${pads}`, undefined, 'qwen2'), [
+    { role: 'user', content: 'hi' },
+    { role: 'assistant', content: 'yo' },
+  ])
+})

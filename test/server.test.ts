@@ -1,0 +1,70 @@
+// The real server process (src/server.ts) on an ephemeral port with the real default model: SIGTERM turns
+// readiness off, new requests get 503 shutting_down with Connection: close, a request already in flight
+// still gets its answer, the worker is released and the process exits 0.
+import { spawn } from 'node:child_process'
+import http from 'node:http'
+import net from 'node:net'
+import path from 'node:path'
+import t from 'tap'
+import { MODELS_DIR, REPO_ROOT } from './helpers/real-model.ts'
+
+function request(port: number, method: string, url: string, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: url, agent: false, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+      let data = ''
+      res.on('data', (c) => (data += c))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: data }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+t.test('graceful shutdown', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/server.ts')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MODELS_DIR, LOG_LEVEL: 'info', THREADS: '1', SHUTDOWN_GRACE_MS: '20000', MODEL_POLL_INTERVAL_MS: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+  let out = ''
+  child.stderr.on('data', () => {}) // ORT prints provider fallbacks here
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (c) => {
+      out += c
+      const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out)
+      if (m) resolve(Number(m[1]))
+    })
+    void exited.then((code) => reject(new Error(`server exited early (${code}): ${out.slice(-2000)}`)))
+  })
+  t.equal((await request(port, 'GET', '/readyz')).status, 200)
+
+  // An in-flight request: headers sent (so the server has accepted it), body still coming.
+  const body = JSON.stringify({ items: [{ messages: [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'hi there' }] }] })
+  const sock = net.connect(port, '127.0.0.1')
+  await new Promise((r) => sock.once('connect', r))
+  let raw = ''
+  sock.on('data', (c) => (raw += c))
+  const answered = new Promise<string>((r) => sock.on('end', () => r(raw)))
+  sock.write(`POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`)
+  sock.write(body.slice(0, 20))
+  await new Promise((r) => setTimeout(r, 300))
+
+  child.kill('SIGTERM')
+  await new Promise((r) => setTimeout(r, 200))
+  const refused = await request(port, 'POST', '/v1/score', body)
+  t.equal(refused.status, 503)
+  t.equal(JSON.parse(refused.body).error.code, 'shutting_down')
+  t.equal(refused.headers.connection, 'close')
+  t.equal((await request(port, 'GET', '/readyz')).status, 503, 'not ready while draining')
+  t.equal(child.exitCode, null, 'still draining the in-flight request')
+
+  sock.write(body.slice(20))
+  const reply = await answered
+  t.match(reply, /^HTTP\/1\.1 200 /, 'the in-flight request was answered')
+  t.match(reply, /"scores":\[-?\d/)
+  t.equal(await exited, 0, 'clean exit')
+})

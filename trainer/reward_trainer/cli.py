@@ -1,0 +1,206 @@
+"""Command line: python3 -m reward_trainer <command> [--options]. `reproduce` rebuilds the default model."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+from typing import Any, Dict, List, Optional, Type
+
+from .config import GenConfig, ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, VisionArgs
+
+TRAINER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(TRAINER_DIR)
+
+
+def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", skip=()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in skip or dataclasses.is_dataclass(f.type) or f.name == "vision":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        h = f.metadata.get("help", "") + f" (default: {default})"
+        if isinstance(default, bool):
+            ap.add_argument(flag, dest=prefix + f.name, type=lambda s: s.lower() in ("1", "true", "yes"), default=default, help=h)
+        elif isinstance(default, list):
+            ap.add_argument(flag, dest=prefix + f.name, nargs="+", type=type(default[0]), default=default, help=h)
+        else:
+            ap.add_argument(flag, dest=prefix + f.name, type=type(default) if default is not None else str, default=default, help=h)
+
+
+def _take(ns: argparse.Namespace, cls: Type, prefix: str = "") -> Any:
+    kw = {}
+    for f in dataclasses.fields(cls):
+        if hasattr(ns, prefix + f.name):
+            kw[f.name] = getattr(ns, prefix + f.name)
+    return cls(**kw)
+
+
+def _model_args(ns) -> ModelArgs:
+    m = _take(ns, ModelArgs, "model_")
+    m.vision = _take(ns, VisionArgs, "vision_")
+    return m
+
+
+def _image_cfg(ns, margs: ModelArgs) -> ImagePreprocess:
+    i = _take(ns, ImagePreprocess, "image_")
+    i.tile_size, i.patch_size = margs.vision.tile_size, margs.vision.patch
+    return i
+
+
+# Budgets for `reproduce`. cpu: < 60 min end to end on 2 cores (training stops at its time budget, the cosine
+# schedule follows the time fraction); cuda: more data and epochs.
+BUDGETS = {
+    "cpu": {"train_pairs": 8000, "heldout_pairs": 640, "epochs": 1.0, "time_budget_s": 2700.0},
+    "cuda": {"train_pairs": 24000, "heldout_pairs": 1600, "epochs": 3.0, "time_budget_s": 0.0},
+    "tiny": {"train_pairs": 48, "heldout_pairs": 16, "epochs": 1.0, "time_budget_s": 0.0},
+}
+
+
+def reproduce(ns) -> None:
+    """generate -> tokenizer -> train -> evaluate -> export, all from scratch."""
+    from .data import read_jsonl
+    from .export import export
+    from .generate import generate, tokenizer_corpus
+    from .tokenizer_convert import train_tokenizer
+    from .train import train
+
+    t0 = time.time()
+    budget = BUDGETS[ns.budget]
+    run = os.path.abspath(ns.run_dir)
+    data = os.path.join(run, "data")
+    gcfg = GenConfig(out=data, train_pairs=ns.train_pairs or budget["train_pairs"],
+                     heldout_pairs=ns.heldout_pairs or budget["heldout_pairs"], seed=ns.seed)
+    if not os.path.exists(os.path.join(data, "heldout.jsonl")) or not ns.reuse_data:
+        print(f"generate: {generate(gcfg)}", file=sys.stderr)
+    tok_dir = os.path.join(run, "tokenizer")
+    os.makedirs(tok_dir, exist_ok=True)
+    tok_model = os.path.join(tok_dir, "tokenizer.model")
+    if not os.path.exists(tok_model) or not ns.reuse_data:
+        train_tokenizer(tokenizer_corpus(read_jsonl(os.path.join(data, "train.jsonl"))), os.path.join(tok_dir, "tokenizer"),
+                        ns.model_vocab_size)
+    margs = _model_args(ns)
+    tcfg = _take(ns, TrainConfig)
+    tcfg.data, tcfg.eval_data = os.path.join(data, "train.jsonl"), os.path.join(data, "heldout.jsonl")
+    tcfg.tokenizer, tcfg.out = tok_model, os.path.join(run, "train")
+    tcfg.epochs = budget["epochs"] if ns.epochs_override is None else ns.epochs_override
+    tcfg.time_budget_s = budget["time_budget_s"] if ns.time_budget_override is None else ns.time_budget_override
+    res = train(tcfg, margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
+    rep = export(os.path.join(tcfg.out, "ckpt.pt"), os.path.abspath(ns.out), tok_model, tcfg.eval_data,
+                 command=ns.command_line)
+    print(json.dumps({"total_seconds": round(time.time() - t0, 1), "heldout": res.get("heldout"), "parity": rep},
+                     indent=2), file=sys.stderr)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python3 -m reward_trainer", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="procedural preference data (train + held-out)")
+    _add_dataclass(g, GenConfig)
+
+    tk = sub.add_parser("tokenizer", help="train the SentencePiece BPE vocabulary on a JSONL file")
+    tk.add_argument("--data", required=True)
+    tk.add_argument("--out-prefix", required=True)
+    tk.add_argument("--vocab-size", type=int, default=4096)
+
+    cv = sub.add_parser("convert-tokenizer", help="SentencePiece tokenizer.model -> tokenizer.json")
+    cv.add_argument("model")
+    cv.add_argument("out")
+
+    im = sub.add_parser("import", help="convert hh-rlhf / LLaMA-Factory DPO data to the trainer JSONL")
+    im.add_argument("--format", choices=["hh-rlhf", "llamafactory"], required=True)
+    im.add_argument("input")
+    im.add_argument("output")
+
+    for name in ("train", "reproduce"):
+        t = sub.add_parser(name, help="train a model" if name == "train" else
+                           "generate -> tokenizer -> train -> evaluate -> export (the default model)")
+        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "data", "eval_data", "out", "tokenizer") if name == "reproduce" else ())
+        _add_dataclass(t, ModelArgs, "model_")
+        _add_dataclass(t, VisionArgs, "vision_")
+        _add_dataclass(t, ImagePreprocess, "image_", skip=("tile_size", "patch_size"))
+        _add_dataclass(t, VideoPreprocess, "video_")
+        if name == "reproduce":
+            t.add_argument("--budget", choices=sorted(BUDGETS), default=None,
+                           help="data/epoch budget (default: cpu, or cuda with --device cuda)")
+            t.add_argument("--run-dir", default=os.path.join(TRAINER_DIR, "runs", "default"))
+            t.add_argument("--out", default=os.path.join(REPO_ROOT, "models", "ixc-reward-tiny", "1"))
+            t.add_argument("--train-pairs", type=int, default=0)
+            t.add_argument("--heldout-pairs", type=int, default=0)
+            t.add_argument("--gen-seed", dest="seed_gen", type=int, default=1234)
+            t.add_argument("--epochs", dest="epochs_override", type=float, default=None)
+            t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
+            t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
+
+    ev = sub.add_parser("evaluate", help="held-out pairwise accuracy of a checkpoint")
+    ev.add_argument("--ckpt", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--tokenizer", required=True)
+    ev.add_argument("--device", default="cpu")
+
+    ex = sub.add_parser("export", help="checkpoint -> model version directory (with ONNX parity check)")
+    ex.add_argument("--ckpt", required=True)
+    ex.add_argument("--tokenizer", required=True)
+    ex.add_argument("--heldout", default=None, help="held-out JSONL used for golden cases")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--name", default="ixc-reward-tiny")
+    ex.add_argument("--version", type=int, default=1)
+
+    ns = ap.parse_args(argv)
+    ns.command_line = "python3 -m reward_trainer " + " ".join(shlex.quote(a) for a in argv)
+    if ns.cmd == "generate":
+        from .generate import generate
+
+        print(json.dumps(generate(_take(ns, GenConfig))))
+    elif ns.cmd == "tokenizer":
+        from .data import read_jsonl
+        from .generate import tokenizer_corpus
+        from .tokenizer_convert import train_tokenizer
+
+        print(train_tokenizer(tokenizer_corpus(read_jsonl(ns.data)), ns.out_prefix, ns.vocab_size))
+    elif ns.cmd == "convert-tokenizer":
+        from .tokenizer_convert import main as conv
+
+        conv([ns.model, ns.out])
+    elif ns.cmd == "import":
+        from .data import import_hh_rlhf, import_llamafactory, write_jsonl
+
+        recs = import_hh_rlhf(ns.input) if ns.format == "hh-rlhf" else import_llamafactory(ns.input)
+        write_jsonl(recs, ns.output)
+        print(json.dumps({"pairs": len(recs), "output": ns.output}))
+    elif ns.cmd == "train":
+        from .train import train
+
+        margs = _model_args(ns)
+        train(_take(ns, TrainConfig), margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
+    elif ns.cmd == "reproduce":
+        ns.budget = ns.budget or ("cuda" if ns.device == "cuda" else "cpu")
+        ns.seed_orig = ns.seed
+        ns.seed = ns.seed_gen
+        reproduce_ns = ns
+        reproduce(reproduce_ns)
+    elif ns.cmd == "evaluate":
+        import torch
+
+        from .data import MediaCache, TextTokenizer, build_examples, read_jsonl
+        from .evaluate import evaluate
+        from .train import load_model
+
+        torch.set_num_threads(2)
+        model, state = load_model(ns.ckpt, ns.device)
+        tok = TextTokenizer(ns.tokenizer)
+        cache = MediaCache(ImagePreprocess(**state["image"]), VideoPreprocess(**state["video"]))
+        exs, dropped = build_examples(read_jsonl(ns.data), os.path.dirname(os.path.abspath(ns.data)), tok, cache,
+                                      state["train_config"]["max_seq_len"], model.G)
+        res = evaluate(model, exs, tok.pad_id, ns.device)
+        res["dropped_too_long"] = dropped
+        print(json.dumps(res, indent=2))
+    elif ns.cmd == "export":
+        from .export import export
+
+        print(json.dumps(export(ns.ckpt, ns.out, ns.tokenizer, ns.heldout, ns.name, ns.version, ns.command_line)))

@@ -1,0 +1,111 @@
+"""Configuration dataclasses. Every field carries its help text (used by the CLI and the README)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class VisionArgs:
+    width: int = _f(192, "ViT hidden width (CLIP-L: 1024)")
+    layers: int = _f(4, "ViT encoder layers (CLIP-L: 24)")
+    heads: int = _f(3, "ViT attention heads (CLIP-L: 16)")
+    patch: int = _f(14, "ViT patch size in pixels")
+    tile_size: int = _f(112, "HD tile (crop) size S in pixels (IXC-2.5: 560)")
+    mlp_ratio: int = _f(4, "ViT MLP width / hidden width")
+    layer_norm_eps: float = _f(1e-5, "ViT LayerNorm epsilon")
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int = _f(4096, "decoder vocabulary size (tokenizer pieces)")
+    hidden_size: int = _f(256, "decoder width D (IXC-2.5: 4096)")
+    num_layers: int = _f(4, "decoder layers (IXC-2.5: 32)")
+    num_heads: int = _f(8, "query heads")
+    num_kv_heads: int = _f(2, "key/value heads (GQA groups)")
+    intermediate_size: int = _f(704, "SwiGLU inner width")
+    rope_theta: float = _f(1000000.0, "RoPE base")
+    rms_norm_eps: float = _f(1e-5, "RMSNorm epsilon")
+    plora_rank: int = _f(16, "Partial-LoRA rank r (IXC-2.5: 256)")
+    plora_alpha: int = _f(16, "Partial-LoRA alpha; scaling = alpha / r")
+    readout: str = _f("last", "score readout: 'last' (hidden state at the reward token) or 'mean' (mean over valid tokens)")
+    vision: VisionArgs = field(default_factory=VisionArgs, metadata={"help": "vision tower"})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "ModelArgs":
+        d = dict(d)
+        v = VisionArgs(**d.pop("vision", {}))
+        return ModelArgs(vision=v, **d)
+
+
+@dataclass
+class ImagePreprocess:
+    tile_size: int = _f(112, "S, must equal vision.tile_size")
+    patch_size: int = _f(14, "ViT patch size")
+    hd_num: int = _f(4, "max tiles for a conversation with one image")
+    hd_num_multi: int = _f(2, "max tiles per image when a conversation has several images")
+    mean: List[float] = _f(list(CLIP_MEAN), "normalisation mean")
+    std: List[float] = _f(list(CLIP_STD), "normalisation std")
+
+
+@dataclass
+class VideoPreprocess:
+    fps: int = _f(1, "frames per second sampled by ffmpeg (-vf fps=N)")
+    max_frames: int = _f(8, "max frames kept after sampling")
+    frame_long_side: int = _f(224, "each frame resized so its long side is this")
+    header_height: int = _f(20, "white label band above each frame")
+    gap: int = _f(10, "white gap between frames")
+    line_width: int = _f(2, "black separator line in the middle of the gap")
+    label_scale: int = _f(2, "bitmap font scale")
+    frame_cap: int = _f(10000, "ffmpeg -frames:v safety cap")
+
+
+@dataclass
+class GenConfig:
+    out: str = _f("trainer/runs/data", "output folder for train.jsonl / heldout.jsonl and media")
+    train_pairs: int = _f(3200, "training pairs")
+    heldout_pairs: int = _f(600, "held-out pairs (generated from unseen seeds)")
+    seed: int = _f(1234, "training seed; held-out uses seed + 1_000_003")
+    categories: List[str] = _f(
+        ["arithmetic", "instruction", "image_count", "image_color", "image_position", "table", "video_motion", "length_trap"],
+        "categories to generate (equal shares)")
+
+
+@dataclass
+class TrainConfig:
+    data: str = _f("trainer/runs/data/train.jsonl", "training JSONL")
+    eval_data: Optional[str] = _f("trainer/runs/data/heldout.jsonl", "held-out JSONL (evaluated at the end)")
+    out: str = _f("trainer/runs/default", "run folder (checkpoints, logs)")
+    tokenizer: str = _f("trainer/runs/tokenizer/tokenizer.model", "SentencePiece model")
+    device: str = _f("cpu", "cpu | cuda")
+    seed: int = _f(0, "torch seed")
+    epochs: float = _f(1.0, "passes over the (filtered) training set")
+    max_steps: int = _f(0, "stop after this many optimizer steps (0 = epochs decide)")
+    time_budget_s: float = _f(0.0, "stop training after this many seconds (0 = none); cosine schedule is laid out on the step count")
+    batch_pairs: int = _f(8, "preference pairs per optimizer step (2x rows)")
+    lr: float = _f(1e-3, "peak learning rate")
+    min_lr_ratio: float = _f(0.05, "final lr = lr * ratio (cosine)")
+    warmup_ratio: float = _f(0.05, "warmup steps / total steps")
+    weight_decay: float = _f(0.1, "AdamW weight decay (matrices only)")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.95, "AdamW beta2 (IXC-2.5-Reward: 0.95)")
+    grad_clip: float = _f(1.0, "global grad-norm clip")
+    freeze_vision: bool = _f(False, "freeze ViT + projector (the paper does; only sensible with a pretrained tower)")
+    max_seq_len: int = _f(384, "max tokens per conversation")
+    length_ratio: float = _f(2.5, "length constraint: drop pairs with len(chosen) > ratio * len(rejected) (characters); 0 = off")
+    ckpt_every: int = _f(200, "save a checkpoint every N steps")
+    resume: bool = _f(True, "resume from out/ckpt.pt when present")
+    threads: int = _f(2, "torch.set_num_threads")

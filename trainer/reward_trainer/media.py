@@ -1,0 +1,275 @@
+"""Image and video preprocessing, exactly as models/README.md (§Image/§Video preprocessing) states.
+
+The service reimplements this in TypeScript and proves parity with golden.json, so every rounding choice here
+is part of the contract.
+"""
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .config import ImagePreprocess, VideoPreprocess
+
+# 5x7 bitmap font for the `<IMAGE i>` frame labels (IXC draws them with SimHei; a bitmap font keeps the TS
+# port exact). Shipped in model.json as preprocess.video.label_font.
+FONT_W, FONT_H = 5, 7
+GLYPHS: Dict[str, List[str]] = {
+    "<": ["00010", "00100", "01000", "10000", "01000", "00100", "00010"],
+    ">": ["01000", "00100", "00010", "00001", "00010", "00100", "01000"],
+    " ": ["00000"] * 7,
+    "I": ["01110", "00100", "00100", "00100", "00100", "00100", "01110"],
+    "M": ["10001", "11011", "10101", "10101", "10001", "10001", "10001"],
+    "A": ["01110", "10001", "10001", "11111", "10001", "10001", "10001"],
+    "G": ["01110", "10001", "10000", "10111", "10001", "10001", "01111"],
+    "E": ["11111", "10000", "10000", "11110", "10000", "10000", "11111"],
+    "0": ["01110", "10001", "10011", "10101", "11001", "10001", "01110"],
+    "1": ["00100", "01100", "00100", "00100", "00100", "00100", "01110"],
+    "2": ["01110", "10001", "00001", "00010", "00100", "01000", "11111"],
+    "3": ["11111", "00010", "00100", "00010", "00001", "10001", "01110"],
+    "4": ["00010", "00110", "01010", "10010", "11111", "00010", "00010"],
+    "5": ["11111", "10000", "11110", "00001", "00001", "10001", "01110"],
+    "6": ["00110", "01000", "10000", "11110", "10001", "10001", "01110"],
+    "7": ["11111", "00001", "00010", "00100", "01000", "01000", "01000"],
+    "8": ["01110", "10001", "10001", "01110", "10001", "10001", "01110"],
+    "9": ["01110", "10001", "10001", "01111", "00001", "00010", "01100"],
+}
+
+
+def font_manifest() -> Dict:
+    return {"width": FONT_W, "height": FONT_H, "advance": FONT_W + 1, "glyphs": GLYPHS}
+
+
+# ------------------------------------------------------------------------------------------------ images
+def load_image(data_or_path) -> Image.Image:
+    """Decode to 8-bit sRGB RGB: EXIF orientation applied, alpha flattened on white, first frame only."""
+    im = Image.open(io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray)) else data_or_path)
+    im.seek(0)
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    if im.mode == "I;16" or im.mode == "I":
+        arr = np.asarray(im).astype(np.float64)
+        im = Image.fromarray(np.clip(arr / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
+def hd_grid(w: int, h: int, S: int, hd_num: int) -> Tuple[int, int, int, int]:
+    """IXC Image_transform geometry -> (new_w, new_h, rows, cols) of the *unpadded/padded* result."""
+    trans = w < h
+    if trans:
+        w, h = h, w
+    ratio = w / h
+    scale = 1
+    while scale * math.ceil(scale / ratio) <= hd_num:
+        scale += 1
+    scale -= 1
+    scale = min(math.ceil(w / S), scale)
+    new_w = int(scale * S)
+    new_h = int(new_w / ratio)
+    pad_h = int(math.ceil(new_h / S) * S)
+    rows, cols = pad_h // S, new_w // S
+    if trans:
+        return new_h, new_w, cols, rows  # (resized w, h in original orientation), rows, cols
+    return new_w, new_h, rows, cols
+
+
+def to_tensor(im: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    a = np.asarray(im, dtype=np.float32) / 255.0  # HWC
+    a = (a - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).unsqueeze(0)
+
+
+def _pad_bottom(im: Image.Image, S: int) -> Image.Image:
+    w, h = im.size
+    H = int(math.ceil(h / S) * S)
+    if H == h:
+        return im
+    out = Image.new("RGB", (w, H), (255, 255, 255))
+    out.paste(im, (0, 0))
+    return out
+
+
+def image_transform(im: Image.Image, cfg: ImagePreprocess, hd_num: int) -> torch.Tensor:
+    """IXC Image_transform: transpose portrait, choose columns under hd_num, PIL bilinear, pad bottom, normalise."""
+    S = cfg.tile_size
+    trans = im.width < im.height
+    if trans:
+        im = im.transpose(Image.TRANSPOSE)
+    w, h = im.size
+    ratio = w / h
+    scale = 1
+    while scale * math.ceil(scale / ratio) <= hd_num:
+        scale += 1
+    scale -= 1
+    scale = min(math.ceil(w / S), scale)
+    new_w = int(scale * S)
+    new_h = int(new_w / ratio)
+    im = im.resize((new_w, new_h), Image.BILINEAR)
+    im = _pad_bottom(im, S)
+    if trans:
+        im = im.transpose(Image.TRANSPOSE)
+    return to_tensor(im, cfg.mean, cfg.std)
+
+
+# ------------------------------------------------------------------------------------------------ videos
+def sniff_demuxer(head: bytes) -> str:
+    """Container from magic bytes (never ffmpeg's own probing)."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    raise ValueError("unsupported video container")
+
+
+def ffmpeg_argv(path: str, demuxer: str, fps: int, frame_cap: int) -> List[str]:
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
+            "-f", demuxer, "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", f"fps={fps}",
+            "-frames:v", str(frame_cap), "-f", "image2pipe", "-c:v", "ppm", "-"]
+
+
+def parse_ppm_stream(buf: bytes) -> List[Image.Image]:
+    frames, i, n = [], 0, len(buf)
+    while i < n:
+        fields, j = [], i
+        while len(fields) < 4:  # P6 w h maxval, whitespace separated, '#' comments
+            while j < n and buf[j:j + 1].isspace():
+                j += 1
+            if buf[j:j + 1] == b"#":
+                while j < n and buf[j:j + 1] != b"\n":
+                    j += 1
+                continue
+            k = j
+            while k < n and not buf[k:k + 1].isspace():
+                k += 1
+            fields.append(buf[j:k])
+            j = k
+        if fields[0] != b"P6":
+            raise ValueError("not a P6 stream")
+        w, h, mx = int(fields[1]), int(fields[2]), int(fields[3])
+        if mx != 255:
+            raise ValueError("16-bit PPM not expected")
+        j += 1  # single whitespace after maxval
+        size = w * h * 3
+        frames.append(Image.frombytes("RGB", (w, h), buf[j:j + size]))
+        i = j + size
+    return frames
+
+
+def decode_video(path: str, cfg: VideoPreprocess) -> List[Image.Image]:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    argv = ffmpeg_argv(path, sniff_demuxer(head), cfg.fps, cfg.frame_cap)
+    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, timeout=120)
+    if out.returncode != 0:
+        raise ValueError("ffmpeg failed: " + out.stderr.decode(errors="replace")[:500])
+    frames = parse_ppm_stream(out.stdout)
+    if not frames:
+        raise ValueError("video has no frames")
+    return select_frames(frames, cfg.max_frames)
+
+
+def select_frames(frames: List, max_frames: int) -> List:
+    n = len(frames)
+    if n <= max_frames:
+        return frames
+    return [frames[(i * n) // (max_frames + 1)] for i in range(max_frames)]
+
+
+def draw_label(canvas: np.ndarray, text: str, x0: int, y0: int, scale: int) -> None:
+    x = x0
+    for ch in text:
+        g = GLYPHS[ch]
+        for gy, row in enumerate(g):
+            for gx, bit in enumerate(row):
+                if bit == "1":
+                    canvas[y0 + gy * scale:y0 + (gy + 1) * scale, x + gx * scale:x + (gx + 1) * scale] = 0
+        x += (FONT_W + 1) * scale
+
+
+def resize_long_side(im: Image.Image, long_side: int) -> Image.Image:
+    w, h = im.size
+    if w >= h:
+        nw, nh = long_side, max(1, int(round(h * long_side / w)))
+    else:
+        nw, nh = max(1, int(round(w * long_side / h))), long_side
+    return im.resize((nw, nh), Image.BILINEAR)
+
+
+def layout_frames(frames: List[Image.Image], cfg: VideoPreprocess) -> Image.Image:
+    """ixc_stack layout (see models/README.md §Video preprocessing 3)."""
+    fr = [resize_long_side(f, cfg.frame_long_side) for f in frames]
+    vertical = fr[-1].width >= fr[-1].height
+    hh, gap, lw, sc = cfg.header_height, cfg.gap, cfg.line_width, cfg.label_scale
+    line_off = (gap - lw) // 2
+    n = len(fr)
+    if vertical:
+        W = max(f.width for f in fr)
+        H = sum(hh + f.height for f in fr) + gap * (n - 1)
+    else:
+        W = sum(f.width for f in fr) + gap * (n - 1)
+        H = hh + max(f.height for f in fr)
+    canvas = np.full((H, W, 3), 255, dtype=np.uint8)
+    pos = 0
+    for i, f in enumerate(fr):
+        a = np.asarray(f, dtype=np.uint8)
+        if vertical:
+            draw_label(canvas, f"<IMAGE {i}>", 2, pos + 2, sc)
+            canvas[pos + hh:pos + hh + f.height, 0:f.width] = a
+            pos += hh + f.height
+            if i < n - 1:
+                canvas[pos + line_off:pos + line_off + lw, :] = 0
+                pos += gap
+        else:
+            draw_label(canvas, f"<IMAGE {i}>", pos + 2, 2, sc)
+            canvas[hh:hh + f.height, pos:pos + f.width] = a
+            pos += f.width
+            if i < n - 1:
+                canvas[:, pos + line_off:pos + line_off + lw] = 0
+                pos += gap
+    return Image.fromarray(canvas, "RGB")
+
+
+def video_transform(im: Image.Image, cfg: ImagePreprocess) -> torch.Tensor:
+    """IXC Video_transform: landscape, short side -> S (PIL bilinear), pad long side to a multiple of S at the end."""
+    S = cfg.tile_size
+    trans = im.width < im.height
+    if trans:
+        im = im.transpose(Image.TRANSPOSE)
+    w, h = im.size
+    new_h = S
+    new_w = int(S * w / h)
+    im = im.resize((new_w, new_h), Image.BILINEAR)
+    W = int(math.ceil(new_w / S) * S)
+    if W != new_w:
+        out = Image.new("RGB", (W, new_h), (255, 255, 255))
+        out.paste(im, (0, 0))
+        im = out
+    if trans:
+        im = im.transpose(Image.TRANSPOSE)
+    return to_tensor(im, cfg.mean, cfg.std)
+
+
+def video_tensor(path: str, vcfg: VideoPreprocess, icfg: ImagePreprocess) -> torch.Tensor:
+    return video_transform(layout_frames(decode_video(path, vcfg), vcfg), icfg)
+
+
+def encode_video(frames: List[np.ndarray], path: str, fps: int = 1) -> None:
+    """Write real H.264 MP4 (yuv420p) with ffmpeg, used by the procedural generator."""
+    h, w, _ = frames[0].shape
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+            "-pix_fmt", "yuv420p", "-movflags", "+faststart", path]
+    p = subprocess.run(argv, input=b"".join(f.astype(np.uint8).tobytes() for f in frames),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError("ffmpeg encode failed: " + p.stderr.decode(errors="replace")[:500])

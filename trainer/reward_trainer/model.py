@@ -1,0 +1,320 @@
+"""IXC-2.5-Reward architecture at configurable size.
+
+Parameter names follow the published checkpoint (`model.tok_embeddings`, `model.layers.N.attention.wqkv`,
+`...Plora_A`, `vit.vision_tower.vision_model.*`, `vision_proj.0/2`, `plora_glb_GN`, `plora_sub_GN`, `v_head`)
+so the same code can later load the real weights. Eager attention, fp32 softmax, no fused kernels
+(exports to ONNX opset 17 and runs on torch 1.13 and 2.x).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelArgs, VisionArgs
+
+
+# ----------------------------------------------------------------------------------------------- vision
+class CLIPEmbeddings(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.num_patches = (a.tile_size // a.patch) ** 2
+        self.class_embedding = nn.Parameter(torch.randn(a.width) * 0.02)
+        self.patch_embedding = nn.Conv2d(3, a.width, kernel_size=a.patch, stride=a.patch, bias=False)
+        self.position_embedding = nn.Embedding(self.num_patches + 1, a.width)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch_embedding(x).flatten(2).transpose(1, 2)  # [N, P, W]
+        cls = self.class_embedding.view(1, 1, -1).expand(p.shape[0], 1, p.shape[2])
+        return torch.cat([cls, p], dim=1) + self.position_embedding.weight.unsqueeze(0)
+
+
+class CLIPAttention(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.heads, self.hd = a.heads, a.width // a.heads
+        self.q_proj = nn.Linear(a.width, a.width)
+        self.k_proj = nn.Linear(a.width, a.width)
+        self.v_proj = nn.Linear(a.width, a.width)
+        self.out_proj = nn.Linear(a.width, a.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, w = x.shape
+        q = self.q_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        k = self.k_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        v = self.v_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        att = torch.softmax((q @ k.transpose(-1, -2)).float() / math.sqrt(self.hd), dim=-1).to(v.dtype)
+        return self.out_proj((att @ v).transpose(1, 2).reshape(n, t, w))
+
+
+class CLIPMLP(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.fc1 = nn.Linear(a.width, a.width * a.mlp_ratio)
+        self.fc2 = nn.Linear(a.width * a.mlp_ratio, a.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        return self.fc2(h * torch.sigmoid(1.702 * h))  # quick_gelu, as CLIP
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.self_attn = CLIPAttention(a)
+        self.layer_norm1 = nn.LayerNorm(a.width, eps=a.layer_norm_eps)
+        self.mlp = CLIPMLP(a)
+        self.layer_norm2 = nn.LayerNorm(a.width, eps=a.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class CLIPEncoder(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.layers = nn.ModuleList([CLIPEncoderLayer(a) for _ in range(a.layers)])
+
+
+class CLIPVisionModel(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.embeddings = CLIPEmbeddings(a)
+        self.pre_layrnorm = nn.LayerNorm(a.width, eps=a.layer_norm_eps)  # (sic) HF CLIP spelling
+        self.encoder = CLIPEncoder(a)
+        # Present for checkpoint compatibility; IXC takes hidden_states[-1], i.e. *before* post_layernorm.
+        self.post_layernorm = nn.LayerNorm(a.width, eps=a.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pre_layrnorm(self.embeddings(x))
+        for layer in self.encoder.layers:
+            h = layer(h)
+        return h
+
+
+class VisionTower(nn.Module):
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.vision_model = CLIPVisionModel(a)
+
+
+class ViTWrapper(nn.Module):
+    """`vit.vision_tower.vision_model.*` naming as in the IXC checkpoint."""
+
+    def __init__(self, a: VisionArgs):
+        super().__init__()
+        self.vision_tower = VisionTower(a)
+
+
+# ---------------------------------------------------------------------------------------------- decoder
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dt = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dt)
+
+
+class PLoRA(nn.Linear):
+    """Partial LoRA (IXC build_mlp.PLoRA): y = W x, plus B(A(x))·alpha/r where im_mask = 1.
+
+    Computed for every token and multiplied by the float mask (identical result, no boolean scatter in ONNX).
+    """
+
+    def __init__(self, d_in: int, d_out: int, r: int, alpha: int):
+        super().__init__(d_in, d_out, bias=False)
+        self.Plora_A = nn.Linear(d_in, r, bias=False)
+        self.Plora_B = nn.Linear(r, d_out, bias=False)
+        self.lora_scaling = alpha / r
+        nn.init.kaiming_uniform_(self.Plora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.Plora_B.weight)
+
+    def forward(self, x: torch.Tensor, im_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y = F.linear(x, self.weight)
+        lora = self.Plora_B(self.Plora_A(x)) * self.lora_scaling
+        return y + lora * im_mask.unsqueeze(-1)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+class InternLM2Attention(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.num_heads, self.num_kv = a.num_heads, a.num_kv_heads
+        self.q_per_kv = a.num_heads // a.num_kv_heads
+        self.head_dim = a.hidden_size // a.num_heads
+        out = (self.num_heads + 2 * self.num_kv) * self.head_dim
+        self.wqkv = PLoRA(a.hidden_size, out, a.plora_rank, a.plora_alpha)
+        self.wo = PLoRA(self.num_heads * self.head_dim, a.hidden_size, a.plora_rank, a.plora_alpha)
+
+    def split_qkv(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Published fused layout: 'b q (h gs d) -> b q h gs d', gs = q_per_kv + 2; q = [:q_per_kv], k = [-2], v = [-1]."""
+        b, t, _ = qkv.shape
+        qkv = qkv.view(b, t, self.num_kv, self.q_per_kv + 2, self.head_dim)
+        q = qkv[..., : self.q_per_kv, :].reshape(b, t, self.num_heads, self.head_dim)
+        k = qkv[..., -2, :]
+        v = qkv[..., -1, :]
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [b, heads, t, d]
+
+    def forward(self, x, im_mask, cos, sin, bias):
+        b, t, _ = x.shape
+        q, k, v = self.split_qkv(self.wqkv(x, im_mask))
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        # GQA: query head h uses kv group h // q_per_kv
+        k = k.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
+        v = v.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim) + bias
+        att = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+        o = (att @ v).transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)
+        return self.wo(o, im_mask)
+
+
+class InternLM2MLP(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.w1 = PLoRA(a.hidden_size, a.intermediate_size, a.plora_rank, a.plora_alpha)
+        self.w3 = PLoRA(a.hidden_size, a.intermediate_size, a.plora_rank, a.plora_alpha)
+        self.w2 = PLoRA(a.intermediate_size, a.hidden_size, a.plora_rank, a.plora_alpha)
+
+    def forward(self, x, im_mask):
+        return self.w2(F.silu(self.w1(x, im_mask)) * self.w3(x, im_mask), im_mask)
+
+
+class InternLM2DecoderLayer(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.attention = InternLM2Attention(a)
+        self.feed_forward = InternLM2MLP(a)
+        self.attention_norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+        self.ffn_norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+    def forward(self, h, im_mask, cos, sin, bias):
+        h = h + self.attention(self.attention_norm(h), im_mask, cos, sin, bias)
+        return h + self.feed_forward(self.ffn_norm(h), im_mask)
+
+
+class InternLM2Model(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(a.vocab_size, a.hidden_size)
+        self.layers = nn.ModuleList([InternLM2DecoderLayer(a) for _ in range(a.num_layers)])
+        self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+
+# ------------------------------------------------------------------------------------------------ model
+class IXCRewardModel(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        a, v = args, args.vision
+        assert v.tile_size % (2 * v.patch) == 0, "tile_size must be a multiple of 2*patch"
+        assert a.hidden_size % a.num_heads == 0 and a.num_heads % a.num_kv_heads == 0
+        self.G = v.tile_size // v.patch // 2
+        merged = 4 * v.width
+        self.vit = ViTWrapper(v)
+        self.vision_proj = nn.Sequential(nn.Linear(merged, a.hidden_size), nn.GELU(), nn.Linear(a.hidden_size, a.hidden_size))
+        self.plora_glb_GN = nn.Parameter(torch.zeros(1, 1, merged))
+        self.plora_sub_GN = nn.Parameter(torch.zeros(1, 1, 1, merged))
+        self.model = InternLM2Model(a)
+        self.v_head = nn.Linear(a.hidden_size, 1, bias=False)
+        hd = a.hidden_size // a.num_heads
+        self.register_buffer("inv_freq", 1.0 / (a.rope_theta ** (torch.arange(0, hd, 2).float() / hd)), persistent=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, PLoRA):
+            nn.init.normal_(m.weight, std=0.02)
+        elif isinstance(m, nn.Linear) and not hasattr(m, "_plora_child"):
+            pass
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    # ---------------------------------------------------------------------------------------- vision
+    def tokens_per_image(self, rows: int, cols: int) -> int:
+        G = self.G
+        return (rows * cols + 1) * G * G + 1 + (rows + 1) * G
+
+    def _merge(self, feats: torch.Tensor) -> torch.Tensor:
+        """[N, P*P, W] -> [N, G, G, 4W], channel order (r0,c0),(r0,c1),(r1,c0),(r1,c1)."""
+        n, _, w = feats.shape
+        G = self.G
+        x = feats.reshape(n, G, 2, G, 2, w).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(n, G, G, 4 * w)
+
+    def vision_forward(self, image: torch.Tensor) -> torch.Tensor:
+        """One HD tensor [1, 3, rows*S, cols*S] -> image token block [T_img, D] (IXC CLIPVisionTower layout)."""
+        return self._vision_batch(image)[0]
+
+    def vision_forward_many(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Same as vision_forward per image, with same-shape images run through the ViT together (training)."""
+        out: List[Optional[torch.Tensor]] = [None] * len(images)
+        groups: Dict[Tuple[int, ...], List[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(tuple(im.shape), []).append(i)
+        for idx in groups.values():
+            res = self._vision_batch(torch.cat([images[i] for i in idx], 0))
+            for j, i in enumerate(idx):
+                out[i] = res[j]
+        return out  # type: ignore[return-value]
+
+    def _vision_batch(self, image: torch.Tensor) -> torch.Tensor:
+        """[n, 3, rows*S, cols*S] (all the same grid) -> [n, T_img, D]."""
+        S, G = self.args.vision.tile_size, self.G
+        n = image.shape[0]
+        rows = image.shape[2] // S
+        cols = image.shape[3] // S
+        glb = F.interpolate(image, size=(S, S), mode="bicubic", align_corners=False)  # global view
+        tiles = image.reshape(n, 3, rows, S, cols, S).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, 3, S, S)
+        crops = torch.cat([glb.unsqueeze(1), tiles], dim=1).reshape(-1, 3, S, S)  # [global, tile0, tile1, ...]
+        feats = self.vit.vision_tower.vision_model(crops)[:, 1:]  # last layer, CLS dropped
+        m = self._merge(feats)
+        C = m.shape[-1]
+        m = m.reshape(n, -1, G, G, C)  # [n, 1 + rows*cols, G, G, C]
+        g = torch.cat([m[:, 0], self.plora_sub_GN.expand(n, G, 1, C)], dim=2).reshape(n, -1, C)
+        t = m[:, 1:].reshape(n, rows, cols, G, G, C).permute(0, 1, 3, 2, 4, 5).reshape(n, rows * G, cols * G, C)
+        t = torch.cat([t, self.plora_sub_GN.expand(n, t.shape[1], 1, C)], dim=2).reshape(n, -1, C)
+        seq = torch.cat([g, self.plora_glb_GN.expand(n, 1, C), t], dim=1)
+        return self.vision_proj(seq)
+
+    # ---------------------------------------------------------------------------------------- reward
+    def forward(self, input_ids, image_embeds, image_positions, im_mask, attention_mask, readout_index):
+        """The reward.onnx signature. Returns score [B]."""
+        b, t = input_ids.shape
+        m = im_mask.to(image_embeds.dtype).unsqueeze(-1)
+        h = self.model.tok_embeddings(input_ids) * (1.0 - m) + F.embedding(image_positions, image_embeds) * m
+        pos = torch.arange(t, device=input_ids.device, dtype=torch.float32)
+        freqs = pos.unsqueeze(1) * self.inv_freq.unsqueeze(0)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        causal = torch.ones(t, t, device=input_ids.device, dtype=torch.bool).tril()
+        allowed = causal.unsqueeze(0) & (attention_mask > 0).unsqueeze(1)  # [b, t(q), t(k)]
+        bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
+        plora_mask = im_mask.to(h.dtype)
+        for layer in self.model.layers:
+            h = layer(h, plora_mask, cos, sin, bias)
+        h = self.model.norm(h)
+        if self.args.readout == "mean":
+            am = attention_mask.to(h.dtype).unsqueeze(-1)
+            pooled = (h * am).sum(1) / am.sum(1).clamp(min=1.0)
+        else:
+            idx = readout_index.view(b, 1, 1).expand(b, 1, h.shape[-1])
+            pooled = torch.gather(h, 1, idx).squeeze(1)
+        return self.v_head(pooled).squeeze(-1)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

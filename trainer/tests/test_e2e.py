@@ -1,0 +1,89 @@
+"""Tiny generate -> tokenizer -> train -> export -> ONNX parity run (the `reproduce --budget tiny` path)."""
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TRAINER
+from reward_trainer import export as export_mod
+from reward_trainer.cli import main
+from reward_trainer.manifest import ManifestError, validate_manifest
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    out = run / "model" / "1"
+    main(["reproduce", "--budget", "tiny", "--run-dir", str(run), "--out", str(out), "--train-pairs", "32",
+          "--heldout-pairs", "16", "--model-num-layers", "1", "--model-hidden-size", "64", "--model-num-heads", "4",
+          "--model-num-kv-heads", "2", "--model-intermediate-size", "96", "--vision-layers", "1",
+          "--vision-width", "48", "--vision-heads", "2", "--batch-pairs", "8", "--model-vocab-size", "600"])
+    return run, out
+
+
+def test_manifest_schema_and_checksums(tiny_run):
+    _, out = tiny_run
+    man = validate_manifest(str(out))  # raises on any schema / checksum problem
+    assert set(os.listdir(out)) == {"model.json", "vision.onnx", "reward.onnx", "tokenizer.json", "golden.json"}
+    for name, f in man["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == f["sha256"]
+    assert man["config"]["hidden_size"] == 64 and man["graphs"]["vision"]["outputs"][0]["shape"] == ["T_img", 64]
+    assert man["template"]["suffix_ids"] == [man["tokenizer"]["eos_id"], man["tokenizer"]["special_ids"]["reward"]]
+    assert man["producer"]["command"].startswith("python3 -m reward_trainer reproduce")
+    assert man["evaluation"]["heldout"]["pairs"] == 16
+    assert man["training"]["train_pairs"] > 0
+
+
+def test_golden_cases_cover_text_image_video_with_parity(tiny_run):
+    _, out = tiny_run
+    g = json.loads((out / "golden.json").read_text())
+    kinds = {c["kind"] for c in g["cases"]}
+    assert kinds == {"text", "image", "video"}
+    assert g["parity"]["max_abs_score_diff"] <= 1e-4 and g["atol_score"] == 1e-4
+    for c in g["cases"]:
+        assert np.isfinite(c["score"]) and c["input_ids"][0] == 1
+        if c["kind"] != "text":
+            assert len(c["image_tensors"]) == len(c["media_tokens"]) >= 1
+            assert sum(1 for i in c["input_ids"] if i == 2) >= sum(c["media_tokens"])
+
+
+def test_export_fails_loudly_on_parity_mismatch(tiny_run, monkeypatch):
+    run, _ = tiny_run
+    real = export_mod.OnnxRunner.run
+
+    def skewed(self, requests):
+        res = real(self, requests)
+        for r in res:
+            if "score" in r:
+                r["score"] = r["score"] + 1e-3
+        return res
+
+    monkeypatch.setattr(export_mod.OnnxRunner, "run", skewed)
+    target = run / "model-bad" / "1"
+    with pytest.raises(export_mod.ParityError):
+        export_mod.export(str(run / "train" / "ckpt.pt"), str(target), str(run / "tokenizer" / "tokenizer.model"),
+                          str(run / "data" / "heldout.jsonl"))
+    assert not target.exists()  # nothing half-written is left in place
+    assert not [p for p in os.listdir(run / "model-bad") if p.startswith(".export-")]
+
+
+def test_resume_from_checkpoint_continues(tiny_run, tmp_path):
+    import torch
+
+    run, _ = tiny_run
+    state = torch.load(run / "train" / "ckpt.pt", map_location="cpu")
+    assert state["final"] and state["step"] >= 1 and "model_args" in state and "train_config" in state
+
+
+def test_manifest_validator_rejects_tampering(tiny_run, tmp_path):
+    import shutil
+
+    _, out = tiny_run
+    bad = tmp_path / "1"
+    shutil.copytree(out, bad)
+    with open(bad / "tokenizer.json", "a") as f:
+        f.write(" ")
+    with pytest.raises(ManifestError):
+        validate_manifest(str(bad))
