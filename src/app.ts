@@ -140,6 +140,7 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     load: deps.loadModelVersion,
   })
   app.addHook('onClose', async () => {
+    await app.media.close?.()
     batcher.close()
     if (ownsEngine) await engine.close()
   })

@@ -127,7 +127,8 @@ class RewardClient:
                 retry_after = parse_retry_after(err.headers.get("retry-after"))
             except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as err:
                 if attempt >= self.max_attempts:
-                    raise RewardServiceError(0, "unreachable", "%s after %d attempts" % (err, attempt), attempt)
+                    raise RewardServiceError(0, "unreachable", "%s %s%s: %s after %d attempts"
+                                             % (method, self.base_url, path, err, attempt), attempt)
             self._sleep(retry_delay(attempt, retry_after, self.initial_delay, self.max_delay, self.max_retry_after))
 
 

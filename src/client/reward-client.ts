@@ -45,7 +45,8 @@ export class RewardServiceError extends Error {
   readonly code: string
   readonly attempts: number
   constructor(status: number, code: string, message: string, attempts: number) {
-    super(`${status} ${code}: ${message}`)
+    // status 0: no HTTP answer at all (connection refused, DNS, timeouts).
+    super(status ? `${status} ${code}: ${message}` : `${code}: ${message}`)
     this.name = 'RewardServiceError'
     this.status = status
     this.code = code
@@ -118,7 +119,7 @@ export class RewardClient {
       }
       if (attempt >= this.policy.maxAttempts) {
         if (lastError instanceof RewardServiceError) throw lastError
-        throw new RewardServiceError(0, 'unreachable', `${retryReason} after ${attempt} attempts`, attempt)
+        throw new RewardServiceError(0, 'unreachable', `${method} ${this.baseUrl}${path}: ${retryReason} after ${attempt} attempts`, attempt)
       }
       const delayMs = retryDelayMs(attempt, retryAfter, this.policy, this.opts.random)
       this.opts.onRetry?.({ attempt, delayMs, reason: retryReason })

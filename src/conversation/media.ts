@@ -14,7 +14,7 @@ export interface MediaContext {
   engine: Engine
   /** Aborted when the client goes away or the deadline passes: stop decoding and give resources back. */
   signal: AbortSignal
-  /** State shared by all conversations of one request (uploads, media budget, decode memo); see
+  /** State shared by all conversations of one request (uploads, media budget); see
    *  src/preprocess/media/request-scope.ts. */
   scope?: MediaRequestScope
 }
@@ -23,6 +23,8 @@ export interface MediaResolver {
   /** All media parts of ONE conversation, in order (the count picks hd_num vs hd_num_multi). Returns one block
    *  per part, same order. Throws ServiceError (4xx) for bad media. */
   resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]>
+  /** Releases what the resolver holds (worker threads); called when the app closes. */
+  close?(): Promise<void>
 }
 
 export const unsupportedMediaResolver: MediaResolver = {

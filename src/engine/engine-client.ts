@@ -11,7 +11,7 @@ type Outgoing<R> = R extends { id: number } ? Omit<R, 'id'> : never
 
 /** Starts the worker. Source runs through tsx: a loader passed with --import in execArgv is not active for
  *  a worker's entry module on Node 20, so a tiny bootstrap registers tsx inside the worker first. */
-function spawnWorker(entry: URL, init: WorkerInit): Worker {
+export function spawnWorker(entry: URL, init: unknown): Worker {
   if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: init })
   const tsxApi = import.meta.resolve('tsx/esm/api')
   const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })`

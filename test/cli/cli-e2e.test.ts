@@ -3,7 +3,7 @@
 // scored with finite values, resume after a kill, outputs consistent with the service's own answers), not the
 // tiny default model's opinion of the data.
 import t from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -15,7 +15,7 @@ import { testConfig } from '../helpers/build-app.ts'
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const HH = path.resolve(root, '../shared/fixtures/preference/hh-rlhf-harmless-base-test.jsonl.gz')
 // Samples per clean run: enough for real length variety and a kill mid-run, small enough for 2 shared cores.
-const LIMIT = Number(process.env.CLEAN_E2E_LIMIT ?? 400)
+const LIMIT = Number(process.env.CLEAN_E2E_LIMIT ?? 200)
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-e2e-'))
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -24,12 +24,16 @@ const app = buildApp(testConfig({ MODELS_DIR: path.join(root, 'models'), EXECUTI
 const base = await app.listen({ port: 0, host: '127.0.0.1' })
 t.teardown(() => app.close())
 
-function cli(name: string, args: string[]) {
-  return spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli', `${name}.ts`), ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 240_000,
-  })
+/** Runs a CLI as a child process. Async on purpose: the server lives in this process, so a spawnSync would
+ *  block the event loop that has to answer the CLI. */
+function cli(name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli', `${name}.ts`), ...args], { cwd: root })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000)
+  return new Promise((resolve) => child.once('close', (status) => (clearTimeout(timer), resolve({ status, stdout, stderr }))))
 }
 
 const readJsonl = (file: string) =>
@@ -48,7 +52,7 @@ async function hhSamples(n: number): Promise<DatasetSample[]> {
 
 async function score(messages: unknown[]): Promise<number[]> {
   const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: messages.map((m) => ({ messages: m })) } })
-  t.equal(res.statusCode, 200)
+  if (res.statusCode !== 200) throw new Error(`/v1/score ${res.statusCode}: ${res.body}`)
   return res.json().scores
 }
 
@@ -68,7 +72,7 @@ t.test('clean on hh-rlhf: killed mid-run, resumed, every pair scored once, outpu
   t.ok(partial >= 40 && partial < LIMIT, `killed after ${partial} of ${LIMIT} samples`)
 
   const t0 = Date.now()
-  const res = cli('clean', [...args, '--report', 'md'])
+  const res = await cli('clean', [...args, '--report', 'md'])
   t.equal(res.status, 0, res.stderr)
   const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
   t.comment(`resumed ${summary.resumed}, scored ${summary.scored_this_run} more in ${(Date.now() - t0) / 1000}s (${summary.samples_per_s.toFixed(1)} samples/s)`)
@@ -108,7 +112,7 @@ t.test('clean on hh-rlhf: killed mid-run, resumed, every pair scored once, outpu
 
 t.test('clean --in-process gives the same scores as the server', async (t) => {
   const out = path.join(dir, 'inproc')
-  const res = cli('clean', ['--input', HH, '--out', out, '--in-process', '--models-dir', path.join(root, 'models'), '--limit', '6', '--no-progress'])
+  const res = await cli('clean', ['--input', HH, '--out', out, '--in-process', '--models-dir', path.join(root, 'models'), '--limit', '6', '--no-progress'])
   t.equal(res.status, 0, res.stderr)
   const samples = await hhSamples(6)
   const direct = await score(samples.map((s) => s.chosen))
@@ -134,7 +138,7 @@ t.test('bon on hh-rlhf prompts: picks, length table vs n = 1, length control', a
   fs.writeFileSync(input, lines.join('\n') + '\n')
   const picks = path.join(dir, 'picks.jsonl')
   const summaryFile = path.join(dir, 'bon-summary.json')
-  const res = cli('bon', ['--input', input, '--out', picks, '--summary', summaryFile, '--url', base, '--length-control', 'ratio:1.5', '--no-progress'])
+  const res = await cli('bon', ['--input', input, '--out', picks, '--summary', summaryFile, '--url', base, '--length-control', 'ratio:1.5', '--no-progress'])
   t.equal(res.status, 0, res.stderr)
   t.match(res.stdout, /best-of-N over 20 prompts \(N up to 4/)
   t.match(res.stdout, /tokens vs n=1/)
@@ -170,7 +174,7 @@ t.test('clean with images (our JSONL, media paths relative to the file) and /get
   }))
   fs.writeFileSync(path.join(data, 'data.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
   const out = path.join(dir, 'mm-out')
-  const res = cli('clean', ['--input', path.join(data, 'data.jsonl'), '--out', out, '--url', base, '--no-progress', '--report', 'html'])
+  const res = await cli('clean', ['--input', path.join(data, 'data.jsonl'), '--out', out, '--url', base, '--no-progress', '--report', 'html'])
   t.equal(res.status, 0, res.stderr)
   const lines = readJsonl(path.join(out, 'scores.jsonl'))
   t.equal(lines.length, 2)
@@ -180,7 +184,7 @@ t.test('clean with images (our JSONL, media paths relative to the file) and /get
   const bonIn = path.join(data, 'bon.jsonl')
   const candidates = [rows[0]!.chosen, rows[0]!.rejected, 'Birds.']
   fs.writeFileSync(bonIn, JSON.stringify({ id: 'i1', prompt: [{ role: 'user', content: [{ type: 'image', path: img(1) }, { type: 'text', text: prompt }] }], candidates }) + '\n')
-  const bon = cli('bon', ['--input', bonIn, '--out', path.join(data, 'picks.jsonl'), '--url', base, '--no-progress'])
+  const bon = await cli('bon', ['--input', bonIn, '--out', path.join(data, 'picks.jsonl'), '--url', base, '--no-progress'])
   t.equal(bon.status, 0, bon.stderr)
   const pick = readJsonl(path.join(data, 'picks.jsonl'))[0]!
   t.equal(pick.scores.length, 3)

@@ -9,6 +9,7 @@ import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { versionDirs } from '../../src/models/load.ts'
 import { envOf, parseDockerfile, readRepo, repoPath } from './helpers.ts'
 
 const df = parseDockerfile(readRepo('docker/Dockerfile.cpu'))
@@ -91,7 +92,7 @@ t.test('runtime stage: CMD serves, HEALTHCHECK passes, SIGTERM exits 0', { timeo
     await new Promise((r) => setTimeout(r, 250))
     hcStatus = healthcheck()
   }
-  t.equal(hcStatus, 0, `HEALTHCHECK passes once the server listens\n${log.slice(-3000)}`)
+  t.equal(hcStatus, 0, hcStatus === 0 ? 'HEALTHCHECK passes once the server listens' : `HEALTHCHECK never passed:\n${log.slice(-3000)}`)
   const metrics = await fetch(`http://127.0.0.1:${port}/metrics`)
   t.equal(metrics.status, 200)
   t.match(await metrics.text(), /scorer_requests_total/)
@@ -99,6 +100,25 @@ t.test('runtime stage: CMD serves, HEALTHCHECK passes, SIGTERM exits 0', { timeo
   t.equal(opsMetrics.status, 200, 'metrics also on OPS_PORT')
   const docs = await fetch(`http://127.0.0.1:${port}/docs/json`)
   t.equal(docs.status, 200, 'openapi.yaml is in the image')
+  // With a model baked in (the embedded default, once published), the image must get ready and score.
+  if ((await versionDirs(models)).length > 0) {
+    let ready = 0
+    const readyBy = Date.now() + 90_000
+    while (ready !== 200 && Date.now() < readyBy) {
+      ready = (await fetch(`http://127.0.0.1:${port}/readyz`)).status
+      if (ready !== 200) await new Promise((r) => setTimeout(r, 250))
+    }
+    t.equal(ready, 200, 'ready with the baked model')
+    const scored = await fetch(`http://127.0.0.1:${port}/v1/score`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ items: [{ messages: [{ role: 'user', content: 'What is 2 + 2?' }, { role: 'assistant', content: '4' }] }] }),
+    })
+    t.equal(scored.status, 200)
+    t.ok(Number.isFinite((await scored.json()).scores[0]), 'a finite score')
+  } else {
+    t.comment('no model under models/ yet: readiness and scoring not replayed')
+  }
   // Logs are JSON lines carrying the request id that the response returned.
   const r = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { 'x-request-id': 'replay-req-1' } })
   t.equal(r.headers.get('x-request-id'), 'replay-req-1')

@@ -126,3 +126,18 @@ export function configEnvKeys(): Set<string> {
   if (!body) throw new Error('EnvSchema not found in src/config.ts')
   return new Set([...body[1].matchAll(/^\s{2}([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]))
 }
+
+/** Label names a PromQL expression (or a Grafana legend) uses: by/without lists, selector matchers,
+ *  label_values(metric, label), and {{label}} / $labels.label templates. */
+export function labelRefs(text: string): string[] {
+  const noStrings = text.replace(/"(?:[^"\\]|\\.)*"/g, '""')
+  const out = new Set<string>()
+  for (const m of noStrings.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)) for (const l of m[1]!.split(',')) if (l.trim()) out.add(l.trim())
+  for (const m of noStrings.matchAll(/\{([^{}]*)\}/g)) for (const mm of m[1]!.matchAll(/(\w+)\s*(?:=~|!~|!=|=)/g)) out.add(mm[1]!)
+  for (const m of noStrings.matchAll(/label_values\(\s*\w+\s*,\s*(\w+)\s*\)/g)) out.add(m[1]!)
+  for (const m of text.matchAll(/\{\{\s*\.?(\w+)\s*\}\}|\$labels\.(\w+)/g)) out.add((m[1] ?? m[2])!)
+  return [...out]
+}
+
+/** Labels every Prometheus target carries (added by the scrape, not by the service). */
+export const TARGET_LABELS = new Set(['job', 'instance', 'namespace', 'pod', 'service', 'container', 'endpoint', '__name__'])

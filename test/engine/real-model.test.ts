@@ -10,7 +10,9 @@ const entry = await realModelDir()
 const golden = readGolden(entry.dir)
 const textCases = golden.cases.filter((c) => c.kind === 'text')
 
-const app = buildApp(testConfig({ MODELS_DIR, EXECUTION_PROVIDERS: 'cuda,webgpu,cpu' }))
+// An explicit batch budget so that the mixed-batch test can put rows of different lengths in one batch (the
+// cpu default is one max_seq_len of padded positions per batch).
+const app = buildApp(testConfig({ MODELS_DIR, EXECUTION_PROVIDERS: 'cuda,webgpu,cpu', MAX_BATCH_TOKENS: '16384' }))
 await app.ready()
 t.teardown(() => app.close())
 

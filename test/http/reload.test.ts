@@ -5,6 +5,8 @@
 import t from 'tap'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import path from 'node:path'
 import { buildApp } from '../../src/app.ts'
 import { versionDirs, type loadVersion } from '../../src/models/load.ts'
@@ -13,6 +15,10 @@ import { ModelReloader } from '../../src/models/reload.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { FakeEngine } from '../helpers/fake-engine.ts'
 import { fakeModel } from '../helpers/fake-model.ts'
+
+// A full GC before each RSS reading, so JS garbage (file buffers of the sha256 checks) does not blur them.
+v8.setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 const payload = { items: [{ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] }] }
 const ADMIN = { authorization: 'Bearer admin-secret' }
@@ -210,11 +216,13 @@ t.test('real model: reload a new version, release the old sessions, refuse a cor
   const score = async () => (await app.inject({ method: 'POST', url: '/v1/score', payload: { ...payload, model: src.name } })).json()
   const s1 = await score()
   t.same(s1.model, { name: src.name, version: 1 })
+  gc()
   const rss0 = process.memoryUsage().rss
   cpSync(v(1), v(2), { recursive: true })
   setVersion(2)
   const r = (await app.inject({ method: 'POST', url: '/admin/models/reload', headers: ADMIN })).json()
   t.same(r.loaded, [{ name: src.name, version: 2, replaced: 1 }], JSON.stringify(r.failed))
+  gc()
   const rssBoth = process.memoryUsage().rss
   const s2 = await score()
   t.same(s2.model, { name: src.name, version: 2 })
@@ -224,16 +232,42 @@ t.test('real model: reload a new version, release the old sessions, refuse a cor
   const runV = (n: number) => app.engine.runVision(`${src.name}/${n}`, new Float32Array(3 * tile * tile), tile, tile)
   t.ok((await runV(2)).tokens > 0, 'v2 sessions run')
   await t.rejects(runV(1), /not loaded/, 'v1 sessions are released in the engine')
-  t.comment(`rss: ${(rss0 / 2 ** 20).toFixed(1)} MiB with v1, ${(rssBoth / 2 ** 20).toFixed(1)} MiB with v1+v2, ${(process.memoryUsage().rss / 2 ** 20).toFixed(1)} MiB after v1 was released`)
-  // A corrupt v3 (one byte of reward.onnx changed) fails its sha256 and never serves.
-  cpSync(v(2), v(3), { recursive: true })
-  setVersion(3)
-  const onnx = readFileSync(path.join(v(3), 'reward.onnx'))
+  // Released memory is reused. After a warm-up of swaps (allocator arenas settle), four more swaps (each loads a
+  // version, then releases the previous one) must grow the process far less than keeping four versions does.
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1)
+  const swap = async (n: number) => {
+    cpSync(v(n - 1), v(n), { recursive: true })
+    setVersion(n)
+    const r = (await app.inject({ method: 'POST', url: '/admin/models/reload', headers: ADMIN })).json()
+    t.same(r.serving, [{ name: src.name, version: n }])
+    await app.reloader.settled()
+  }
+  for (let n = 3; n <= 5; n++) await swap(n)
+  gc()
+  const rssWarm = process.memoryUsage().rss
+  for (let n = 6; n <= 9; n++) await swap(n)
+  gc()
+  const rssSwapped = process.memoryUsage().rss
+  const growth = rssSwapped - rssWarm
+  // Control, same process: four versions loaded without releasing anything.
+  for (let n = 6; n <= 9; n++) {
+    await app.engine.load(`control/${n}`, { reward: path.join(v(n), 'reward.onnx'), vision: path.join(v(n), 'vision.onnx') })
+    await app.engine.runVision(`control/${n}`, new Float32Array(3 * tile * tile), tile, tile)
+  }
+  gc()
+  const kept = process.memoryUsage().rss - rssSwapped
+  t.comment(`rss: ${mib(rss0)} MiB with v1, +${mib(rssBoth - rss0)} MiB with v2 beside it; 4 swaps with release: ${growth >= 0 ? '+' : ''}${mib(growth)} MiB; 4 versions kept: +${mib(kept)} MiB`)
+  t.ok(growth < 0.5 * kept, `4 swaps (release) grew RSS by ${mib(growth)} MiB, keeping 4 versions by ${mib(kept)} MiB`)
+  const last = 9
+  // A corrupt version (one byte of reward.onnx changed) fails its sha256 and never serves.
+  cpSync(v(last), v(last + 1), { recursive: true })
+  setVersion(last + 1)
+  const onnx = readFileSync(path.join(v(last + 1), 'reward.onnx'))
   onnx[onnx.length - 1] ^= 0xff
-  writeFileSync(path.join(v(3), 'reward.onnx'), onnx)
+  writeFileSync(path.join(v(last + 1), 'reward.onnx'), onnx)
   const bad = (await app.inject({ method: 'POST', url: '/admin/models/reload', headers: ADMIN })).json()
   t.equal(bad.failed.length, 1)
   t.match(bad.failed[0].error, /sha256/)
-  t.same(bad.serving, [{ name: src.name, version: 2 }])
-  t.same((await score()).model.version, 2)
+  t.same(bad.serving, [{ name: src.name, version: last }])
+  t.same((await score()).model.version, last)
 })

@@ -58,6 +58,7 @@ t.test('each broken version is reported with its reason; the good one serves', a
   const list = (await app.inject({ method: 'GET', url: '/v1/models' })).json().models
   const by = Object.fromEntries(list.map((m: { name: string }) => [m.name, m]))
   t.equal(by.good.state, 'ready')
+  t.equal(by.good.max_batch_tokens, by.good.max_seq_len, 'MAX_BATCH_TOKENS=0 on cpu: one max_seq_len per batch')
   const want: Record<string, RegExp> = {
     'bad-sha': /tokenizer\.json sha256 .* does not match/,
     'bad-schema': /model\.json invalid: .*bos_id/,

@@ -54,6 +54,83 @@ t.test('EXIF orientation 6 is applied: same pixels as PIL ImageOps.exif_transpos
   t.ok(diff / img.data.length < 0.5, `mean abs diff vs PIL ${(diff / img.data.length).toFixed(3)} levels (< 0.5)`)
 })
 
+// All eight EXIF orientations, made by PIL in the test setup: a 40x24 asymmetric pattern saved as JPEG with
+// Orientation = n; PIL's exif_transpose of the same file is the reference (the trainer decodes with PIL).
+const orientations = spawnSync('/usr/bin/python3', ['-c', [
+  'import io, json, base64',
+  'from PIL import Image, ImageOps',
+  'out = []',
+  'for n in range(1, 9):',
+  '    im = Image.new("RGB", (40, 24), (255, 255, 255))',
+  '    for x in range(40):',
+  '        for y in range(24):',
+  '            if x < 10 and y < 8: im.putpixel((x, y), (255, 0, 0))',
+  '            elif x > 30 and y > 16: im.putpixel((x, y), (0, 0, 255))',
+  '            elif y < 4: im.putpixel((x, y), (0, 160, 0))',
+  '    exif = Image.Exif(); exif[0x0112] = n',
+  '    b = io.BytesIO(); im.save(b, "JPEG", quality=95, exif=exif.tobytes())',
+  '    ref = ImageOps.exif_transpose(Image.open(io.BytesIO(b.getvalue()))).convert("RGB")',
+  '    out.append({"n": n, "jpeg": base64.b64encode(b.getvalue()).decode(), "size": list(ref.size), "rgb": base64.b64encode(ref.tobytes()).decode()})',
+  'print(json.dumps(out))',
+].join('\n')], { encoding: 'utf8', maxBuffer: 8 << 20 })
+
+t.test('EXIF orientations 1-8 match PIL exif_transpose', { skip: orientations.status !== 0 && 'no /usr/bin/python3 with PIL' }, async (t) => {
+  for (const c of JSON.parse(orientations.stdout) as Array<{ n: number; jpeg: string; size: [number, number]; rgb: string }>) {
+    const img = await decodeImage(new Uint8Array(Buffer.from(c.jpeg, 'base64')), 'jpeg', limits)
+    t.same([img.width, img.height], c.size, `orientation ${c.n}: size`)
+    const ref = Buffer.from(c.rgb, 'base64')
+    let diff = 0
+    for (let i = 0; i < ref.length; i++) diff += Math.abs(img.data[i]! - ref[i]!)
+    // a wrong flip or rotation moves the red and blue corners: tens of levels on average
+    t.ok(diff / ref.length < 1, `orientation ${c.n}: mean abs diff ${(diff / ref.length).toFixed(3)} levels`)
+  }
+})
+
+// The trainer's own decoder (trainer/reward_trainer/media.py load_image, PIL) on every real fixture plus generated
+// 8-bit RGBA, LA, palette-with-transparency and 16-bit grey PNGs: the service must produce the same bytes.
+const trainerDecode = spawnSync('/usr/bin/python3', ['-c', [
+  'import io, os, sys, json, base64',
+  `sys.path.insert(0, ${JSON.stringify(join(import.meta.dirname, '..', '..', 'trainer'))})`,
+  'import numpy as np',
+  'from PIL import Image',
+  'from reward_trainer.media import load_image',
+  'real = sys.argv[1]',
+  'files = {f: open(os.path.join(real, f), "rb").read() for f in sorted(os.listdir(real)) if not f.endswith(".json")}',
+  'y, x = np.mgrid[0:48, 0:200]',
+  'def png(a, mode, **kw):',
+  '    b = io.BytesIO(); Image.fromarray(a, mode).save(b, "PNG", **kw); return b.getvalue()',
+  'files["gen-rgba8.png"] = png(np.stack([(x * 7) % 256, (y * 4 + x) % 256, (x * y) % 256, x % 256], -1).astype(np.uint8), "RGBA")',
+  'files["gen-la8.png"] = png(np.stack([(x * 7) % 256, (x + y) % 256], -1).astype(np.uint8), "LA")',
+  'files["gen-grey16.png"] = png(((x * 331 + y * 97) % 65536).astype(np.uint16), "I;16")',
+  'files["gen-palette-transparent.png"] = png(((x // 10 + y // 6) % 16).astype(np.uint8), "P", transparency=3)',
+  'out = [{"name": k, "file": base64.b64encode(v).decode(), "rgb": base64.b64encode(np.asarray(load_image(v)).tobytes()).decode()} for k, v in files.items()]',
+  'print(json.dumps(out))',
+].join('\n'), join(fixtures, 'images/real')], { encoding: 'utf8', maxBuffer: 64 << 20 })
+
+t.test("decoded pixels equal the trainer's load_image (PIL) byte for byte", { skip: trainerDecode.status !== 0 && `trainer decoder not runnable: ${trainerDecode.stderr.slice(-200)}` }, async (t) => {
+  const cases = JSON.parse(trainerDecode.stdout) as Array<{ name: string; file: string; rgb: string }>
+  t.ok(cases.length >= 14)
+  for (const c of cases) {
+    const buf = new Uint8Array(Buffer.from(c.file, 'base64'))
+    const img = await decodeImage(buf, formatOf(buf), limits)
+    const ref = Buffer.from(c.rgb, 'base64')
+    t.equal(img.data.length, ref.length, `${c.name}: size`)
+    let diff = 0
+    let max = 0
+    for (let i = 0; i < ref.length; i++) {
+      const d = Math.abs(img.data[i]! - ref[i]!)
+      diff += d
+      if (d > max) max = d
+    }
+    if (c.name.includes('CMYK')) {
+      // known drift: libvips converts CMYK through a colour profile, PIL with its naive formula (documented)
+      t.ok(diff / ref.length < 20, `${c.name}: CMYK mean abs diff ${(diff / ref.length).toFixed(2)} levels (known drift)`)
+      continue
+    }
+    t.equal(max, 0, `${c.name}: identical bytes`)
+  }
+})
+
 t.test('alpha is flattened on white', async (t) => {
   // basn6a16 has fully transparent pixels in its top-left area; flattened they are white-ish, never black
   const img = await decodeImage(read('images/real/sharp-16-bit-grey-alpha.png'), 'png', limits)

@@ -112,3 +112,40 @@ t.test('a 50 MB upload over the limit is refused before it is read in full', asy
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200)
   t.same(readdirSync(tempRoot).filter((n) => n.startsWith(TEMP_PREFIX)), [], 'partial upload removed')
 })
+
+t.test('a client that aborts mid-upload leaves no temp file and no crash', async (t) => {
+  const { app, tempRoot } = await buildMediaApp()
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as { port: number }).port
+  await new Promise<void>((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/v1/score', headers })
+    req.on('error', () => resolve())
+    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="request"\r\n\r\n${scoreBody('img1')}\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="img1"; filename="a"\r\n\r\n`)
+    req.write(Buffer.alloc(256 * 1024, 1), () => setTimeout(() => {
+      req.destroy()
+      resolve()
+    }, 50))
+  })
+  // the server notices the abort asynchronously
+  for (let i = 0; i < 100 && (liveTempDirs() > 0 || readdirSync(tempRoot).some((n) => n.startsWith(TEMP_PREFIX))); i++) await new Promise((r) => setTimeout(r, 20))
+  t.same(readdirSync(tempRoot).filter((n) => n.startsWith(TEMP_PREFIX)), [], 'upload directory removed')
+  t.equal(liveTempDirs(), 0)
+  t.equal((await app.inject({ url: '/healthz' })).statusCode, 200)
+})
+
+t.test('a server at capacity refuses an upload before reading it (503 + Retry-After)', async (t) => {
+  const { app, engine } = await buildMediaApp({ MAX_PENDING_ITEMS: '1', MAX_CLIENT_BATCH_SIZE: '1' })
+  t.teardown(() => app.close())
+  engine.hold()
+  const busy = app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }] } })
+  await engine.started(1)
+  const res = await app.inject({ method: 'POST', url: '/v1/score', headers, payload: form([{ name: 'request', value: scoreBody('img1') }, { name: 'img1', value: webp, filename: 'a' }]) })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().error.code, 'overloaded')
+  t.ok(res.headers['retry-after'])
+  engine.release()
+  t.equal((await busy).statusCode, 200)
+  const after = await app.inject({ method: 'POST', url: '/v1/score', headers, payload: form([{ name: 'request', value: scoreBody('img1') }, { name: 'img1', value: webp, filename: 'a' }]) })
+  t.equal(after.statusCode, 200, 'accepted again once there is room')
+})

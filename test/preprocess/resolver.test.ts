@@ -3,8 +3,12 @@
 import t from 'tap'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { buildMediaApp } from './helpers/media-app.ts'
-import { fixtures, fixtureBase64 as b64 } from './helpers/fixtures.ts'
+import { buildMediaApp, mediaModel, VisionCountingEngine } from './helpers/media-app.ts'
+import { fixtures, fixtureBase64 as b64, hasFfmpeg } from './helpers/fixtures.ts'
+import { IxcMediaResolver } from '../../src/preprocess/media/resolver.ts'
+import { defaultMediaConfig } from '../../src/preprocess/media/limits.ts'
+import { mediaScopeOf } from '../../src/preprocess/media/request-scope.ts'
+import { liveFfmpegChildren } from '../../src/preprocess/video/ffmpeg.ts'
 const webp = b64('images/real/imagereward-1.webp')
 const imageConv = (data: string, answer = 'a painting') => ({
   messages: [{ role: 'user', content: [{ type: 'image', data }, { type: 'text', text: 'what is this?' }] }, { role: 'assistant', content: answer }],
@@ -125,4 +129,24 @@ t.test('every real image fixture scores', async (t) => {
   // 400x267 grayscale: 2 columns (hd 4), 224 x int(224/(400/267)) = 149 -> padded to 224
   const concert = engine.visionRuns[names.indexOf('sharp-concert-grayscale.jpg')]!
   t.same([concert.height, concert.width], [224, 224])
+})
+
+t.test('a cancelled request kills its decoder; another request waiting for the same video still gets it', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+  const engine = new VisionCountingEngine()
+  const resolver = new IxcMediaResolver(defaultMediaConfig({ workers: 0 }))
+  const model = mediaModel()
+  const part = { type: 'video' as const, data: b64('video/real/fuzzcorpus-h264-aac-publicdomain-sample.mp4') }
+  const a = new AbortController()
+  const b = new AbortController()
+  const ctx = (signal: AbortSignal) => ({ model, engine, signal, scope: mediaScopeOf({}) })
+  const first = resolver.resolve([part], ctx(a.signal))
+  await new Promise((r) => setTimeout(r, 20))
+  const second = resolver.resolve([part], ctx(b.signal))
+  await new Promise((r) => setTimeout(r, 100))
+  a.abort(new Error('client A went away'))
+  await t.rejects(first, { message: 'client A went away' })
+  const blocks = await second
+  t.equal(blocks[0]!.tokens, (6 + 1) * 16 + 1 + 7 * 4, 'B got its video block')
+  t.equal(engine.visionRuns.length, 1)
+  t.equal(liveFfmpegChildren(), 0)
 })

@@ -71,3 +71,16 @@ t.test('without ffmpeg: video is 503 video_unavailable, images still work', asyn
   t.equal(img.statusCode, 200)
   t.equal(engine.visionRuns.length, 1)
 })
+
+t.test('a burst of video requests never runs more decoders than VIDEO_MAX_CONCURRENT', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+  const { app } = await buildMediaApp({ VIDEO_MAX_CONCURRENT: '1' })
+  t.teardown(() => app.close())
+  let peak = 0
+  const timer = setInterval(() => (peak = Math.max(peak, liveFfmpegChildren())), 2)
+  const files = ['video/real/llamafactory-mllm_demo_4.mp4', 'video/real/fuzzcorpus-h264-aac-publicdomain-sample.mp4', 'video/real/small-webm.webm', 'video/hostile/fuzzcorpus-bug1079747.mp4']
+  const res = await Promise.all(files.map((p) => app.inject({ method: 'POST', url: '/v1/score', payload: videoConv(p) })))
+  clearInterval(timer)
+  t.same(res.map((r) => r.statusCode), [200, 200, 200, 422])
+  t.equal(peak, 1, `at most one ffmpeg/ffprobe at a time (peak ${peak})`)
+  t.equal(liveFfmpegChildren(), 0)
+})

@@ -96,7 +96,7 @@ class TrainConfig:
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = epochs decide)")
     time_budget_s: float = _f(0.0, "stop training after this many seconds (0 = none); cosine schedule is laid out on the step count")
     batch_pairs: int = _f(8, "preference pairs per optimizer step (2x rows)")
-    lr: float = _f(1e-3, "peak learning rate")
+    lr: float = _f(1.5e-3, "peak learning rate")
     min_lr_ratio: float = _f(0.05, "final lr = lr * ratio (cosine)")
     warmup_ratio: float = _f(0.05, "warmup steps / total steps")
     weight_decay: float = _f(0.1, "AdamW weight decay (matrices only)")

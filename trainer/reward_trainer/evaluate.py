@@ -7,7 +7,15 @@ from typing import Dict, List
 
 import torch
 
-from .data import PairExample, batch_inputs
+from .data import PairExample, batch_inputs, packed_scores
+
+
+def pair_scores(model, pairs: List[PairExample], pad_id: int, device: str):
+    """(chosen, rejected) scores: packed rows sharing the prompt for `last` readout, separate rows otherwise."""
+    if model.args.readout == "last":
+        return packed_scores(model, pairs, pad_id, device)
+    s = model(**batch_inputs(model, pairs, pad_id, device))
+    return s[:len(pairs)], s[len(pairs):]
 
 
 @torch.no_grad()
@@ -15,10 +23,8 @@ def score_pairs(model, examples: List[PairExample], pad_id: int, device: str, ba
     model.eval()
     out = []
     for i in range(0, len(examples), batch_pairs):
-        chunk = examples[i:i + batch_pairs]
-        s = model(**batch_inputs(model, chunk, pad_id, device)).float().cpu()
-        n = len(chunk)
-        out += [(float(s[j]), float(s[n + j])) for j in range(n)]
+        c, r = pair_scores(model, examples[i:i + batch_pairs], pad_id, device)
+        out += list(zip(c.float().cpu().tolist(), r.float().cpu().tolist()))
     return out
 
 

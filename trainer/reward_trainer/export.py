@@ -428,6 +428,12 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
             json.dump(man, f, indent=2, ensure_ascii=False)
             f.write("\n")
+        from .manifest import validate_manifest
+
+        validate_manifest(stage)
+        os.chmod(stage, 0o755)  # mkdtemp makes 0700; the service may run as another user
+        for n in os.listdir(stage):
+            os.chmod(os.path.join(stage, n), 0o644)
         # atomic-ish swap: old dir renamed away, new one renamed in, old removed
         if os.path.exists(out_dir):
             old = out_dir + ".old-" + str(os.getpid())

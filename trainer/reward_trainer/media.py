@@ -61,26 +61,6 @@ def load_image(data_or_path) -> Image.Image:
     return im.convert("RGB")
 
 
-def hd_grid(w: int, h: int, S: int, hd_num: int) -> Tuple[int, int, int, int]:
-    """IXC Image_transform geometry -> (new_w, new_h, rows, cols) of the *unpadded/padded* result."""
-    trans = w < h
-    if trans:
-        w, h = h, w
-    ratio = w / h
-    scale = 1
-    while scale * math.ceil(scale / ratio) <= hd_num:
-        scale += 1
-    scale -= 1
-    scale = min(math.ceil(w / S), scale)
-    new_w = int(scale * S)
-    new_h = int(new_w / ratio)
-    pad_h = int(math.ceil(new_h / S) * S)
-    rows, cols = pad_h // S, new_w // S
-    if trans:
-        return new_h, new_w, cols, rows  # (resized w, h in original orientation), rows, cols
-    return new_w, new_h, rows, cols
-
-
 def to_tensor(im: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     a = np.asarray(im, dtype=np.float32) / 255.0  # HWC
     a = (a - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)

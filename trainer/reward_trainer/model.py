@@ -237,11 +237,9 @@ class IXCRewardModel(nn.Module):
 
     @staticmethod
     def _init(m: nn.Module) -> None:
-        if isinstance(m, PLoRA):
-            nn.init.normal_(m.weight, std=0.02)
-        elif isinstance(m, nn.Linear) and not hasattr(m, "_plora_child"):
-            pass
-        if isinstance(m, nn.Embedding):
+        # decoder linears and embeddings N(0, 0.02) (InternLM2 initializer_range); PLoRA A/B, ViT and projector
+        # keep their constructors' init (A kaiming, B zero: a fresh PLoRA is a no-op)
+        if isinstance(m, (PLoRA, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
 
     # ---------------------------------------------------------------------------------------- vision
@@ -294,27 +292,41 @@ class IXCRewardModel(nn.Module):
     # ---------------------------------------------------------------------------------------- reward
     def forward(self, input_ids, image_embeds, image_positions, im_mask, attention_mask, readout_index):
         """The reward.onnx signature. Returns score [B]."""
-        b, t = input_ids.shape
-        m = im_mask.to(image_embeds.dtype).unsqueeze(-1)
-        h = self.model.tok_embeddings(input_ids) * (1.0 - m) + F.embedding(image_positions, image_embeds) * m
-        pos = torch.arange(t, device=input_ids.device, dtype=torch.float32)
-        freqs = pos.unsqueeze(1) * self.inv_freq.unsqueeze(0)
-        emb = torch.cat([freqs, freqs], dim=-1)
-        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
-        causal = torch.ones(t, t, device=input_ids.device, dtype=torch.bool).tril()
-        allowed = causal.unsqueeze(0) & (attention_mask > 0).unsqueeze(1)  # [b, t(q), t(k)]
-        bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
-        plora_mask = im_mask.to(h.dtype)
-        for layer in self.model.layers:
-            h = layer(h, plora_mask, cos, sin, bias)
-        h = self.model.norm(h)
+        h = self.hidden_states(input_ids, image_embeds, image_positions, im_mask, attention_mask)
         if self.args.readout == "mean":
             am = attention_mask.to(h.dtype).unsqueeze(-1)
             pooled = (h * am).sum(1) / am.sum(1).clamp(min=1.0)
         else:
-            idx = readout_index.view(b, 1, 1).expand(b, 1, h.shape[-1])
+            idx = readout_index.view(-1, 1, 1).expand(h.shape[0], 1, h.shape[-1])
             pooled = torch.gather(h, 1, idx).squeeze(1)
         return self.v_head(pooled).squeeze(-1)
+
+    def hidden_states(self, input_ids, image_embeds, image_positions, im_mask, attention_mask,
+                      position_ids: Optional[torch.Tensor] = None, allowed: Optional[torch.Tensor] = None):
+        """Final-norm hidden states [B, T, D]. Defaults: position ids = arange(T), causal + padding mask.
+
+        Training passes explicit `position_ids` [B, T] and `allowed` [B, T(q), T(k)] to score a chosen and a
+        rejected reply in one packed row that shares the prompt (same math as two separate rows)."""
+        b, t = input_ids.shape
+        m = im_mask.to(image_embeds.dtype).unsqueeze(-1)
+        h = self.model.tok_embeddings(input_ids) * (1.0 - m) + F.embedding(image_positions, image_embeds) * m
+        if position_ids is None:
+            pos = torch.arange(t, device=input_ids.device, dtype=torch.float32)
+            freqs = pos.unsqueeze(1) * self.inv_freq.unsqueeze(0)
+            emb = torch.cat([freqs, freqs], dim=-1)
+            cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        else:
+            freqs = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq
+            emb = torch.cat([freqs, freqs], dim=-1)
+            cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
+        if allowed is None:
+            causal = torch.ones(t, t, device=input_ids.device, dtype=torch.bool).tril()
+            allowed = causal.unsqueeze(0) & (attention_mask > 0).unsqueeze(1)  # [b, t(q), t(k)]
+        bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
+        plora_mask = im_mask.to(h.dtype)
+        for layer in self.model.layers:
+            h = layer(h, plora_mask, cos, sin, bias)
+        return self.model.norm(h)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

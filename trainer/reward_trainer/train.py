@@ -14,7 +14,7 @@ import torch
 
 from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess
 from .data import MediaCache, PairExample, TextTokenizer, batch_inputs, build_examples, length_filter, read_jsonl
-from .evaluate import evaluate, score_pairs
+from .evaluate import evaluate, pair_scores, score_pairs
 from .losses import bt_loss
 from .model import IXCRewardModel
 
@@ -149,16 +149,16 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
         lr = lr_at(step, total, cfg, elapsed_before + time.time() - t0)
         for g in opt.param_groups:
             g["lr"] = lr
-        scores = model(**batch_inputs(model, pairs, tok.pad_id, cfg.device))
         n = len(pairs)
-        loss = bt_loss(scores[:n], scores[n:])
+        rc, rr = pair_scores(model, pairs, tok.pad_id, cfg.device)
+        loss = bt_loss(rc, rr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         opt.step()
         step += 1
         seen += n
-        prog.update(step, float(loss), float((scores[:n] > scores[n:]).float().mean()), lr, seen)
+        prog.update(step, float(loss), float((rc > rr).float().mean()), lr, seen)
         if cfg.ckpt_every and step % cfg.ckpt_every == 0:
             save()
     train_s = elapsed_before + time.time() - t0

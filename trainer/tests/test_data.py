@@ -60,6 +60,11 @@ def test_truncation_left_keeps_end_and_never_cuts_media():
     media_msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]},
                   {"role": "assistant", "content": "a"}]
     assert layout(build_segments(media_msgs, FakeTok()), [40], 30, 2) is None
+    # media conversations are never truncated, even when dropping text would make them fit
+    assert layout(build_segments(media_msgs, FakeTok()), [5], 40, 2) is not None
+    long_media = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q" * 40}]},
+                  {"role": "assistant", "content": "a"}]
+    assert layout(build_segments(long_media, FakeTok()), [5], 30, 2) is None
 
 
 def test_length_filter_drops_much_longer_chosen():

@@ -87,3 +87,38 @@ def test_manifest_validator_rejects_tampering(tiny_run, tmp_path):
         f.write(" ")
     with pytest.raises(ManifestError):
         validate_manifest(str(bad))
+
+
+def test_golden_ids_reproduced_with_js_tokenizer(tiny_run):
+    """The service's path: template pieces tokenized by tokenizer.json in @huggingface/tokenizers."""
+    from test_tokenizer import node_encode
+
+    from reward_trainer.data import build_segments, layout
+    from reward_trainer.export import _strip_data
+
+    _, out = tiny_run
+    man = json.loads((out / "model.json").read_text())
+    g = json.loads((out / "golden.json").read_text())
+    t = man["tokenizer"]
+
+    class Recorder:
+        bos_id, eos_id, pad_id, reward_id = t["bos_id"], t["eos_id"], t["pad_id"], t["special_ids"]["reward"]
+
+        def __init__(self, table=None):
+            self.seen, self.table = [], table
+
+        def encode(self, text):
+            self.seen.append(text)
+            return self.table[text] if self.table is not None else []
+
+    rec = Recorder()
+    for c in g["cases"]:
+        build_segments(_strip_data(c["messages"]), rec)
+    texts = sorted(set(rec.seen))
+    table = dict(zip(texts, node_encode(str(out / "tokenizer.json"), texts)))
+    js = Recorder(table)
+    for c in g["cases"]:
+        ids, _, truncated = layout(build_segments(_strip_data(c["messages"]), js), c["media_tokens"],
+                                   man["max_seq_len"], t["pad_id"])
+        assert ids == c["input_ids"], c["id"]
+        assert truncated == c["truncated"]

@@ -204,3 +204,27 @@ def test_vision_forward_many_equals_single():
         many = m.vision_forward_many(ims)
         for im, e in zip(ims, many):
             assert torch.allclose(m.vision_forward(im), e, atol=1e-5)
+
+
+def test_packed_pair_scores_equal_separate_rows(tmp_path):
+    """Training packs [prompt | chosen | rejected] into one row; scores must equal the unpacked forward."""
+    from PIL import Image
+
+    from reward_trainer.config import ImagePreprocess, VideoPreprocess
+    from reward_trainer.data import MediaCache, PairExample, batch_inputs, packed_scores
+
+    m = small()
+    Image.new("RGB", (80, 60), (200, 10, 10)).save(tmp_path / "a.png")
+    cache = MediaCache(ImagePreprocess(tile_size=56, hd_num=4), VideoPreprocess())
+    px = cache.get("image", str(tmp_path / "a.png"), 1)
+    T_img = m.tokens_per_image(px.shape[2] // 56, px.shape[3] // 56)
+    prompt = [1, 40, 41, 42] + [2] * T_img + [43, 44]
+    img = PairExample("i", "x", prompt + [50, 51, 52, 2, 5], prompt + [60, 2, 5], [(4, 0)], [(4, 0)],
+                      [("image", str(tmp_path / "a.png"), 1)], 3, 1, cache)
+    txt = PairExample("t", "y", [1, 40, 41, 70, 2, 5], [1, 40, 41, 71, 72, 73, 74, 2, 5], [], [], [], 1, 4, cache)
+    same = PairExample("s", "z", [1, 40, 2, 5], [1, 40, 2, 5], [], [], [], 1, 1, cache)
+    with torch.no_grad():
+        pairs = [img, txt, same]
+        sep = m(**batch_inputs(m, pairs, 2, "cpu"))
+        c, r = packed_scores(m, pairs, 2, "cpu")
+    assert torch.allclose(torch.cat([c, r]), sep, atol=1e-5)

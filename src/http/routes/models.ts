@@ -11,7 +11,7 @@ export default async function modelsRoute(app: FastifyInstance) {
       default_model: app.models.defaultName || null,
       execution_providers: { preference: c.executionProviders },
       limits: {
-        max_batch_tokens: c.batch.maxBatchTokens || 'auto',
+        max_batch_tokens: c.batch.maxBatchTokens, // 0 = chosen per model (see each model's max_batch_tokens)
         max_batch_size: c.batch.maxBatchSize,
         max_queue_delay_ms: c.batch.maxQueueDelayMs,
         max_pending_items: c.maxPendingItems,

@@ -22,6 +22,8 @@ export interface ImageHeader {
   format: ImageFormat
   width: number // as displayed (EXIF orientation applied)
   height: number
+  sixteenBit: boolean
+  grey: boolean // one colour channel (with or without alpha)
 }
 
 function inputOptions(limits: ImageDecodeLimits): SharpOptions {
@@ -63,23 +65,61 @@ export async function readImageHeader(buf: Uint8Array, expected: ImageFormat, li
     throw new ServiceError('media_limit_exceeded', `image is ${w}x${h} pixels, over the limit of ${limits.maxPixels} pixels`)
   }
   const swapped = (meta.orientation ?? 1) >= 5
-  return { format: expected, width: swapped ? h : w, height: swapped ? w : h }
+  const sixteenBit = meta.depth === 'ushort'
+  const grey = (meta.channels ?? 3) - (meta.hasAlpha ? 1 : 0) === 1
+  return { format: expected, width: swapped ? h : w, height: swapped ? w : h, sixteenBit, grey }
+}
+
+// 8 bits per channel the way PIL gets there: 16-bit colour or alpha images keep the high byte (PIL's PNG
+// unpackers), 16-bit grey without alpha is rounded v/257 (the trainer's I;16 path).
+function to8bit(data: Uint16Array, greyNoAlpha: boolean): Uint8Array {
+  const out = new Uint8Array(data.length)
+  if (greyNoAlpha) for (let i = 0; i < data.length; i++) out[i] = Math.floor(data[i] / 257 + 0.5)
+  else for (let i = 0; i < data.length; i++) out[i] = data[i] >> 8
+  return out
+}
+
+// RGBA over opaque white, bit for bit as PIL's Image.alpha_composite (libImaging/AlphaComposite.c, 7-bit
+// fixed point), which the trainer uses; libvips' flatten rounds differently (up to 1 level on half the pixels).
+function flattenOnWhite(rgba: Uint8Array, pixels: number): Uint8Array {
+  const PRECISION_BITS = 7
+  const out = new Uint8Array(pixels * 3)
+  for (let p = 0; p < pixels; p++) {
+    const a = rgba[p * 4 + 3]
+    for (let c = 0; c < 3; c++) {
+      const src = rgba[p * 4 + c]
+      if (a === 0) {
+        out[p * 3 + c] = 255
+        continue
+      }
+      // dst = (255, 255, 255, 255): blend = 255·(255 − a), outa255 = a·255 + blend
+      const outa255 = a * 255 + 255 * (255 - a)
+      const coef1 = Math.floor((a * 255 * 255 * (1 << PRECISION_BITS)) / outa255)
+      const coef2 = 255 * (1 << PRECISION_BITS) - coef1
+      const tmp = src * coef1 + 255 * coef2 + (0x80 << PRECISION_BITS)
+      out[p * 3 + c] = (((tmp >> 8) + tmp) >> 8) >> PRECISION_BITS
+    }
+  }
+  return out
 }
 
 export async function decodeImage(buf: Uint8Array, expected: ImageFormat, limits: ImageDecodeLimits): Promise<RgbImage> {
-  await readImageHeader(buf, expected, limits)
+  const header = await readImageHeader(buf, expected, limits)
   try {
     const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: true })
       .timeout({ seconds: limits.timeoutSeconds })
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
+      .toColourspace(header.sixteenBit ? 'rgb16' : 'srgb')
+      .raw({ depth: header.sixteenBit ? 'ushort' : 'uchar' })
       .toBuffer({ resolveWithObject: true })
-    if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
-      throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`)
-    }
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }
+    const pixels = info.width * info.height
+    const channels = info.channels
+    if (channels !== 3 && channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${channels}`)
+    // always a buffer of our own (it may be transferred to a worker thread, which libvips' memory is not)
+    const bytes = header.sixteenBit
+      ? to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), header.grey && channels === 3)
+      : new Uint8Array(data)
+    if (bytes.length !== pixels * channels) throw new Error('decoded size mismatch')
+    return { width: info.width, height: info.height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : bytes }
   } catch (err) {
     throw err instanceof ServiceError ? err : mapSharpError(err)
   }

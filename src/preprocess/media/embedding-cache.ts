@@ -36,10 +36,6 @@ export class EmbeddingCache {
 
   constructor(private readonly maxBytes: number, private readonly metrics?: EmbeddingCacheMetrics) {}
 
-  get size(): number {
-    return this.entries.size
-  }
-
   get totalBytes(): number {
     return this.bytes
   }
@@ -77,11 +73,6 @@ export class EmbeddingCache {
     )
     this.inflight.set(key, p)
     return p
-  }
-
-  clear(): void {
-    this.entries.clear()
-    this.bytes = 0
   }
 
   private hit(): void {

@@ -17,11 +17,13 @@ export const mediaConfigSchema = z.object({
   maxVideoHeight: z.number().int().positive().default(4096),
   maxVideoStreams: z.number().int().positive().default(8),
   videoTimeoutS: z.number().positive().default(30), // wall clock per ffprobe / ffmpeg run, then SIGKILL
+  videoMaxConcurrent: z.number().int().positive().default(2), // video decodes (ffprobe + ffmpeg) at once, per app
   videoProbeBytes: z.number().int().positive().default(5_000_000),
   ffmpegPath: z.string().min(1).default('ffmpeg'),
   ffprobePath: z.string().min(1).default('ffprobe'),
   tempDir: z.string().min(1).default(tmpdir()), // per-request directories are created (and removed) under it
   embeddingCacheBytes: z.number().int().nonnegative().default(128 * MiB), // 0 disables the cache
+  workers: z.number().int().nonnegative().default(1), // threads for pixel work; 0 = on the event loop
   remoteUrls: z
     .object({
       enabled: z.boolean().default(false), // off: SSRF
@@ -58,13 +60,18 @@ export const MediaEnvSchema = z.object({
   VIDEO_MAX_STREAMS: int(1),
   /** Wall clock per ffprobe/ffmpeg run, seconds; then SIGKILL. */
   VIDEO_TIMEOUT_S: num(),
-  /** Without these binaries video requests get 503 video_unavailable and everything else works. */
+  /** Video decodes running at once (each is one ffprobe then one ffmpeg); more wait for a slot. */
+  VIDEO_MAX_CONCURRENT: int(1),
+  /** Without these binaries video requests get 503 video_unavailable and everything else works. A bare name is
+   *  looked up in /usr/bin:/bin only (ffmpeg runs with an empty environment); elsewhere give an absolute path. */
   FFMPEG_PATH: z.string().min(1).optional(),
   FFPROBE_PATH: z.string().min(1).optional(),
   /** Where per-request temp directories are created (and removed). Default: the OS temp dir. */
   MEDIA_TEMP_DIR: z.string().min(1).optional(),
   /** Image/video embedding cache size in bytes (LRU); 0 = off. */
   EMBEDDING_CACHE_BYTES: int(0),
+  /** Worker threads for media pixel work (resizes, layout, normalisation); 0 = run it on the event loop. */
+  MEDIA_WORKERS: int(0),
   /** Remote media URLs (off: SSRF). When on, https only, to exactly these hosts, with these limits. */
   MEDIA_URLS_ENABLED: z.stringbool().optional(),
   MEDIA_URL_ALLOWED_HOSTS: list(),
@@ -86,10 +93,12 @@ export function mediaConfigFromEnv(e: z.infer<typeof MediaEnvSchema>): MediaConf
     maxVideoHeight: e.VIDEO_MAX_HEIGHT,
     maxVideoStreams: e.VIDEO_MAX_STREAMS,
     videoTimeoutS: e.VIDEO_TIMEOUT_S,
+    videoMaxConcurrent: e.VIDEO_MAX_CONCURRENT,
     ffmpegPath: e.FFMPEG_PATH,
     ffprobePath: e.FFPROBE_PATH,
     tempDir: e.MEDIA_TEMP_DIR,
     embeddingCacheBytes: e.EMBEDDING_CACHE_BYTES,
+    workers: e.MEDIA_WORKERS,
     remoteUrls: {
       enabled: e.MEDIA_URLS_ENABLED ?? d.remoteUrls.enabled,
       allowedHosts: e.MEDIA_URL_ALLOWED_HOSTS ?? d.remoteUrls.allowedHosts,
@@ -118,6 +127,7 @@ export function describeMediaLimits(c: MediaConfig): Record<string, unknown> {
     max_video_height: c.maxVideoHeight,
     max_video_streams: c.maxVideoStreams,
     video_timeout_s: c.videoTimeoutS,
+    video_max_concurrent: c.videoMaxConcurrent,
     embedding_cache_bytes: c.embeddingCacheBytes,
     remote_urls: { enabled: c.remoteUrls.enabled, allowed_hosts: c.remoteUrls.allowedHosts, max_bytes: c.remoteUrls.maxBytes, timeout_ms: c.remoteUrls.timeoutMs },
   }

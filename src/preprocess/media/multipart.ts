@@ -102,6 +102,13 @@ export function registerMediaUploads(app: FastifyInstance, cfg: MediaConfig, bod
       reply.header('connection', 'close')
       throw new ServiceError('payload_too_large', `request body of ${declared} bytes is over the limit`)
     }
+    // a full server refuses now, not after receiving and storing the upload (admission proper happens in the
+    // handler, once the item count is known)
+    if (app.batcher.pendingItems >= app.config.maxPendingItems) {
+      reply.header('connection', 'close')
+      app.metrics.rejected.inc({ reason: 'overloaded' })
+      throw new ServiceError('overloaded', 'server is at capacity; retry the upload later', { 'retry-after': String(app.config.retryAfterS) })
+    }
   })
   app.addHook('preValidation', async (request, reply) => {
     if (!request.isMultipart()) return

@@ -1,14 +1,14 @@
 // THE media hook implementation (src/conversation/media.ts): one conversation's image/video parts ->
 // image-token blocks. Per part: bytes (inline / upload / allowed URL, budget-checked) -> sniffed format ->
-// embedding cache lookup (hit: no decoding, no vision run) -> decode + IXC transform (memoised per request) ->
-// vision.onnx through the engine. Concurrent identical media share one vision run (the cache's in-flight map),
-// which is what makes best-of-N with one image cost one vision run, not N.
+// embedding cache lookup (hit: no decoding, no vision run) -> decode + IXC transform -> vision.onnx through the
+// engine. Concurrent identical media share one decode and one vision run (the cache's in-flight map), which is
+// what makes best-of-N with one image cost one vision run, not N.
 import { performance } from 'node:perf_hooks'
 import type { MediaContext, MediaResolver } from '../../conversation/media.ts'
 import type { MediaBlock, MediaPart } from '../../conversation/types.ts'
 import { ServiceError } from '../../errors.ts'
 import { decodeImage } from '../image/sharp.ts'
-import { imageTransform, type ImageTensor } from '../image/hd-transform.ts'
+import type { ImageTensor } from '../image/hd-transform.ts'
 import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
 import { loadPartBytes } from './input.ts'
@@ -18,9 +18,17 @@ import { mediaScopeOf, type MediaRequestScope } from './request-scope.ts'
 import type { FetchLike } from './remote-url.ts'
 import { sniffPart, type SniffedMedia } from './sniff.ts'
 import { withRequestTempDir } from './temp-dir.ts'
+import { Slots, abortReason } from './slots.ts'
+import { createTransformer, type Transformer } from './transformer.ts'
+
+// A computation stopped because the request that started it was cancelled.
+class Cancelled extends Error {
+  constructor(override readonly cause: unknown) {
+    super('media computation cancelled with its request')
+  }
+}
 
 interface Job {
-  key: string
   bytes: Uint8Array
   path: string | undefined
   sniffed: SniffedMedia
@@ -30,6 +38,8 @@ interface Job {
 
 export class IxcMediaResolver implements MediaResolver {
   readonly cache: EmbeddingCache
+  readonly videoSlots: Slots
+  private readonly transformer: Transformer
 
   constructor(
     readonly cfg: MediaConfig,
@@ -37,6 +47,13 @@ export class IxcMediaResolver implements MediaResolver {
     private readonly fetchImpl?: FetchLike,
   ) {
     this.cache = new EmbeddingCache(cfg.embeddingCacheBytes, metrics)
+    this.videoSlots = new Slots(cfg.videoMaxConcurrent)
+    this.transformer = createTransformer(cfg.workers)
+  }
+
+  // Stops the transform workers (app close).
+  close(): Promise<void> {
+    return this.transformer.close()
   }
 
   async resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]> {
@@ -48,7 +65,7 @@ export class IxcMediaResolver implements MediaResolver {
     const blocks: MediaBlock[] = []
     // one part after the other: bounds the decode memory of a conversation with many images
     for (const part of parts) {
-      if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new ServiceError('timeout', 'request cancelled')
+      if (ctx.signal.aborted) throw abortReason(ctx.signal)
       blocks.push(await this.resolveOne(part, params, hdNum, scope, ctx))
     }
     return blocks
@@ -59,43 +76,48 @@ export class IxcMediaResolver implements MediaResolver {
     const loaded = await loadPartBytes(part, { cfg: this.cfg, budget: scope, files: scope.files, fetchImpl: this.fetchImpl })
     const sniffed = sniffPart(loaded.bytes, part.type, this.cfg.videoFormats)
     const key = mediaCacheKey(loaded.bytes, { kind: sniffed.kind, hdNum: sniffed.kind === 'image' ? hdNum : null, model: ctx.model.key })
-    const job: Job = { key, bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum }
+    const job: Job = { bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum }
     let preprocessMs = 0
     let inferenceMs = 0
-    const entry: CachedEmbedding = await this.cache.getOrCompute(key, async () => {
-      const tensor = await this.tensorFor(job, scope, ctx.signal)
-      preprocessMs = performance.now() - t0
-      const out = await ctx.engine.runVision(ctx.model.key, tensor.data, tensor.height, tensor.width)
-      inferenceMs = out.inferenceMs
-      if (out.tokens !== tensor.tokens || out.embeds.length !== out.tokens * out.dim) {
-        throw new ServiceError('engine_error', `vision graph returned ${out.tokens} tokens, the grid needs ${tensor.tokens}`)
+    const compute = async (): Promise<CachedEmbedding> => {
+      try {
+        const tensor = await this.buildTensor(job, ctx.signal)
+        preprocessMs = performance.now() - t0
+        const out = await ctx.engine.runVision(ctx.model.key, tensor.data, tensor.height, tensor.width)
+        inferenceMs = out.inferenceMs
+        if (out.tokens !== tensor.tokens || out.embeds.length !== out.tokens * out.dim) {
+          throw new ServiceError('engine_error', `vision graph returned ${out.tokens} tokens, the grid needs ${tensor.tokens}`)
+        }
+        return { embeds: out.embeds, tokens: out.tokens, dim: out.dim }
+      } catch (err) {
+        throw ctx.signal.aborted ? new Cancelled(err) : err
       }
-      return { embeds: out.embeds, tokens: out.tokens, dim: out.dim }
-    })
+    }
+    let entry: CachedEmbedding
+    try {
+      entry = await this.cache.getOrCompute(key, compute)
+    } catch (err) {
+      // The shared computation was started by another request that has since gone away (its decoder was killed
+      // with it): this request is still wanted, so it computes for itself.
+      if (!(err instanceof Cancelled)) throw err
+      if (ctx.signal.aborted) throw err.cause
+      entry = await this.cache.getOrCompute(key, compute)
+    }
     if (preprocessMs === 0) preprocessMs = performance.now() - t0
     return { tokens: entry.tokens, dim: entry.dim, embeds: entry.embeds, preprocessMs, inferenceMs }
-  }
-
-  // Decode + transform, once per distinct media per request.
-  private tensorFor(job: Job, scope: MediaRequestScope, signal: AbortSignal): Promise<ImageTensor> {
-    let p = scope.tensors.get(job.key)
-    if (!p) {
-      p = this.buildTensor(job, signal)
-      scope.tensors.set(job.key, p)
-    }
-    return p
   }
 
   private async buildTensor(job: Job, signal: AbortSignal): Promise<ImageTensor> {
     const { sniffed, params } = job
     if (sniffed.kind === 'image') {
       const rgb = await decodeImage(job.bytes, sniffed.format, { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS })
-      return imageTransform(rgb, params.image, job.hdNum)
+      return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
     // that is removed as soon as the frames are out
-    return withRequestTempDir(this.cfg.tempDir, (dir) =>
-      preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal),
+    return this.videoSlots.run(
+      () => withRequestTempDir(this.cfg.tempDir, (dir) => preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal, this.transformer)),
+      signal,
     )
   }
 }

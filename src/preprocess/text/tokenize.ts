@@ -21,14 +21,35 @@ interface TokenizerJson {
   [k: string]: unknown
 }
 
+const SPACE = '\u2581'
+
+/** A SentencePiece-converted tokenizer (normalizer turns ' ' into U+2581, no pre-tokenizer) runs BPE over the
+ *  whole text run as one word: correct, but O(n log n) per run and never cached. When no vocab piece contains a
+ *  U+2581 right after another character, no merge can cross the point before a run of U+2581 that follows a
+ *  non-space, so splitting there gives the same ids — and short words then hit the BPE cache. */
+function wordSplitIsExact(json: TokenizerJson): boolean {
+  const n = json.normalizer as { type?: string; pattern?: { String?: string }; content?: string } | null | undefined
+  const model = json.model as { type?: string; vocab?: Record<string, number> } | undefined
+  if (json.pre_tokenizer != null || model?.type !== 'BPE' || !model.vocab) return false
+  if (!n || n.type !== 'Replace' || n.pattern?.String !== ' ' || n.content !== SPACE) return false
+  return !Object.keys(model.vocab).some((piece) => new RegExp(`[^${SPACE}]${SPACE}`, 'u').test(piece))
+}
+
 export class HfTextTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer
-  constructor(json: TokenizerJson, control: ControlIds) {
+  /** Whether text is split into words before BPE (see wordSplitIsExact). */
+  readonly wordSplit: boolean
+
+  constructor(json: TokenizerJson, control: ControlIds, opts: { wordSplit?: boolean } = {}) {
     const controlIds = new Set([control.bos_id, control.eos_id, control.pad_id, control.unk_id])
     // Hugging Face tokenizers split text on every added token; SentencePiece never matches control pieces in
     // text. Dropping them from the added-token list (they stay in the model vocab) gives sentencepiece's ids.
     const added_tokens = (json.added_tokens ?? []).filter((t) => !controlIds.has(t.id))
-    this.#tok = new Tokenizer({ ...json, added_tokens }, {})
+    this.wordSplit = (opts.wordSplit ?? true) && wordSplitIsExact(json)
+    const pre_tokenizer = this.wordSplit
+      ? { type: 'Split', pattern: { Regex: `${SPACE}*[^${SPACE}]+|${SPACE}+` }, behavior: 'Isolated', invert: true }
+      : json.pre_tokenizer
+    this.#tok = new Tokenizer({ ...json, added_tokens, pre_tokenizer }, {})
   }
 
   static async fromFile(file: string, control: ControlIds): Promise<HfTextTokenizer> {

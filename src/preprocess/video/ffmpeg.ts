@@ -1,10 +1,11 @@
 // The only file that spawns ffmpeg/ffprobe. Both run with a fixed argv on a server-generated file path, the
 // demuxer forced from the sniffed magic bytes (never ffmpeg's probing, which is how an HLS playlist hidden in an
 // upload gets opened), only the `file` protocol, no stdin, a wall-clock deadline enforced with SIGKILL, and capped
-// stderr. Every child is tracked so tests (and shutdown) can check none outlives its request.
+// stderr. Every child is tracked so tests can check that none outlives its request.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { ServiceError } from '../../errors.ts'
 import { PpmParseError, PpmStreamParser } from './ppm.ts'
+import { abortReason } from '../media/slots.ts'
 import type { RgbImage } from '../image/rgb.ts'
 
 export interface FfmpegBinaries {
@@ -36,11 +37,6 @@ export function liveFfmpegChildren(): number {
   return live.size
 }
 
-// Kills every running child (SIGKILL): used at shutdown.
-export function killAllFfmpeg(): void {
-  for (const c of live) c.kill('SIGKILL')
-}
-
 interface RunResult {
   code: number | null
   signal: NodeJS.Signals | null
@@ -51,12 +47,14 @@ interface RunResult {
 function run(bin: string, args: string[], timeoutMs: number, cwd: string, onStdout: (chunk: Buffer) => void, signal?: AbortSignal): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(abortError(signal))
+      reject(abortReason(signal))
       return
     }
     let child: ChildProcess
     try {
-      child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } })
+      // an empty environment: nothing of ours leaks into the decoder; a bare binary name is then looked up in
+      // /usr/bin:/bin (Node's default), so FFMPEG_PATH/FFPROBE_PATH elsewhere must be absolute
+      child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: {} })
     } catch (err) {
       reject(err)
       return
@@ -71,7 +69,7 @@ function run(bin: string, args: string[], timeoutMs: number, cwd: string, onStdo
     }, timeoutMs)
     // the client left or the request deadline passed: nobody wants these frames any more
     const onAbort = () => {
-      failure ??= abortError(signal!)
+      failure ??= abortReason(signal!)
       child.kill('SIGKILL')
     }
     signal?.addEventListener('abort', onAbort, { once: true })
@@ -104,10 +102,6 @@ function run(bin: string, args: string[], timeoutMs: number, cwd: string, onStdo
   })
 }
 
-function abortError(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new ServiceError('timeout', 'video decoding was cancelled')
-}
-
 function unavailable(err: unknown): ServiceError | null {
   const code = (err as NodeJS.ErrnoException)?.code
   if (code === 'ENOENT' || code === 'EACCES') return new ServiceError('video_unavailable', 'video decoding is not available on this server (ffmpeg missing)')
@@ -129,7 +123,7 @@ export function ffmpegAvailable(bins: FfmpegBinaries): Promise<boolean> {
   if (availability === null || availabilityFor !== key) {
     availabilityFor = key
     const probe = (bin: string) => run(bin, ['-hide_banner', '-version'], 10_000, '/', () => {}).then((r) => r.code === 0, () => false)
-    availability = Promise.all([probe(bins.ffmpeg), probe(bins.ffprobe)]).then(([a, b]) => a && b)
+    availability = probe(bins.ffmpeg).then((ok) => ok && probe(bins.ffprobe))
   }
   return availability
 }

@@ -110,3 +110,9 @@ export function layoutIxcStack(frames: RgbImage[], p: VideoPreprocessParams): Rg
   return canvas
 }
 
+
+// Frames (already resized) -> one laid-out RGB canvas: selection, then the ixc_stack layout.
+export function layoutFrames(frames: RgbImage[], p: VideoPreprocessParams): RgbImage {
+  const picked = selectFrameIndices(frames.length, p.max_frames).map((i) => frames[i])
+  return layoutIxcStack(picked, p)
+}

@@ -4,22 +4,17 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { ServiceError } from '../../errors.ts'
-import { videoTransform, type ImagePreprocessParams, type ImageTensor } from '../image/hd-transform.ts'
+import type { ImagePreprocessParams, ImageTensor } from '../image/hd-transform.ts'
 import type { RgbImage } from '../image/rgb.ts'
+import { inlineTransformer, type Transformer } from '../media/transformer.ts'
 import type { MediaConfig } from '../media/limits.ts'
 import { DEMUXER, type VideoFormat } from '../media/sniff.ts'
 import { extractFrames, ffmpegAvailable, probeVideo } from './ffmpeg.ts'
-import { layoutIxcStack, resizeLongSide, selectFrameIndices, type VideoPreprocessParams } from './layout.ts'
+import type { VideoPreprocessParams } from './layout.ts'
 
 // Most frames the fps filter may produce for a video within the duration limit (+1 for the frame at t = 0).
 export function maxDecodedFrames(cfg: MediaConfig, fps: number): number {
   return Math.ceil(cfg.maxVideoDurationS * fps) + 1
-}
-
-// Frames → one laid-out RGB canvas (steps 1–3 after decoding).
-export function layoutFrames(frames: RgbImage[], p: VideoPreprocessParams): RgbImage {
-  const picked = selectFrameIndices(frames.length, p.max_frames).map((i) => frames[i])
-  return layoutIxcStack(picked, p)
 }
 
 // `input` is either the bytes (written to a server-named file in `dir`) or the path of a file already in `dir`.
@@ -31,6 +26,7 @@ export async function preprocessVideo(
   image: ImagePreprocessParams,
   cfg: MediaConfig,
   signal?: AbortSignal,
+  transformer: Transformer = inlineTransformer,
 ): Promise<ImageTensor> {
   const bins = { ffmpeg: cfg.ffmpegPath, ffprobe: cfg.ffprobePath }
   if (!(await ffmpegAvailable(bins))) {
@@ -53,13 +49,21 @@ export async function preprocessVideo(
     maxHeight: cfg.maxVideoHeight,
     probeSizeBytes: cfg.videoProbeBytes,
   }, signal)
-  // Frames are shrunk as they arrive: the selection needs the total count, not the full-size pixels.
-  const frames: RgbImage[] = []
+  // Frames are shrunk as they arrive (the selection needs the total count, not the full-size pixels); a failed
+  // resize is reported after ffmpeg is done, never left unhandled.
+  const frames: Array<Promise<RgbImage>> = []
   await extractFrames(
     bins, file, demuxer, dir,
     { fps: video.fps, frameCap: maxDecodedFrames(cfg, video.fps) + 1, timeoutMs, maxWidth: cfg.maxVideoWidth, maxHeight: cfg.maxVideoHeight },
-    (f) => frames.push(resizeLongSide(f, video.frame_long_side)),
+    (f) => {
+      const p = transformer.run<RgbImage>({ op: 'frame', rgb: f, longSide: video.frame_long_side })
+      p.catch(() => {})
+      frames.push(p)
+    },
     signal,
-  )
-  return videoTransform(layoutFrames(frames, video), image)
+  ).catch(async (err) => {
+    await Promise.allSettled(frames)
+    throw err
+  })
+  return transformer.run<ImageTensor>({ op: 'video', frames: await Promise.all(frames), video, image })
 }

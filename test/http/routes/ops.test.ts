@@ -15,7 +15,7 @@ t.test('healthz, readyz, models', async (t) => {
   models.setStatus({ name: 'broken', version: 3, dir: '/x', state: 'failed', error: 'sha256 mismatch' })
   const list = (await app.inject({ method: 'GET', url: '/v1/models' })).json()
   t.equal(list.default_model, 'fake-rm')
-  t.equal(list.limits.max_batch_tokens, 'auto')
+  t.equal(list.limits.max_batch_tokens, 0)
   const broken = list.models.find((m: { name: string }) => m.name === 'broken')
   t.same([broken.state, broken.serving, broken.error], ['failed', false, 'sha256 mismatch'])
   const ok = list.models.find((m: { name: string }) => m.name === 'fake-rm')

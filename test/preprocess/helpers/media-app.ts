@@ -13,7 +13,6 @@ import { FakeEngine } from '../../helpers/fake-engine.ts'
 import { fakeModel } from '../../helpers/fake-model.ts'
 import { testConfig } from '../../helpers/build-app.ts'
 
-export { fixtures } from './fixtures.ts'
 
 const G = (rows: string[]) => rows
 // A 5x7 font covering "<IMAGE 0123456789>" is the trainer's business; tests only need a few glyphs.
@@ -61,7 +60,9 @@ export async function buildMediaApp(env: Record<string, string> = {}): Promise<{
   const engine = new VisionCountingEngine()
   const models = new ModelRegistry()
   models.publish(mediaModel())
-  const app = buildApp(testConfig({ MEDIA_TEMP_DIR: tempRoot, ...env }), { engine, models })
+  // pixel work inline: route tests stay fast (a worker thread costs ~1 s to start under tsx); the worker path is
+  // covered by transformer.test.ts and the e2e test
+  const app = buildApp(testConfig({ MEDIA_TEMP_DIR: tempRoot, MEDIA_WORKERS: '0', ...env }), { engine, models })
   app.addHook('onClose', async () => rmSync(tempRoot, { recursive: true, force: true }))
   await app.ready()
   return { app, engine, tempRoot }
