@@ -8,10 +8,8 @@
 //     paired differences (each conversation raw then via HTTP with a keep-alive client, performance.now()).
 // Env: BENCH_SECONDS (target seconds per level, default 8), BENCH_ITEMS (dataset size, default 256), and the
 // server's own knobs (MODELS_DIR, DEFAULT_MODEL, THREADS, MAX_BATCH_SIZE, ...), which both sides read.
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import http from 'node:http'
-import net from 'node:net'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
@@ -21,6 +19,7 @@ import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/engine/pack.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
+import { startServer } from './server.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn' })
@@ -37,14 +36,6 @@ const pct = (xs: number[], p: number) => {
 }
 const f = (x: number, d = 1) => x.toFixed(d)
 const pad = (x: string | number, n: number) => String(x).padStart(n)
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const port = (srv.address() as net.AddressInfo).port
-  srv.close()
-  return port
-}
 
 /** Deterministic shuffle (mulberry32) so runs are comparable. */
 function shuffled<T>(xs: T[], seed = 7): T[] {
@@ -126,19 +117,8 @@ async function main() {
   }
 
   // ---- service -----------------------------------------------------------------------------------------
-  const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/server.ts')], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', MODELS_DIR: modelsDir, MAX_PENDING_ITEMS: '4096' },
-    stdio: ['ignore', 'inherit', 'ignore'],
-  })
+  const { child, base } = await startServer({ MODELS_DIR: modelsDir, MAX_PENDING_ITEMS: '4096' })
   try {
-    const base = `http://127.0.0.1:${port}`
-    for (let i = 0; ; i++) {
-      if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break
-      if (i > 1200 || child.exitCode !== null) throw new Error('service did not become ready')
-      await new Promise((r) => setTimeout(r, 100))
-    }
     const bodies = convs.map((c) => JSON.stringify({ items: [{ messages: c }] }))
     // Warm the service path (JIT, first batches) before measuring.
     const warm = new http.Agent({ keepAlive: true })

@@ -1,0 +1,24 @@
+// Starts src/server.ts as its own process (as in production) on a free port and waits for readiness (model
+// loaded and warmed). Shared by the bench scripts.
+import { spawn, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort } from './free-port.ts'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+export async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/server.ts')], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    // ORT reports every execution-provider fallback on stderr; the server logs the choice itself.
+    stdio: ['ignore', 'inherit', 'ignore'],
+  })
+  const base = `http://127.0.0.1:${port}`
+  for (let i = 0; !(await fetch(`${base}/readyz`).then((r) => r.ok, () => false)); i++) {
+    if (i > 1200 || child.exitCode !== null) throw new Error('service did not become ready')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { child, base }
+}
