@@ -4,14 +4,13 @@
 // each (median of BENCH_ROUNDS), the ratio (target >= 0.80) and the batch-size histogram from /metrics.
 //
 //   node --import tsx bench/get-reward.ts          (env: BENCH_ROUNDS=3, BENCH_N=256, MODELS_DIR, THREADS)
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import type { Message } from '../src/conversation/types.ts'
 import { loadConversations } from './dataset.ts'
-import { freePort } from './free-port.ts'
+import { startServer } from './server.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -21,22 +20,6 @@ const TARGET = 0.8
 /** The policy side of OpenRLHF: a ChatML (Qwen-style) prompt+response decoded with its special tokens. */
 function chatmlQuery(messages: Message[]): string {
   return messages.map((m) => `<|im_start|>${m.role}\n${m.content as string}<|im_end|>\n`).join('') + '<|endoftext|>'
-}
-
-/** Starts src/server.ts (its own process, as in production) and waits for readiness (model loaded, warmed). */
-async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
-  const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/server.ts')], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  })
-  const base = `http://127.0.0.1:${port}`
-  for (let i = 0; !(await fetch(`${base}/readyz`).then((r) => r.ok, () => false)); i++) {
-    if (i > 1200 || child.exitCode !== null) throw new Error('service did not become ready')
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  return { child, base }
 }
 
 /** Cumulative `scorer_batch_size_bucket` counts by upper bound, plus sum and count. */

@@ -54,7 +54,7 @@ def _image_cfg(ns, margs: ModelArgs) -> ImagePreprocess:
 # Budgets for `reproduce`. cpu: < 60 min end to end on 2 cores (training stops at its time budget, the cosine
 # schedule follows the time fraction); cuda: more data and epochs.
 BUDGETS = {
-    "cpu": {"train_pairs": 8000, "heldout_pairs": 640, "epochs": 1.0, "time_budget_s": 2700.0},
+    "cpu": {"train_pairs": 8000, "heldout_pairs": 640, "epochs": 3.0, "time_budget_s": 2700.0},
     "cuda": {"train_pairs": 24000, "heldout_pairs": 1600, "epochs": 3.0, "time_budget_s": 0.0},
     "tiny": {"train_pairs": 48, "heldout_pairs": 16, "epochs": 1.0, "time_budget_s": 0.0},
 }
