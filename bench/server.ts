@@ -1,11 +1,21 @@
 // Starts src/server.ts as its own process (as in production) on a free port and waits for readiness (model
 // loaded and warmed). Shared by the bench scripts.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from './free-port.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; the tiny race before the child binds it is acceptable here). */
+async function freePort(): Promise<number> {
+  const srv = net.createServer().listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const port = (srv.address() as net.AddressInfo).port
+  srv.close()
+  return port
+}
 
 export async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
   const port = await freePort()
