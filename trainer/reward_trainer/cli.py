@@ -168,7 +168,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         conv([ns.model, ns.out])
     elif ns.cmd == "import":
-        from .data import import_hh_rlhf, import_llamafactory, write_jsonl
+        from .data import write_jsonl
+        from .importers import import_hh_rlhf, import_llamafactory
 
         recs = import_hh_rlhf(ns.input) if ns.format == "hh-rlhf" else import_llamafactory(ns.input)
         write_jsonl(recs, ns.output)
@@ -187,8 +188,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     elif ns.cmd == "evaluate":
         import torch
 
-        from .data import MediaCache, TextTokenizer, build_examples, read_jsonl
+        from .data import MediaCache, build_examples, read_jsonl
         from .evaluate import evaluate
+        from .tokenizer import TextTokenizer
         from .train import load_model
 
         torch.set_num_threads(2)

@@ -5,27 +5,8 @@ import math
 from collections import defaultdict
 from typing import Dict, List
 
-import torch
-
-from .data import PairExample, batch_inputs, packed_scores
-
-
-def pair_scores(model, pairs: List[PairExample], pad_id: int, device: str):
-    """(chosen, rejected) scores: packed rows sharing the prompt for `last` readout, separate rows otherwise."""
-    if model.args.readout == "last":
-        return packed_scores(model, pairs, pad_id, device)
-    s = model(**batch_inputs(model, pairs, pad_id, device))
-    return s[:len(pairs)], s[len(pairs):]
-
-
-@torch.no_grad()
-def score_pairs(model, examples: List[PairExample], pad_id: int, device: str, batch_pairs: int = 16):
-    model.eval()
-    out = []
-    for i in range(0, len(examples), batch_pairs):
-        c, r = pair_scores(model, examples[i:i + batch_pairs], pad_id, device)
-        out += list(zip(c.float().cpu().tolist(), r.float().cpu().tolist()))
-    return out
+from .data import PairExample
+from .model_io import score_pairs
 
 
 def _pearson(x: List[float], y: List[float]) -> float:

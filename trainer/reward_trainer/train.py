@@ -13,10 +13,12 @@ from typing import Dict, List, Optional
 import torch
 
 from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess
-from .data import MediaCache, PairExample, TextTokenizer, batch_inputs, build_examples, length_filter, read_jsonl
-from .evaluate import evaluate, pair_scores, score_pairs
+from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
+from .evaluate import evaluate
 from .losses import bt_loss
 from .model import IXCRewardModel
+from .model_io import pair_scores, score_pairs
+from .tokenizer import TextTokenizer
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:

@@ -3,8 +3,9 @@ import os
 import pytest
 
 from conftest import FIXTURES
-from reward_trainer.data import (build_segments, import_hh_rlhf, import_llamafactory, layout, length_filter,
-                                 record_conversations)
+from reward_trainer.data import length_filter, record_conversations
+from reward_trainer.importers import import_hh_rlhf, import_llamafactory
+from reward_trainer.template import build_segments, layout
 from reward_trainer.losses import bt_loss
 
 

@@ -93,8 +93,7 @@ def test_golden_ids_reproduced_with_js_tokenizer(tiny_run):
     """The service's path: template pieces tokenized by tokenizer.json in @huggingface/tokenizers."""
     from test_tokenizer import node_encode
 
-    from reward_trainer.data import build_segments, layout
-    from reward_trainer.export import _strip_data
+    from reward_trainer.template import build_segments, layout, strip_media_data
 
     _, out = tiny_run
     man = json.loads((out / "model.json").read_text())
@@ -113,12 +112,12 @@ def test_golden_ids_reproduced_with_js_tokenizer(tiny_run):
 
     rec = Recorder()
     for c in g["cases"]:
-        build_segments(_strip_data(c["messages"]), rec)
+        build_segments(strip_media_data(c["messages"]), rec)
     texts = sorted(set(rec.seen))
     table = dict(zip(texts, node_encode(str(out / "tokenizer.json"), texts)))
     js = Recorder(table)
     for c in g["cases"]:
-        ids, _, truncated = layout(build_segments(_strip_data(c["messages"]), js), c["media_tokens"],
+        ids, _, truncated = layout(build_segments(strip_media_data(c["messages"]), js), c["media_tokens"],
                                    man["max_seq_len"], t["pad_id"])
         assert ids == c["input_ids"], c["id"]
         assert truncated == c["truncated"]

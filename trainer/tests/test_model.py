@@ -211,7 +211,8 @@ def test_packed_pair_scores_equal_separate_rows(tmp_path):
     from PIL import Image
 
     from reward_trainer.config import ImagePreprocess, VideoPreprocess
-    from reward_trainer.data import MediaCache, PairExample, batch_inputs, packed_scores
+    from reward_trainer.data import MediaCache, PairExample
+    from reward_trainer.model_io import batch_inputs, packed_scores
 
     m = small()
     Image.new("RGB", (80, 60), (200, 10, 10)).save(tmp_path / "a.png")

@@ -1,0 +1,146 @@
+"""Golden cases for golden.json: text, image and video conversations (held-out pairs plus odd geometries, CJK/emoji,
+control-piece text, a truncated conversation, two images, portrait and long videos) with their ids, media tensors
+and PyTorch scores; the exporter checks ONNX against them and the service's tests replay them."""
+from __future__ import annotations
+
+import base64
+import os
+import random
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from . import media
+from .config import VideoPreprocess
+from .data import read_jsonl
+
+
+def _file_b64(path: str) -> str:
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def _synthetic_image(rng: random.Random, w: int, h: int) -> Image.Image:
+    """Gradient + shapes + noise: the hardest case for resize parity."""
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.stack([(x * 255 // max(1, w - 1)), (y * 255 // max(1, h - 1)), ((x + y) * 7) % 256], -1).astype(np.float32)
+    a += np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, 25, a.shape)
+    im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(im)
+    for _ in range(3):
+        cx, cy, r = rng.randint(0, w), rng.randint(0, h), rng.randint(4, max(5, min(w, h) // 3))
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tuple(rng.randint(0, 255) for _ in range(3)))
+    return im
+
+
+def _tensor_checksum(px: torch.Tensor, rng: random.Random, k: int = 16) -> Dict:
+    n, c, h, w = px.shape
+    samples = []
+    for _ in range(k):
+        ci, yi, xi = rng.randrange(c), rng.randrange(h), rng.randrange(w)
+        samples.append([0, ci, yi, xi, float(px[0, ci, yi, xi])])
+    return {"shape": list(px.shape), "sum": float(px.double().sum()), "abs_sum": float(px.double().abs().sum()),
+            "sample": samples}
+
+
+def golden_inputs(heldout_path: Optional[str], rng: random.Random, work: str, vcfg: VideoPreprocess) -> List[Dict]:
+    """Build golden cases: [{id, kind, messages (with base64 media), media [(kind, path)]}]."""
+    cases: List[Dict] = []
+    recs = read_jsonl(heldout_path) if heldout_path and os.path.exists(heldout_path) else []
+    base = os.path.dirname(os.path.abspath(heldout_path)) if heldout_path else ""
+
+    def add(kind, msgs, media_items):
+        cases.append({"id": f"{kind}-{sum(1 for c in cases if c['kind'] == kind)}", "kind": kind,
+                      "messages": msgs, "media": media_items})
+
+    text = [r for r in recs if not r.get("images") and not r.get("videos")]
+    for r in text[:8]:
+        for resp in (r["chosen"], r["rejected"]):
+            add("text", [dict(m) for m in r["messages"]] + [{"role": "assistant", "content": resp}], [])
+    add("text", [{"role": "system", "content": "  You are a helpful assistant.  "},
+                 {"role": "user", "content": "你好！Can you count: 1, 22, 333?\n\n  Emoji: 😀🎉  "},
+                 {"role": "assistant", "content": "\nSure: one, twenty-two, three hundred thirty-three.\t"}], [])
+    add("text", [{"role": "user", "content": "Is </s> or <s> special here? [UNUSED_TOKEN_130] is."},
+                 {"role": "assistant", "content": "Control pieces are plain text inside content."}], [])
+    add("text", [{"role": "user", "content": "Repeat after me. " + "The quick brown fox jumps over the lazy dog. " * 60},
+                 {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog."}], [])  # truncated
+    for r in [r for r in recs if r.get("images")][:6]:
+        for resp in (r["chosen"], r["rejected"]):
+            p = os.path.join(base, r["images"][0])
+            add("image", [{"role": "user", "content": [{"type": "image", "data": _file_b64(p)},
+                                                       {"type": "text", "text": r["messages"][0]["content"]}]},
+                          {"role": "assistant", "content": resp}], [("image", p)])
+    # odd geometries: portrait (transpose), upscale, downscale, wide (several columns), JPEG, 2 images (hd_num_multi)
+    for j, (w, h, fmt) in enumerate([(90, 200, "png"), (50, 40, "png"), (300, 200, "jpeg"), (460, 100, "png"),
+                                     (128, 128, "jpeg")]):
+        im = _synthetic_image(rng, w, h)
+        p = os.path.join(work, f"golden-{j}.{fmt}")
+        im.save(p, format="PNG" if fmt == "png" else "JPEG", quality=90)
+        add("image", [{"role": "user", "content": [{"type": "text", "text": "Describe the image."},
+                                                   {"type": "image", "data": _file_b64(p)},
+                                                   {"type": "text", "text": " What stands out?"}]},
+                      {"role": "assistant", "content": "A colourful pattern with circles."}], [("image", p)])
+    p1, p2 = os.path.join(work, "golden-0.png"), os.path.join(work, "golden-2.jpeg")
+    add("image", [{"role": "user", "content": [{"type": "text", "text": "Image 1:"}, {"type": "image", "data": _file_b64(p1)},
+                                               {"type": "text", "text": "Image 2:"}, {"type": "image", "data": _file_b64(p2)},
+                                               {"type": "text", "text": "Which one is taller?"}]},
+                  {"role": "assistant", "content": "The first one."}], [("image", p1), ("image", p2)])
+    for r in [r for r in recs if r.get("videos")][:3]:
+        for resp in (r["chosen"], r["rejected"]):
+            p = os.path.join(base, r["videos"][0])
+            add("video", [{"role": "user", "content": [{"type": "video", "data": _file_b64(p)},
+                                                       {"type": "text", "text": r["messages"][0]["content"]}]},
+                          {"role": "assistant", "content": resp}], [("video", p)])
+    # portrait frames (side-by-side layout) and > max_frames frames (frame selection)
+    for j, (w, h, n) in enumerate([(48, 80, 3), (64, 48, vcfg.max_frames + 3)]):
+        frames = [np.asarray(_synthetic_image(rng, w, h)) for _ in range(n)]
+        p = os.path.join(work, f"golden-video-{j}.mp4")
+        media.encode_video(frames, p, fps=1)
+        add("video", [{"role": "user", "content": [{"type": "video", "data": _file_b64(p)},
+                                                   {"type": "text", "text": "What happens in the video?"}]},
+                      {"role": "assistant", "content": "Colourful noise changes between frames."}], [("video", p)])
+    return cases
+
+
+def _media_for_model(cases_media, icfg, vcfg) -> List[torch.Tensor]:
+    hd = icfg.hd_num if sum(1 for k, _ in cases_media if k == "image") <= 1 else icfg.hd_num_multi
+    out = []
+    for kind, p in cases_media:
+        if kind == "image":
+            out.append(media.image_transform(media.load_image(p), icfg, hd))
+        else:
+            out.append(media.video_tensor(p, vcfg, icfg))
+    return out
+
+
+def build_feeds(ids, spans, media_tokens, embeds: np.ndarray, pad_id: int):
+    T = len(ids)
+    pos = np.zeros((1, T), np.int64)
+    mask = np.zeros((1, T), np.float32)
+    off = 0
+    offs = []
+    for n in media_tokens:
+        offs.append(off)
+        off += n
+    for start, k in spans:
+        n = media_tokens[k]
+        pos[0, start:start + n] = np.arange(offs[k], offs[k] + n)
+        mask[0, start:start + n] = 1
+    return {"input_ids": np.asarray([ids], np.int64), "image_embeds": embeds.astype(np.float32),
+            "image_positions": pos, "im_mask": mask, "attention_mask": np.ones((1, T), np.int64),
+            "readout_index": np.asarray([T - 1], np.int64)}
+
+
+def _pad_batch(feeds_list: List[Dict[str, np.ndarray]], pad_id: int) -> Dict[str, np.ndarray]:
+    B, T = len(feeds_list), max(f["input_ids"].shape[1] for f in feeds_list)
+    out = {"input_ids": np.full((B, T), pad_id, np.int64), "image_positions": np.zeros((B, T), np.int64),
+           "im_mask": np.zeros((B, T), np.float32), "attention_mask": np.zeros((B, T), np.int64),
+           "readout_index": np.zeros((B,), np.int64), "image_embeds": feeds_list[0]["image_embeds"]}
+    for i, f in enumerate(feeds_list):
+        L = f["input_ids"].shape[1]
+        out["input_ids"][i, :L] = f["input_ids"][0]
+        out["attention_mask"][i, :L] = 1
+        out["readout_index"][i] = L - 1
+    return out
