@@ -60,6 +60,17 @@ BUDGETS = {
 }
 
 
+def evaluate_stage(ckpt: str, data: str, tokenizer: str, device: str) -> Dict:
+    """Held-out evaluation of a finished run, stored beside its checkpoint (export puts it in model.json)."""
+    from .checkpoint import EVAL_RESULT, write_result
+    from .evaluate import evaluate_checkpoint
+
+    res = evaluate_checkpoint(ckpt, data, tokenizer, device)
+    write_result(ckpt, EVAL_RESULT, res)
+    print("heldout: " + json.dumps(res, indent=2), file=sys.stderr)
+    return res
+
+
 def reproduce(ns) -> None:
     """generate -> tokenizer -> train -> evaluate -> export, all from scratch."""
     from .data import read_jsonl
@@ -88,10 +99,11 @@ def reproduce(ns) -> None:
     tcfg.tokenizer, tcfg.out = tok_model, os.path.join(run, "train")
     tcfg.epochs = budget["epochs"] if ns.epochs_override is None else ns.epochs_override
     tcfg.time_budget_s = budget["time_budget_s"] if ns.time_budget_override is None else ns.time_budget_override
-    res = train(tcfg, margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
-    rep = export(os.path.join(tcfg.out, "ckpt.pt"), os.path.abspath(ns.out), tok_model, tcfg.eval_data,
-                 command=ns.command_line)
-    print(json.dumps({"total_seconds": round(time.time() - t0, 1), "heldout": res.get("heldout"), "parity": rep},
+    train(tcfg, margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
+    ckpt = os.path.join(tcfg.out, "ckpt.pt")
+    heldout = evaluate_stage(ckpt, tcfg.eval_data, tok_model, tcfg.device)
+    rep = export(ckpt, os.path.abspath(ns.out), tok_model, tcfg.eval_data, command=ns.command_line)
+    print(json.dumps({"total_seconds": round(time.time() - t0, 1), "heldout": heldout, "parity": rep},
                      indent=2), file=sys.stderr)
 
 
@@ -178,7 +190,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         from .train import train
 
         margs = _model_args(ns)
-        train(_take(ns, TrainConfig), margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
+        tcfg = _take(ns, TrainConfig)
+        train(tcfg, margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
+        if tcfg.eval_data:
+            evaluate_stage(os.path.join(tcfg.out, "ckpt.pt"), tcfg.eval_data, tcfg.tokenizer, tcfg.device)
     elif ns.cmd == "reproduce":
         ns.budget = ns.budget or ("cuda" if ns.device == "cuda" else "cpu")
         ns.seed_orig = ns.seed
@@ -188,20 +203,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     elif ns.cmd == "evaluate":
         import torch
 
-        from .data import MediaCache, build_examples, read_jsonl
-        from .evaluate import evaluate
-        from .tokenizer import TextTokenizer
-        from .train import load_model
+        from .evaluate import evaluate_checkpoint
 
         torch.set_num_threads(2)
-        model, state = load_model(ns.ckpt, ns.device)
-        tok = TextTokenizer(ns.tokenizer)
-        cache = MediaCache(ImagePreprocess(**state["image"]), VideoPreprocess(**state["video"]))
-        exs, dropped = build_examples(read_jsonl(ns.data), os.path.dirname(os.path.abspath(ns.data)), tok, cache,
-                                      state["train_config"]["max_seq_len"], model.G)
-        res = evaluate(model, exs, tok.pad_id, ns.device)
-        res["dropped_too_long"] = dropped
-        print(json.dumps(res, indent=2))
+        print(json.dumps(evaluate_checkpoint(ns.ckpt, ns.data, ns.tokenizer, ns.device), indent=2))
     elif ns.cmd == "export":
         from .export import export
 

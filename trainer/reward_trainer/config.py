@@ -87,7 +87,7 @@ class GenConfig:
 @dataclass
 class TrainConfig:
     data: str = _f("trainer/runs/data/train.jsonl", "training JSONL")
-    eval_data: Optional[str] = _f("trainer/runs/data/heldout.jsonl", "held-out JSONL (evaluated at the end)")
+    eval_data: Optional[str] = _f("trainer/runs/data/heldout.jsonl", "held-out JSONL (the train command evaluates the finished run on it)")
     out: str = _f("trainer/runs/default", "run folder (checkpoints, logs)")
     tokenizer: str = _f("trainer/runs/tokenizer/tokenizer.model", "SentencePiece model")
     device: str = _f("cpu", "cpu | cuda")

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from typing import Dict, List
 
-from .data import PairExample
+from .checkpoint import load_checkpoint, preprocess_configs
+from .data import MediaCache, PairExample, build_examples, read_jsonl
 from .model_io import score_pairs
+from .tokenizer import TextTokenizer
 
 
 def _pearson(x: List[float], y: List[float]) -> float:
@@ -51,3 +54,16 @@ def summarize(examples: List[PairExample], scores) -> Dict:
 
 def evaluate(model, examples: List[PairExample], pad_id: int, device: str) -> Dict:
     return summarize(examples, score_pairs(model, examples, pad_id, device))
+
+
+def evaluate_checkpoint(ckpt: str, data: str, tokenizer: str, device: str = "cpu") -> Dict:
+    """The `evaluate` stage: a checkpoint on a JSONL file (no length constraint: held-out pairs are scored as
+    they are; pairs too long for max_seq_len are dropped and counted)."""
+    model, state = load_checkpoint(ckpt, device)
+    tok = TextTokenizer(tokenizer)
+    cache = MediaCache(*preprocess_configs(state))
+    exs, dropped = build_examples(read_jsonl(data), os.path.dirname(os.path.abspath(data)), tok, cache,
+                                  state["train_config"]["max_seq_len"], model.G)
+    res = evaluate(model, exs, tok.pad_id, device)
+    res["dropped_too_long"] = dropped
+    return res

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from .config import ImagePreprocess, VideoPreprocess
+from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_configs, read_result
 from .data import tokens_for_pixels
 from .golden import _media_for_model, _pad_batch, _tensor_checksum, build_feeds, golden_inputs
 from .manifest import REWARD_INPUTS, _sha, manifest
@@ -22,7 +22,6 @@ from .onnx_runner import OnnxRunner
 from .template import build_segments, layout, strip_media_data
 from .tokenizer import TextTokenizer
 from .tokenizer_convert import convert, special_ids
-from .train import load_model
 
 OPSET = 17
 ATOL = 1e-4
@@ -71,9 +70,8 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
            version: int = 1, command: Optional[str] = None, seed: int = 0) -> Dict:
     """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically."""
     torch.set_num_threads(2)
-    model, state = load_model(ckpt)
-    icfg = ImagePreprocess(**state["image"])
-    vcfg = VideoPreprocess(**state["video"])
+    model, state = load_checkpoint(ckpt)
+    icfg, vcfg = preprocess_configs(state)
     tok = TextTokenizer(tokenizer_model)
     if tok.vocab_size != model.args.vocab_size:
         raise ValueError("tokenizer does not match the checkpoint's vocab_size")
@@ -145,9 +143,9 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
         files = {n: _sha(os.path.join(stage, n)) for n in ("vision.onnx", "reward.onnx", "tokenizer.json", "golden.json")}
-        tr_path = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "train_result.json")
-        train_result = json.load(open(tr_path)) if os.path.exists(tr_path) else {}
+        train_result = read_result(ckpt, TRAIN_RESULT)
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
+                       read_result(ckpt, EVAL_RESULT),
                        command or " ".join(["python3", "-m", "reward_trainer"] + sys.argv[1:]),
                        train_result.get("device", "cpu"))
         man["evaluation"]["parity"] = report

@@ -130,7 +130,7 @@ def git_commit() -> str:
 
 
 def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePreprocess, vcfg: VideoPreprocess,
-             files: Dict, train_result: Dict, command: str, device: str) -> Dict:
+             files: Dict, train_result: Dict, heldout: Dict, command: str, device: str) -> Dict:
     a = model.args
     D = a.hidden_size
     return {
@@ -187,6 +187,5 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
                                                       "dropped_length_ratio", "dropped_too_long", "pairs_per_second",
                                                       "device")}
                     | {"length_ratio": state["train_config"]["length_ratio"]},
-        "evaluation": {"heldout": train_result.get("heldout", {"pairs": 0, "accuracy": 0.0, "per_category": {},
-                                                               "length_bias": {}})},
+        "evaluation": {"heldout": heldout or {"pairs": 0, "accuracy": 0.0, "per_category": {}, "length_bias": {}}},
     }

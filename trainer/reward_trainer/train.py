@@ -8,13 +8,13 @@ import os
 import random
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 
+from .checkpoint import TRAIN_RESULT, load_checkpoint, save_checkpoint, write_result
 from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess
 from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
-from .evaluate import evaluate
 from .losses import bt_loss
 from .model import IXCRewardModel
 from .model_io import pair_scores, score_pairs
@@ -49,11 +49,9 @@ def set_frozen_vision(model: IXCRewardModel, frozen: bool) -> None:
             p.requires_grad = not frozen
 
 
-def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainConfig, G: int, filter_len: bool):
-    recs = read_jsonl(path)
-    dropped_len = 0
-    if filter_len:
-        recs, dropped_len = length_filter(recs, cfg.length_ratio)
+def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainConfig, G: int):
+    """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
+    recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
     ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len, G)
     return ex, dropped_len, dropped_long
 
@@ -87,14 +85,15 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
     tok = TextTokenizer(cfg.tokenizer)
     margs = dataclasses.replace(margs, vocab_size=tok.vocab_size)
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
-    state = torch.load(ckpt_path, map_location="cpu") if cfg.resume and os.path.exists(ckpt_path) else None
-    if state is not None:
-        margs = ModelArgs.from_dict(state["model_args"])
-    model = IXCRewardModel(margs).to(cfg.device)
+    if cfg.resume and os.path.exists(ckpt_path):
+        model, state = load_checkpoint(ckpt_path, cfg.device)
+        margs = model.args
+    else:
+        model, state = IXCRewardModel(margs).to(cfg.device), None
     G = model.G
     cache = MediaCache(icfg, vcfg, keep=False)  # recomputed per batch: bounded memory for large data
     t_load = time.time()
-    train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, G, True)
+    train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, G)
     print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
           f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing {time.time() - t_load:.0f}s",
           file=sys.stderr)
@@ -104,7 +103,6 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
     total = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
     step, elapsed_before = 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
         print(f"resumed at step {step}", file=sys.stderr)
@@ -130,14 +128,12 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
         return [train_ex[i] for i in epoch_orders[e][s % steps_per_epoch]]
 
     def save(final: bool = False) -> None:
-        tmp = ckpt_path + ".tmp"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total_steps": total,
-                    "elapsed_s": elapsed_before + time.time() - t0, "model_args": margs.to_dict(),
-                    "train_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),
-                    "video": dataclasses.asdict(vcfg), "final": final,
-                    "data": {"pairs": len(train_ex), "dropped_length_ratio": dropped_len,
-                             "dropped_too_long": dropped_long}}, tmp)
-        os.replace(tmp, ckpt_path)
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total_steps": total,
+            "elapsed_s": elapsed_before + time.time() - t0, "model_args": margs.to_dict(),
+            "train_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),
+            "video": dataclasses.asdict(vcfg), "final": final,
+            "data": {"pairs": len(train_ex), "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long}})
 
     prog = Progress(total)
     t0 = time.time()
@@ -174,19 +170,8 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
               "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long, "train_stats": stats,
               "pairs_per_second": round(step * cfg.batch_pairs / max(train_s, 1e-9), 3),
               "num_params": model.num_params(), "device": cfg.device}
-    if cfg.eval_data:
-        ho, _, ho_long = load_examples(cfg.eval_data, tok, cache, cfg, G, False)
-        result["heldout"] = evaluate(model, ho, tok.pad_id, cfg.device)
-        result["heldout"]["dropped_too_long"] = ho_long
     save(final=True)
-    with open(os.path.join(cfg.out, "train_result.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_result(ckpt_path, TRAIN_RESULT, result)
     print("\n" + json.dumps(result, indent=2), file=sys.stderr)
     return result
 
-
-def load_model(ckpt_path: str, device: str = "cpu") -> tuple:
-    state = torch.load(ckpt_path, map_location="cpu")
-    model = IXCRewardModel(ModelArgs.from_dict(state["model_args"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state
