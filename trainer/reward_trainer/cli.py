@@ -84,7 +84,7 @@ def reproduce(ns) -> None:
     run = os.path.abspath(ns.run_dir)
     data = os.path.join(run, "data")
     gcfg = GenConfig(out=data, train_pairs=ns.train_pairs or budget["train_pairs"],
-                     heldout_pairs=ns.heldout_pairs or budget["heldout_pairs"], seed=ns.seed)
+                     heldout_pairs=ns.heldout_pairs or budget["heldout_pairs"], seed=ns.gen_seed)
     if not os.path.exists(os.path.join(data, "heldout.jsonl")) or not ns.reuse_data:
         print(f"generate: {generate(gcfg)}", file=sys.stderr)
     tok_dir = os.path.join(run, "tokenizer")
@@ -132,7 +132,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name in ("train", "reproduce"):
         t = sub.add_parser(name, help="train a model" if name == "train" else
                            "generate -> tokenizer -> train -> evaluate -> export (the default model)")
-        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "data", "eval_data", "out", "tokenizer") if name == "reproduce" else ())
+        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "data", "eval_data", "out", "tokenizer", "seed")
+                       if name == "reproduce" else ())
         _add_dataclass(t, ModelArgs, "model_")
         _add_dataclass(t, VisionArgs, "vision_")
         _add_dataclass(t, ImagePreprocess, "image_", skip=("tile_size", "patch_size"))
@@ -144,7 +145,10 @@ def main(argv: Optional[List[str]] = None) -> None:
             t.add_argument("--out", default=os.path.join(REPO_ROOT, "models", "ixc-reward-tiny", "1"))
             t.add_argument("--train-pairs", type=int, default=0)
             t.add_argument("--heldout-pairs", type=int, default=0)
-            t.add_argument("--gen-seed", dest="seed_gen", type=int, default=1234)
+            # 1234 for both: the seeds the committed default model was trained and generated with
+            t.add_argument("--seed", type=int, default=1234, help="torch seed of the training run (default: 1234)")
+            t.add_argument("--gen-seed", type=int, default=1234,
+                           help="data generation seed; held-out uses seed + 1_000_003 (default: 1234)")
             t.add_argument("--epochs", dest="epochs_override", type=float, default=None)
             t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
             t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
@@ -196,10 +200,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             evaluate_stage(os.path.join(tcfg.out, "ckpt.pt"), tcfg.eval_data, tcfg.tokenizer, tcfg.device)
     elif ns.cmd == "reproduce":
         ns.budget = ns.budget or ("cuda" if ns.device == "cuda" else "cpu")
-        ns.seed_orig = ns.seed
-        ns.seed = ns.seed_gen
-        reproduce_ns = ns
-        reproduce(reproduce_ns)
+        reproduce(ns)
     elif ns.cmd == "evaluate":
         import torch
 

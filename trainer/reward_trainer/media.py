@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import math
 import subprocess
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TRAINER
 from reward_trainer import export as export_mod
 from reward_trainer.cli import main
 from reward_trainer.manifest import ManifestError, validate_manifest

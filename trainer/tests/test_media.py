@@ -1,6 +1,3 @@
-import os
-import subprocess
-
 import numpy as np
 import pytest
 import torch
@@ -42,7 +39,7 @@ def test_select_frames_indices():
 @pytest.mark.parametrize("size,grid", [((224, 224), (1, 1)), ((800, 600), (2, 2)), ((1280, 720), (2, 3)),
                                        ((1080, 1920), (3, 2)), ((4000, 1000), (1, 4))])
 def test_image_transform_matches_reference_geometry(size, grid):
-    # reference table (ixc25-reward.md §3.2) uses S = 560, hd_num = 9
+    # IXC-2.5's own geometry: S = 560, hd_num = 9
     cfg = ImagePreprocess(tile_size=560, hd_num=9)
     t = media.image_transform(Image.new("RGB", size, (10, 20, 30)), cfg, 9)
     assert (t.shape[2] // 560, t.shape[3] // 560) == grid and t.shape[2] % 560 == 0 and t.shape[3] % 560 == 0

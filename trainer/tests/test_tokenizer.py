@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 
-import pytest
 import sentencepiece as spm
 
 from conftest import FIXTURES, TRAINER
