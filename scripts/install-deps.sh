@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-all}"
 pkgs=(ffmpeg)
 if [ "$mode" = all ]; then
-  pkgs+=(python3-torch python3-onnx python3-numpy python3-pil python3-sentencepiece python3-pytest libopenblas0-pthread)
+  pkgs+=(python3-torch python3-onnx python3-numpy python3-pil python3-sentencepiece python3-jsonschema python3-pytest libopenblas0-pthread)
   # promtool (checks and unit-tests the Prometheus config and alert rules in test/deploy/). kubectl (kustomize
   # rendering in test/deploy/k8s.test.ts) comes with this machine image; Debian's kubernetes-client is too old.
   pkgs+=(prometheus)

@@ -17,7 +17,7 @@ import torch
 from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_configs, read_result
 from .data import tokens_for_pixels
 from .golden import _media_for_model, _pad_batch, _tensor_checksum, build_feeds, golden_inputs
-from .manifest import REWARD_INPUTS, _sha, manifest
+from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, validate_manifest
 from .onnx_runner import OnnxRunner
 from .template import build_segments, layout, strip_media_data
 from .tokenizer import TextTokenizer
@@ -142,7 +142,7 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
             raise ParityError(f"ONNX vs PyTorch score parity failed: max |diff| {worst:.3g} > {ATOL} (cases {bad})")
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
-        files = {n: _sha(os.path.join(stage, n)) for n in ("vision.onnx", "reward.onnx", "tokenizer.json", "golden.json")}
+        files = {n: file_digest(os.path.join(stage, n)) for n in REQUIRED_FILES}
         train_result = read_result(ckpt, TRAIN_RESULT)
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
                        read_result(ckpt, EVAL_RESULT),
@@ -152,8 +152,6 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
             json.dump(man, f, indent=2, ensure_ascii=False)
             f.write("\n")
-        from .manifest import validate_manifest
-
         validate_manifest(stage)
         os.chmod(stage, 0o755)  # mkdtemp makes 0700; the service may run as another user
         for n in os.listdir(stage):

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
-from typing import Any, Dict
+from typing import Dict, List
 
 import torch
 
@@ -18,98 +18,90 @@ REWARD_INPUTS = [("input_ids", "int64", ["B", "T"]), ("image_embeds", "float32",
                  ("image_positions", "int64", ["B", "T"]), ("im_mask", "float32", ["B", "T"]),
                  ("attention_mask", "int64", ["B", "T"]), ("readout_index", "int64", ["B"])]
 REQUIRED_FILES = ("vision.onnx", "reward.onnx", "tokenizer.json", "golden.json")
-REWARD_IO = ["input_ids", "image_embeds", "image_positions", "im_mask", "attention_mask", "readout_index"]
+# The service's contract, generated from its zod schema (npm run schema:manifest).
+SCHEMA_PATH = os.path.join(REPO_ROOT, "models", "manifest.schema.json")
+# What the trainer promises on top: the evidence and preprocessing fields the service keeps opaque.
+_INT = {"type": "integer"}
+TRAINER_SCHEMA = {
+    "type": "object",
+    "required": ["created", "producer", "config", "preprocess", "score", "evaluation"],
+    "properties": {
+        "architecture": {"const": "ixc2.5-reward"},
+        "producer": {"type": "object", "required": ["command", "git_commit", "device", "torch"],
+                     "properties": {k: {"type": "string"} for k in ("command", "git_commit", "device", "torch")}},
+        "config": {"required": ["num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size",
+                                "plora_rank", "plora_alpha"],
+                   "properties": {k: _INT for k in ("num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                                                     "vocab_size", "plora_rank", "plora_alpha")}},
+        "preprocess": {"properties": {
+            "image": {"required": ["hd_num", "hd_num_multi"], "properties": {"hd_num": _INT, "hd_num_multi": _INT}},
+            "video": {"required": ["fps", "max_frames", "frame_long_side", "header_height", "gap", "line_width",
+                                   "label_scale", "label_font"],
+                      "properties": {k: _INT for k in ("fps", "max_frames", "frame_long_side", "header_height", "gap",
+                                                        "line_width", "label_scale")}}}},
+        "score": {"required": ["head"], "properties": {"head": {"const": "v_head"},
+                                                         "train_stats": {"properties": {"std": {"exclusiveMinimum": 0}}}}},
+        "evaluation": {"type": "object", "required": ["heldout"],
+                       "properties": {"heldout": {"type": "object",
+                                                  "required": ["pairs", "accuracy", "per_category", "length_bias"]}}},
+    },
+}
 
 
 class ManifestError(ValueError):
     pass
 
 
-def _need(d: Dict, key: str, typ, where: str) -> Any:
-    if key not in d:
-        raise ManifestError(f"{where}.{key} missing")
-    v = d[key]
-    if typ is not None and not isinstance(v, typ) or (typ in (int, float) and isinstance(v, bool)):
-        raise ManifestError(f"{where}.{key} has type {type(v).__name__}, want {typ}")
-    return v
+def schema_errors(m: Dict) -> List[str]:
+    """Violations of the service's JSON Schema and the trainer's additions, as "path: message"."""
+    from jsonschema import Draft202012Validator
+
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        service = json.load(f)
+    errs = [e for schema in (service, TRAINER_SCHEMA) for e in Draft202012Validator(schema).iter_errors(m)]
+    return sorted(f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errs)
 
 
 def validate_manifest(model_dir: str) -> Dict:
+    """The JSON Schemas, then what a schema cannot say: checksums and agreement between fields."""
     with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
         m = json.load(f)
-    if _need(m, "format_version", int, "") != 1:
-        raise ManifestError("format_version must be 1")
-    for k, t in (("name", str), ("version", int), ("architecture", str), ("created", str), ("producer", dict),
-                 ("files", dict), ("graphs", dict), ("config", dict), ("tokenizer", dict), ("template", dict),
-                 ("max_seq_len", int), ("truncation", dict), ("preprocess", dict), ("score", dict),
-                 ("evaluation", dict)):
-        _need(m, k, t, "")
-    if m["architecture"] != "ixc2.5-reward":
-        raise ManifestError("architecture must be ixc2.5-reward")
-    for k in ("command", "git_commit", "device", "torch"):
-        _need(m["producer"], k, str, "producer")
+    errs = schema_errors(m)
+    if errs:
+        raise ManifestError("model.json: " + "; ".join(errs))
     for name in REQUIRED_FILES:
-        f = _need(m["files"], name, dict, "files")
+        if name not in m["files"]:
+            raise ManifestError(f"files.{name} missing")
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             raise ManifestError(f"{name} listed but missing")
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() != _need(f, "sha256", str, f"files.{name}") or os.path.getsize(path) != _need(f, "bytes", int, f"files.{name}"):
+        if file_digest(path) != m["files"][name]:
             raise ManifestError(f"{name}: checksum or size mismatch")
-    v, r = _need(m["graphs"], "vision", dict, "graphs"), _need(m["graphs"], "reward", dict, "graphs")
+    v, r = m["graphs"]["vision"], m["graphs"]["reward"]
     if [i["name"] for i in v["inputs"]] != ["image"] or [o["name"] for o in v["outputs"]] != ["image_embeds"]:
         raise ManifestError("vision graph I/O names")
-    if [i["name"] for i in r["inputs"]] != REWARD_IO or [o["name"] for o in r["outputs"]] != ["score"]:
+    if [i["name"] for i in r["inputs"]] != [n for n, _, _ in REWARD_INPUTS] or [o["name"] for o in r["outputs"]] != ["score"]:
         raise ManifestError("reward graph I/O names")
-    D = _need(m["config"], "hidden_size", int, "config")
-    if v["outputs"][0]["shape"] != ["T_img", D]:
+    if v["outputs"][0]["shape"] != ["T_img", m["config"]["hidden_size"]]:
         raise ManifestError("vision output shape must be [T_img, hidden_size]")
-    for k in ("num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size", "plora_rank", "plora_alpha"):
-        _need(m["config"], k, int, "config")
-    vis = _need(m["config"], "vision", dict, "config")
-    tok = m["tokenizer"]
-    for k in ("bos_id", "eos_id", "pad_id", "unk_id"):
-        _need(tok, k, int, "tokenizer")
-    sid = _need(tok, "special_ids", dict, "tokenizer")
-    for k in ("turn_start", "turn_end", "reward"):
-        _need(sid, k, int, "tokenizer.special_ids")
-    t = m["template"]
-    if t.get("turn") != "[UNUSED_TOKEN_146]{role}\n{content}[UNUSED_TOKEN_145]\n":
+    tok, t = m["tokenizer"], m["template"]
+    if t["turn"] != "[UNUSED_TOKEN_146]{role}\n{content}[UNUSED_TOKEN_145]\n":
         raise ManifestError("template.turn")
-    if t.get("prefix_ids") != [tok["bos_id"]] or t.get("suffix_ids") != [tok["eos_id"], sid["reward"]]:
+    if t["prefix_ids"] != [tok["bos_id"]] or t["suffix_ids"] != [tok["eos_id"], tok["special_ids"]["reward"]]:
         raise ManifestError("template prefix/suffix ids")
-    if m["truncation"].get("side") not in ("left", "right"):
-        raise ManifestError("truncation.side")
-    img = _need(m["preprocess"], "image", dict, "preprocess")
-    if img.get("tile_size") != vis.get("tile_size") or img.get("patch_size") != vis.get("patch"):
+    img, vis = m["preprocess"]["image"], m["config"]["vision"]
+    if img.get("tile_size") != vis["tile_size"] or img.get("patch_size") != vis["patch"]:
         raise ManifestError("preprocess.image tile/patch must match config.vision")
-    for k in ("hd_num", "hd_num_multi"):
-        _need(img, k, int, "preprocess.image")
-    vid = _need(m["preprocess"], "video", dict, "preprocess")
-    for k in ("fps", "max_frames", "frame_long_side", "header_height", "gap", "line_width", "label_scale"):
-        _need(vid, k, int, "preprocess.video")
-    font = _need(vid, "label_font", dict, "preprocess.video")
+    font = m["preprocess"]["video"]["label_font"]
     for ch in "<>IMAGE 0123456789":
         g = font["glyphs"].get(ch)
         if not g or len(g) != font["height"] or any(len(row) != font["width"] for row in g):
             raise ManifestError(f"label_font glyph {ch!r}")
-    s = m["score"]
-    if s.get("readout") not in ("last", "mean") or s.get("head") != "v_head":
-        raise ManifestError("score.readout/head")
-    st = _need(s, "train_stats", dict, "score")
-    if not (isinstance(st.get("std"), (int, float)) and st["std"] > 0):
-        raise ManifestError("score.train_stats.std must be > 0")
-    ho = _need(m["evaluation"], "heldout", dict, "evaluation")
-    for k in ("pairs", "accuracy", "per_category", "length_bias"):
-        _need(ho, k, None, "evaluation.heldout")
     return m
 
 
 # ---------------------------------------------------------------------------------------------- writer
-def _sha(path: str) -> Dict:
+def file_digest(path: str) -> Dict:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -1,0 +1,60 @@
+"""model.json validation: the service's JSON Schema (models/manifest.schema.json, generated from its zod schema),
+the trainer's additions, checksums and cross-field checks. Runs on copies of the committed default model."""
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import REPO
+from reward_trainer.manifest import ManifestError, validate_manifest
+
+DEFAULT_MODEL = os.path.join(REPO, "models", "ixc-reward-tiny", "1")
+
+
+def edited_copy(tmp_path, edit):
+    """The default model with its large files linked and model.json changed by `edit`."""
+    d = tmp_path / "1"
+    d.mkdir(parents=True)
+    for name in os.listdir(DEFAULT_MODEL):
+        if name != "model.json":
+            os.symlink(os.path.join(DEFAULT_MODEL, name), d / name)
+    with open(os.path.join(DEFAULT_MODEL, "model.json"), encoding="utf-8") as f:
+        m = json.load(f)
+    edit(m)
+    (d / "model.json").write_text(json.dumps(m), encoding="utf-8")
+    return str(d)
+
+
+def test_committed_default_model_is_valid():
+    assert validate_manifest(DEFAULT_MODEL)["name"] == "ixc-reward-tiny"
+
+
+def test_rejects_what_the_service_schema_rejects(tmp_path):
+    def edit(m):
+        m["name"] = "bad name"  # the service's name pattern
+        m["truncation"]["side"] = "right"  # the service truncates left only
+        m["files"]["golden.json"]["sha256"] = "ABC"
+
+    with pytest.raises(ManifestError) as e:
+        validate_manifest(edited_copy(tmp_path, edit))
+    for path in ("name:", "truncation.side:", "files.golden.json.sha256:"):
+        assert path in str(e.value)
+
+
+def test_rejects_missing_trainer_evidence(tmp_path):
+    with pytest.raises(ManifestError, match=r"producer: 'git_commit' is a required property"):
+        validate_manifest(edited_copy(tmp_path, lambda m: m["producer"].pop("git_commit")))
+    with pytest.raises(ManifestError, match=r"evaluation.heldout: 'pairs' is a required property"):
+        validate_manifest(edited_copy(tmp_path / "b", lambda m: m["evaluation"]["heldout"].pop("pairs")))
+
+
+def test_rejects_disagreeing_fields_and_tampered_files(tmp_path):
+    with pytest.raises(ManifestError, match="template prefix/suffix ids"):
+        validate_manifest(edited_copy(tmp_path, lambda m: m["template"].update(prefix_ids=[7])))
+    d = tmp_path / "tampered"
+    shutil.copytree(DEFAULT_MODEL, d)
+    with open(d / "tokenizer.json", "a") as f:
+        f.write(" ")
+    with pytest.raises(ManifestError, match="tokenizer.json: checksum"):
+        validate_manifest(str(d))
