@@ -12,10 +12,11 @@ import gzip
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from . import media
 from .template import build_segments, content_parts, layout
 from .tokenizer import TextTokenizer
 
@@ -96,8 +97,6 @@ class MediaCache:
 
     def get(self, kind: str, path: str, n_images: int) -> torch.Tensor:
         """n_images: images in the conversation (hd_num_multi applies when > 1; videos ignore hd_num)."""
-        from . import media
-
         hd = self.icfg.hd_num if n_images <= 1 else self.icfg.hd_num_multi
         key = (kind, path, hd)
         if key in self.cache:
@@ -110,22 +109,24 @@ class MediaCache:
             self.cache[key] = t
         return t
 
+    def conversation(self, items: List[Tuple[str, str]]) -> List[torch.Tensor]:
+        """One tensor per (kind, path) of one conversation."""
+        n_img = sum(1 for k, _ in items if k == "image")
+        return [self.get(k, p, n_img) for k, p in items]
 
-def tokens_for_pixels(px: torch.Tensor, S: int, G: int) -> int:
-    rows, cols = px.shape[2] // S, px.shape[3] // S
-    return (rows * cols + 1) * G * G + 1 + (rows + 1) * G
+    def media_tokens(self, pixels: List[torch.Tensor], tokens_per_image: Callable[[int, int], int]) -> List[int]:
+        """Token count of each tensor's image block; tokens_per_image(rows, cols) is the model's."""
+        return [tokens_per_image(*media.tile_grid(px, self.icfg.tile_size)) for px in pixels]
 
 
 def build_examples(records: List[Dict], base_dir: str, tok: TextTokenizer, cache: MediaCache, max_seq_len: int,
-                   G: int) -> Tuple[List[PairExample], int]:
+                   tokens_per_image: Callable[[int, int], int]) -> Tuple[List[PairExample], int]:
     """Tokenize + preprocess; returns (examples, dropped_too_long)."""
     out, dropped = [], 0
-    S = cache.icfg.tile_size
     for r in records:
         c_msgs, r_msgs, media_items = record_conversations(r, base_dir)
         n_img = sum(1 for k, _ in media_items if k == "image")
-        pixels = [cache.get(k, p, n_img) for k, p in media_items]
-        mt = [tokens_for_pixels(px, S, G) for px in pixels]
+        mt = cache.media_tokens(cache.conversation(media_items), tokens_per_image)
         lc = layout(build_segments(c_msgs, tok), mt, max_seq_len, tok.pad_id)
         lr = layout(build_segments(r_msgs, tok), mt, max_seq_len, tok.pad_id)
         if lc is None or lr is None:

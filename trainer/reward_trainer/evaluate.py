@@ -63,7 +63,7 @@ def evaluate_checkpoint(ckpt: str, data: str, tokenizer: str, device: str = "cpu
     tok = TextTokenizer(tokenizer)
     cache = MediaCache(*preprocess_configs(state))
     exs, dropped = build_examples(read_jsonl(data), os.path.dirname(os.path.abspath(data)), tok, cache,
-                                  state["train_config"]["max_seq_len"], model.G)
+                                  state["train_config"]["max_seq_len"], model.tokens_per_image)
     res = evaluate(model, exs, tok.pad_id, device)
     res["dropped_too_long"] = dropped
     return res

@@ -9,17 +9,16 @@ import random
 import shutil
 import sys
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
 from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_configs, read_result
-from .data import tokens_for_pixels
-from .golden import _media_for_model, _pad_batch, _tensor_checksum, build_feeds, golden_inputs
+from .data import MediaCache
+from .golden import golden_cases, golden_inputs, reward_feeds
 from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, validate_manifest
 from .onnx_runner import OnnxRunner
-from .template import build_segments, layout, strip_media_data
 from .tokenizer import TextTokenizer
 from .tokenizer_convert import convert, special_ids
 
@@ -65,6 +64,43 @@ def export_graphs(model, out_dir: str) -> None:
         onnx.checker.check_model(onnx.load(os.path.join(out_dir, name)))
 
 
+# ---------------------------------------------------------------------------------------------- parity
+def check_parity(stage: str, cases: List[Dict], runs: List[Dict], pad_id: int, hidden_size: int) -> Dict:
+    """Vision embeddings, then reward scores from the ONNX embeddings, then a padded batch of text cases, through
+    ONNX Runtime; raises ParityError past ATOL, returns the report for golden.json and model.json."""
+    runner = OnnxRunner()
+    vision, reward = os.path.join(stage, "vision.onnx"), os.path.join(stage, "reward.onnx")
+    vis = iter(runner.run([(vision, {"image": px}) for r in runs for px in r["pixels"]]))
+    reward_reqs = []
+    worst_embed = 0.0
+    for r in runs:
+        onnx_embeds = []
+        for e in r["embeds"]:
+            o = next(vis)["image_embeds"]
+            if o.shape != e.shape:
+                raise ParityError(f"vision.onnx shape {o.shape} != PyTorch {e.shape}")
+            worst_embed = max(worst_embed, float(np.abs(o - e).max()))
+            onnx_embeds.append(o)
+        f = dict(r["feeds"])
+        if onnx_embeds:
+            f["image_embeds"] = np.concatenate(onnx_embeds, 0)
+        reward_reqs.append((reward, f))
+    text_idx = [i for i, c in enumerate(cases) if c["kind"] == "text"][:6]
+    batch = reward_feeds([(cases[i]["input_ids"], []) for i in text_idx], [[] for _ in text_idx], [], pad_id, hidden_size)
+    reward_reqs.append((reward, batch))
+    res = runner.run(reward_reqs)
+    diffs = [abs(float(o["score"][0]) - r["score"]) for o, r in zip(res[:-1], runs)]
+    bdiff = max(abs(float(res[-1]["score"][j]) - runs[i]["score"]) for j, i in enumerate(text_idx))
+    worst = max(diffs + [bdiff])
+    report = {"max_abs_score_diff": worst, "max_abs_embed_diff": worst_embed, "batched_max_abs_diff": bdiff,
+              "cases": len(cases), "runtime": "onnxruntime (python)" if runner.py else "onnxruntime-node"}
+    print(f"parity: {json.dumps(report)}", file=sys.stderr)
+    if not (worst <= ATOL) or not np.isfinite(worst):
+        bad = [cases[i]["id"] for i, d in enumerate(diffs) if not d <= ATOL]
+        raise ParityError(f"ONNX vs PyTorch score parity failed: max |diff| {worst:.3g} > {ATOL} (cases {bad})")
+    return report
+
+
 # ---------------------------------------------------------------------------------------------- export
 def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
            version: int = 1, command: Optional[str] = None, seed: int = 0) -> Dict:
@@ -85,61 +121,9 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
             json.dump(convert(tokenizer_model), f, ensure_ascii=False)
         rng = random.Random(seed)
         raw = golden_inputs(heldout, rng, work, vcfg)
-        S, G = icfg.tile_size, model.G
-        cases, requests, meta = [], [], []
-        max_len = state["train_config"]["max_seq_len"]
-        with torch.no_grad():
-            for c in raw:
-                pix = _media_for_model(c["media"], icfg, vcfg)
-                mt = [tokens_for_pixels(px, S, G) for px in pix]
-                laid = layout(build_segments(strip_media_data(c["messages"]), tok), mt, max_len, tok.pad_id)
-                if laid is None:
-                    raise ValueError(f"golden case {c['id']} does not fit max_seq_len")
-                ids, spans, truncated = laid
-                embeds = [model.vision_forward(px) for px in pix]
-                E = torch.cat(embeds, 0) if embeds else torch.zeros(1, model.args.hidden_size)
-                feeds = build_feeds(ids, spans, mt, E.numpy(), tok.pad_id)
-                score = float(model(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0])
-                case = {"id": c["id"], "kind": c["kind"], "messages": c["messages"], "input_ids": ids,
-                        "truncated": truncated, "media_tokens": mt, "score": score}
-                if pix:
-                    case["image_tensors"] = [_tensor_checksum(px, rng) for px in pix]
-                cases.append(case)
-                for px in pix:
-                    requests.append((os.path.join(stage, "vision.onnx"), {"image": px.numpy()}))
-                meta.append((feeds, [e.numpy() for e in embeds], score))
-        # ---- parity: vision embeddings, then reward scores from the ONNX embeddings, then a padded batch
-        runner = OnnxRunner()
-        vis = runner.run(requests)
-        vi = 0
-        reward_reqs = []
-        worst_embed = 0.0
-        for feeds, embeds, _ in meta:
-            onnx_embeds = []
-            for e in embeds:
-                o = vis[vi]["image_embeds"]
-                vi += 1
-                if o.shape != e.shape:
-                    raise ParityError(f"vision.onnx shape {o.shape} != PyTorch {e.shape}")
-                worst_embed = max(worst_embed, float(np.abs(o - e).max()))
-                onnx_embeds.append(o)
-            f = dict(feeds)
-            if onnx_embeds:
-                f["image_embeds"] = np.concatenate(onnx_embeds, 0)
-            reward_reqs.append((os.path.join(stage, "reward.onnx"), f))
-        text_idx = [i for i, c in enumerate(cases) if c["kind"] == "text"][:6]
-        reward_reqs.append((os.path.join(stage, "reward.onnx"), _pad_batch([meta[i][0] for i in text_idx], tok.pad_id)))
-        res = runner.run(reward_reqs)
-        diffs = [abs(float(r["score"][0]) - m[2]) for r, m in zip(res[:-1], meta)]
-        batch_scores = res[-1]["score"]
-        bdiff = max(abs(float(batch_scores[j]) - meta[i][2]) for j, i in enumerate(text_idx))
-        worst = max(diffs + [bdiff])
-        report = {"max_abs_score_diff": worst, "max_abs_embed_diff": worst_embed, "batched_max_abs_diff": bdiff,
-                  "cases": len(cases), "runtime": "onnxruntime (python)" if runner.py else "onnxruntime-node"}
-        print(f"parity: {json.dumps(report)}", file=sys.stderr)
-        if not (worst <= ATOL) or not np.isfinite(worst):
-            bad = [cases[i]["id"] for i, d in enumerate(diffs) if not d <= ATOL]
-            raise ParityError(f"ONNX vs PyTorch score parity failed: max |diff| {worst:.3g} > {ATOL} (cases {bad})")
+        cases, runs = golden_cases(model, tok, MediaCache(icfg, vcfg, keep=False), state["train_config"]["max_seq_len"],
+                                   raw, rng)
+        report = check_parity(stage, cases, runs, tok.pad_id, model.args.hidden_size)
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
         files = {n: file_digest(os.path.join(stage, n)) for n in REQUIRED_FILES}

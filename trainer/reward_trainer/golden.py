@@ -13,8 +13,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import media
+from .collate import collate, media_offsets
 from .config import VideoPreprocess
-from .data import read_jsonl
+from .data import MediaCache, read_jsonl
+from .template import build_segments, layout, strip_media_data
 
 
 def _file_b64(path: str) -> str:
@@ -104,43 +106,33 @@ def golden_inputs(heldout_path: Optional[str], rng: random.Random, work: str, vc
     return cases
 
 
-def _media_for_model(cases_media, icfg, vcfg) -> List[torch.Tensor]:
-    hd = icfg.hd_num if sum(1 for k, _ in cases_media if k == "image") <= 1 else icfg.hd_num_multi
-    out = []
-    for kind, p in cases_media:
-        if kind == "image":
-            out.append(media.image_transform(media.load_image(p), icfg, hd))
-        else:
-            out.append(media.video_tensor(p, vcfg, icfg))
-    return out
+def reward_feeds(rows, media_tokens: List[List[int]], embeds: List[np.ndarray], pad_id: int,
+                 hidden_size: int) -> Dict[str, np.ndarray]:
+    """reward.onnx feeds for rows whose media blocks follow each other in one image_embeds table."""
+    feeds = {k: v.numpy() for k, v in collate(rows, media_offsets(media_tokens), media_tokens, pad_id).items()}
+    feeds["image_embeds"] = np.concatenate(embeds, 0) if embeds else np.zeros((1, hidden_size), np.float32)
+    return feeds
 
 
-def build_feeds(ids, spans, media_tokens, embeds: np.ndarray, pad_id: int):
-    T = len(ids)
-    pos = np.zeros((1, T), np.int64)
-    mask = np.zeros((1, T), np.float32)
-    off = 0
-    offs = []
-    for n in media_tokens:
-        offs.append(off)
-        off += n
-    for start, k in spans:
-        n = media_tokens[k]
-        pos[0, start:start + n] = np.arange(offs[k], offs[k] + n)
-        mask[0, start:start + n] = 1
-    return {"input_ids": np.asarray([ids], np.int64), "image_embeds": embeds.astype(np.float32),
-            "image_positions": pos, "im_mask": mask, "attention_mask": np.ones((1, T), np.int64),
-            "readout_index": np.asarray([T - 1], np.int64)}
-
-
-def _pad_batch(feeds_list: List[Dict[str, np.ndarray]], pad_id: int) -> Dict[str, np.ndarray]:
-    B, T = len(feeds_list), max(f["input_ids"].shape[1] for f in feeds_list)
-    out = {"input_ids": np.full((B, T), pad_id, np.int64), "image_positions": np.zeros((B, T), np.int64),
-           "im_mask": np.zeros((B, T), np.float32), "attention_mask": np.zeros((B, T), np.int64),
-           "readout_index": np.zeros((B,), np.int64), "image_embeds": feeds_list[0]["image_embeds"]}
-    for i, f in enumerate(feeds_list):
-        L = f["input_ids"].shape[1]
-        out["input_ids"][i, :L] = f["input_ids"][0]
-        out["attention_mask"][i, :L] = 1
-        out["readout_index"][i] = L - 1
-    return out
+def golden_cases(model, tok, cache: MediaCache, max_seq_len: int, raw: List[Dict], rng: random.Random):
+    """-> (golden.json cases with their PyTorch scores, one run per case: media tensors, PyTorch embeddings and
+    reward feeds, for the ONNX parity check)."""
+    cases, runs = [], []
+    with torch.no_grad():
+        for c in raw:
+            pix = cache.conversation(c["media"])
+            mt = cache.media_tokens(pix, model.tokens_per_image)
+            laid = layout(build_segments(strip_media_data(c["messages"]), tok), mt, max_seq_len, tok.pad_id)
+            if laid is None:
+                raise ValueError(f"golden case {c['id']} does not fit max_seq_len")
+            ids, spans, truncated = laid
+            embeds = [model.vision_forward(px).numpy() for px in pix]
+            feeds = reward_feeds([(ids, spans)], [mt], embeds, tok.pad_id, model.args.hidden_size)
+            score = float(model(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0])
+            case = {"id": c["id"], "kind": c["kind"], "messages": c["messages"], "input_ids": ids,
+                    "truncated": truncated, "media_tokens": mt, "score": score}
+            if pix:
+                case["image_tensors"] = [_tensor_checksum(px, rng) for px in pix]
+            cases.append(case)
+            runs.append({"pixels": [px.numpy() for px in pix], "embeds": embeds, "feeds": feeds, "score": score})
+    return cases, runs

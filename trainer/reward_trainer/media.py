@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import math
 import subprocess
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -75,6 +75,11 @@ def _pad_bottom(im: Image.Image, S: int) -> Image.Image:
     out = Image.new("RGB", (w, H), (255, 255, 255))
     out.paste(im, (0, 0))
     return out
+
+
+def tile_grid(px: torch.Tensor, tile_size: int) -> Tuple[int, int]:
+    """(rows, cols) of tiles in an HD tensor [1, 3, rows*S, cols*S]."""
+    return px.shape[2] // tile_size, px.shape[3] // tile_size
 
 
 def image_transform(im: Image.Image, cfg: ImagePreprocess, hd_num: int) -> torch.Tensor:

@@ -49,10 +49,11 @@ def set_frozen_vision(model: IXCRewardModel, frozen: bool) -> None:
             p.requires_grad = not frozen
 
 
-def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainConfig, G: int):
+def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainConfig, model: IXCRewardModel):
     """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
     recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
-    ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len, G)
+    ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len,
+                                      model.tokens_per_image)
     return ex, dropped_len, dropped_long
 
 
@@ -90,10 +91,9 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
         margs = model.args
     else:
         model, state = IXCRewardModel(margs).to(cfg.device), None
-    G = model.G
     cache = MediaCache(icfg, vcfg, keep=False)  # recomputed per batch: bounded memory for large data
     t_load = time.time()
-    train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, G)
+    train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, model)
     print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
           f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing {time.time() - t_load:.0f}s",
           file=sys.stderr)
