@@ -57,6 +57,15 @@ def golden_inputs(heldout_path: Optional[str], rng: random.Random, work: str, vc
         cases.append({"id": f"{kind}-{sum(1 for c in cases if c['kind'] == kind)}", "kind": kind,
                       "messages": msgs, "media": media_items})
 
+    def from_heldout(kind, n):
+        """Both replies of the first n held-out pairs with one `kind` medium."""
+        for r in [r for r in recs if r.get(kind + "s")][:n]:
+            for resp in (r["chosen"], r["rejected"]):
+                p = os.path.join(base, r[kind + "s"][0])
+                add(kind, [{"role": "user", "content": [{"type": kind, "data": _file_b64(p)},
+                                                        {"type": "text", "text": r["messages"][0]["content"]}]},
+                           {"role": "assistant", "content": resp}], [(kind, p)])
+
     text = [r for r in recs if not r.get("images") and not r.get("videos")]
     for r in text[:8]:
         for resp in (r["chosen"], r["rejected"]):
@@ -68,12 +77,7 @@ def golden_inputs(heldout_path: Optional[str], rng: random.Random, work: str, vc
                  {"role": "assistant", "content": "Control pieces are plain text inside content."}], [])
     add("text", [{"role": "user", "content": "Repeat after me. " + "The quick brown fox jumps over the lazy dog. " * 60},
                  {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog."}], [])  # truncated
-    for r in [r for r in recs if r.get("images")][:6]:
-        for resp in (r["chosen"], r["rejected"]):
-            p = os.path.join(base, r["images"][0])
-            add("image", [{"role": "user", "content": [{"type": "image", "data": _file_b64(p)},
-                                                       {"type": "text", "text": r["messages"][0]["content"]}]},
-                          {"role": "assistant", "content": resp}], [("image", p)])
+    from_heldout("image", 6)
     # odd geometries: portrait (transpose), upscale, downscale, wide (several columns), JPEG, 2 images (hd_num_multi)
     for j, (w, h, fmt) in enumerate([(90, 200, "png"), (50, 40, "png"), (300, 200, "jpeg"), (460, 100, "png"),
                                      (128, 128, "jpeg")]):
@@ -89,12 +93,7 @@ def golden_inputs(heldout_path: Optional[str], rng: random.Random, work: str, vc
                                                {"type": "text", "text": "Image 2:"}, {"type": "image", "data": _file_b64(p2)},
                                                {"type": "text", "text": "Which one is taller?"}]},
                   {"role": "assistant", "content": "The first one."}], [("image", p1), ("image", p2)])
-    for r in [r for r in recs if r.get("videos")][:3]:
-        for resp in (r["chosen"], r["rejected"]):
-            p = os.path.join(base, r["videos"][0])
-            add("video", [{"role": "user", "content": [{"type": "video", "data": _file_b64(p)},
-                                                       {"type": "text", "text": r["messages"][0]["content"]}]},
-                          {"role": "assistant", "content": resp}], [("video", p)])
+    from_heldout("video", 3)
     # portrait frames (side-by-side layout) and > max_frames frames (frame selection)
     for j, (w, h, n) in enumerate([(48, 80, 3), (64, 48, vcfg.max_frames + 3)]):
         frames = [np.asarray(_synthetic_image(rng, w, h)) for _ in range(n)]
