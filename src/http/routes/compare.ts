@@ -4,8 +4,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Segment } from '../../conversation/types.ts'
 import { parseBody } from '../schemas/common.ts'
 import { CompareRequestSchema } from '../schemas/score.ts'
-import { modelRef, normalizer, resolveMedia, sigmoid, startScoring } from '../scoring.ts'
-import { promptMessages } from './prompt.ts'
+import { modelRef, normalizer, resolveMedia, sigmoid, startScoring } from '../../scoring/service.ts'
+import { promptMessages } from '../../conversation/prompt.ts'
 
 export default async function compareRoute(app: FastifyInstance) {
   app.post('/v1/compare', async (request) => {

@@ -2,10 +2,10 @@
 // keep input order), the best index and each candidate's own token count. The prompt is tokenized (and its
 // media resolved) once and shared by every candidate row.
 import type { FastifyInstance } from 'fastify'
-import { resolveMedia, modelRef, normalizer, startScoring } from '../scoring.ts'
+import { resolveMedia, modelRef, normalizer, startScoring } from '../../scoring/service.ts'
 import { parseBody } from '../schemas/common.ts'
 import { RankRequestSchema } from '../schemas/score.ts'
-import { promptMessages } from './prompt.ts'
+import { promptMessages } from '../../conversation/prompt.ts'
 import { describeLengths, segmentTokens, selectWithLengthControl } from '../../rlhf/length-control.ts'
 
 export default async function rankRoute(app: FastifyInstance) {

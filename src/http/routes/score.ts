@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify'
 import { parseBody } from '../schemas/common.ts'
 import { ScoreRequestSchema } from '../schemas/score.ts'
-import { modelRef, normalizer, resolveMedia, startScoring } from '../scoring.ts'
+import { modelRef, normalizer, resolveMedia, startScoring } from '../../scoring/service.ts'
 
 export default async function scoreRoute(app: FastifyInstance) {
   app.post('/v1/score', async (request) => {

@@ -3,7 +3,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { ServiceError } from '../../errors.ts'
 import type { MediaPart } from '../../conversation/types.ts'
-import type { MediaConfig } from './limits.ts'
+import type { MediaConfig } from './media-config.ts'
 import { fetchRemoteMedia, type FetchLike } from './remote-url.ts'
 
 export interface UploadedFile {

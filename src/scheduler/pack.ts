@@ -1,7 +1,7 @@
 // Encoded rows -> the reward.onnx feeds of one right-padded batch (models/README.md). Pure; used by the
 // batcher, the warm-up and bench/ so that all three feed the graph exactly the same way.
 import type { EncodedItem } from '../conversation/types.ts'
-import type { RewardFeeds } from './types.ts'
+import type { RewardFeeds } from '../engine/types.ts'
 
 export type PackRow = Pick<EncodedItem, 'ids' | 'images'>
 

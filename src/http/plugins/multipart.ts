@@ -11,9 +11,9 @@ import { pipeline } from 'node:stream/promises'
 import multipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ServiceError } from '../../errors.ts'
-import type { MediaConfig } from './limits.ts'
-import { mediaScopeOf } from './request-scope.ts'
-import { createRequestTempDir, type RequestTempDir } from './temp-dir.ts'
+import type { MediaConfig } from '../../preprocess/media/media-config.ts'
+import { mediaScopeOf } from '../../preprocess/media/request-scope.ts'
+import { createRequestTempDir, type RequestTempDir } from '../../preprocess/media/temp-dir.ts'
 
 export const REQUEST_FIELD = 'request'
 const FILE_FIELD = /^[A-Za-z0-9_.-]{1,64}$/

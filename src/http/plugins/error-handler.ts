@@ -2,7 +2,7 @@
 // ServiceErrors, Fastify's errors (bad JSON, body too large, wrong content type) and unknown routes alike.
 // 5xx bodies are generic; the details go to the log.
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { ERROR_STATUS, isServiceError, type ErrorCode } from '../errors.ts'
+import { ERROR_STATUS, isServiceError, type ErrorCode } from '../../errors.ts'
 
 // Fastify's own errors carry only a status; pick the table code for it.
 const CODE_FOR_STATUS: Record<number, ErrorCode> = {

@@ -1,4 +1,4 @@
-import type { Message } from '../../conversation/types.ts'
+import type { Message } from './types.ts'
 
 /** A prompt given as a plain string is one user turn. */
 export function promptMessages(prompt: string | Message[]): Message[] {

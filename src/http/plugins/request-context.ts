@@ -2,7 +2,7 @@
 // deadline, timing + request-id headers, and the request metrics (recorded once here, not per handler).
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
-import { ServiceError } from '../errors.ts'
+import { ServiceError } from '../../errors.ts'
 import { authScope, bearerToken, tokenMatches } from './auth.ts'
 
 export interface RequestTimings {

@@ -4,14 +4,14 @@
 // OpenRLHF's one-request-per-sample traffic cheap). Answers {rewards, scores, extra_logs} in input order;
 // empty lists get empty lists (multi-server sharding sends them).
 import type { FastifyInstance } from 'fastify'
-import type { Message } from '../conversation/types.ts'
-import { ServiceError } from '../errors.ts'
-import { parseBody } from '../http/schemas/common.ts'
-import { modelRef, normalizer, resolveMedia, sigmoid, startScoring } from '../http/scoring.ts'
-import { GetRewardRequestSchema, GetRewardUrlSchema } from './get-reward-schema.ts'
-import { segmentTokens } from './length-control.ts'
-import { QueryParseError, detectQueryTemplate, parseQuery, resolveQueryTemplate } from './query-template.ts'
-import { mergeShaping, shapeReward } from './reward-shaping.ts'
+import type { Message } from '../../conversation/types.ts'
+import { ServiceError } from '../../errors.ts'
+import { parseBody } from '../schemas/common.ts'
+import { modelRef, normalizer, resolveMedia, sigmoid, startScoring } from '../../scoring/service.ts'
+import { GetRewardRequestSchema, GetRewardUrlSchema } from '../schemas/get-reward.ts'
+import { segmentTokens } from '../../rlhf/length-control.ts'
+import { QueryParseError, detectQueryTemplate, parseQuery, resolveQueryTemplate } from '../../rlhf/query-template.ts'
+import { mergeShaping, shapeReward } from '../../rlhf/reward-shaping.ts'
 
 export default async function getRewardRoute(app: FastifyInstance) {
   app.post('/get_reward', async (request) => {
