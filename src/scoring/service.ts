@@ -1,88 +1,114 @@
-// The path every scoring route shares: resolve the model, admit (503 before any work), tokenize + resolve media,
-// submit rows to the batcher, await scores. Routes only shape requests and responses around it.
+// The path every scoring route shares, as one plain service object: admit the rows (503 before any work),
+// tokenize each distinct message group once, resolve its media, lay each row out for reward.onnx, submit the
+// rows to the batcher and await their scores. Routes parse requests and shape responses around it; nothing
+// here knows HTTP (the request's deadline, abort signal and upload scope come in as options).
 import { performance } from 'node:perf_hooks'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { resolveSegments } from '../conversation/media.ts'
-import { mediaScopeOf } from '../preprocess/media/request-scope.ts'
-import type { EncodedItem, Segment } from '../conversation/types.ts'
+import { resolveSegments, segmentTokens } from '../conversation/media.ts'
+import type { EncodedItem, Message, Segment } from '../conversation/types.ts'
+import type { Engine } from '../engine/types.ts'
 import { ServiceError } from '../errors.ts'
+import type { Metrics } from '../metrics/metrics.ts'
 import type { ModelVersion } from '../models/model-version.ts'
+import type { MediaRequestScope } from '../preprocess/media/request-scope.ts'
+import type { MediaResolver } from '../preprocess/media/types.ts'
+import type { Batcher } from '../scheduler/batcher.ts'
 
-export interface ScoredItem {
+/** One row to score: message groups rendered one after the other into one reward.onnx row (a whole
+ *  conversation; or a prompt, then a response). A group shared by several rows (the prompt of a best-of-N
+ *  call) is tokenized, and its media resolved, once. */
+export type ScoreRow = ReadonlyArray<readonly Message[]>
+
+export interface ScoreOptions {
+  /** performance.now() time after which the rows are useless (504). */
+  deadline: number
+  /** Aborts when the client has gone away. */
+  signal: AbortSignal
+  /** The request's uploads and media budget. */
+  scope?: MediaRequestScope
+}
+
+export interface ScoredRow {
   score: number
+  /** Positions of the row, template included. */
   tokens: number
   truncated: boolean
+  /** Positions of each group of the row (text and media, no template ids), in the row's order. */
+  groupTokens: number[]
 }
 
-export interface ScoringRun {
-  model: ModelVersion
-  /** Runs `prepare` (tokenize, media) under the request's permit, then scores the rows it returns. */
-  score(prepare: (model: ModelVersion) => Promise<EncodedItem[]>): Promise<ScoredItem[]>
+export interface ScoringTimings {
+  preprocessMs: number
+  queueMs: number
+  inferenceMs: number
 }
 
-/** Resolves the model (a request keeps this version to the end) and reserves room for `items` rows. */
-export function startScoring(app: FastifyInstance, request: FastifyRequest, modelName: string | undefined, items: number): ScoringRun {
-  if (items > app.config.maxClientBatchSize) {
-    throw new ServiceError('invalid_request', `${items} items in one request; the limit is ${app.config.maxClientBatchSize}`)
+export interface ScoringDeps {
+  batcher: Batcher
+  media: MediaResolver
+  engine: Engine
+  metrics: Metrics
+  /** Rows one request may carry (MAX_CLIENT_BATCH_SIZE). */
+  maxRows: number
+}
+
+export class ScoringService {
+  readonly #d: ScoringDeps
+
+  constructor(deps: ScoringDeps) {
+    this.#d = deps
   }
-  const model = app.models.resolve(modelName)
-  return {
-    model,
-    async score(prepare) {
-      const permit = app.batcher.admit(items)
-      try {
-        const t0 = performance.now()
-        const rows = await prepare(model)
-        const preprocessMs = performance.now() - t0
-        app.metrics.preprocessSeconds.observe(preprocessMs / 1000)
-        const results = await Promise.all(
-          rows.map((row) => app.batcher.submit(model, row, request.deadline, request.clientGone)),
-        )
-        request.timings = {
+
+  /** 422 for a request with more rows than one request may carry; routes check it before resolving the model. */
+  checkRowCount(n: number): void {
+    if (n > this.#d.maxRows) throw new ServiceError('invalid_request', `${n} items in one request; the limit is ${this.#d.maxRows}`)
+  }
+
+  async score(model: ModelVersion, rows: readonly ScoreRow[], opts: ScoreOptions): Promise<{ rows: ScoredRow[]; timings: ScoringTimings }> {
+    this.checkRowCount(rows.length)
+    const { batcher, metrics } = this.#d
+    const permit = batcher.admit(rows.length)
+    try {
+      const t0 = performance.now()
+      const segments = new Map<readonly Message[], Segment[]>()
+      for (const row of rows) for (const group of row) if (!segments.has(group)) segments.set(group, model.encoder.turns(group))
+      await this.#resolveMedia(model, [...segments.values()], opts)
+      const encoded: EncodedItem[] = rows.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
+      const preprocessMs = performance.now() - t0
+      metrics.preprocessSeconds.observe(preprocessMs / 1000)
+      const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
+      return {
+        rows: results.map((r, i) => ({
+          score: r.score,
+          tokens: encoded[i]!.ids.length,
+          truncated: encoded[i]!.truncated,
+          groupTokens: rows[i]!.map((g) => segmentTokens(segments.get(g)!)),
+        })),
+        timings: {
           preprocessMs,
           queueMs: Math.max(...results.map((r) => r.queueMs)),
           inferenceMs: Math.max(...results.map((r) => r.inferenceMs)),
-        }
-        return results.map((r, i) => ({ score: r.score, tokens: rows[i]!.ids.length, truncated: rows[i]!.truncated }))
-      } finally {
-        permit.release()
+        },
       }
-    },
+    } finally {
+      permit.release()
+    }
   }
-}
 
-/** Fills the media segments of each group (vision graph through the engine, via the media hook). */
-export async function resolveMedia(app: FastifyInstance, request: FastifyRequest, model: ModelVersion, groups: Segment[][]): Promise<void> {
-  if (!groups.some((g) => g.some((s) => s.kind === 'media'))) return
-  const remaining = Math.max(0, Math.ceil(request.deadline - performance.now()))
-  const signal = AbortSignal.any([request.clientGone, AbortSignal.timeout(remaining)])
-  const scope = mediaScopeOf(request)
-  let done: Array<{ preprocessMs: number; inferenceMs: number }>
-  try {
-    done = await Promise.all(groups.map((g) => resolveSegments(g, app.media, { model, engine: app.engine, signal, scope })))
-  } catch (err) {
-    // Whatever the resolver threw on abort, the cause is the deadline or the client, and the answer says so.
-    if (request.clientGone.aborted) throw new ServiceError('client_closed', 'client closed the request')
-    if (signal.aborted) throw new ServiceError('timeout', 'request deadline passed while preparing media')
-    throw err
+  /** Fills the media segments of each group (vision graph through the engine, via the media hook). */
+  async #resolveMedia(model: ModelVersion, groups: Segment[][], opts: ScoreOptions): Promise<void> {
+    if (!groups.some((g) => g.some((s) => s.kind === 'media'))) return
+    const remaining = Math.max(0, Math.ceil(opts.deadline - performance.now()))
+    const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(remaining)])
+    let done: Array<{ preprocessMs: number; inferenceMs: number }>
+    try {
+      done = await Promise.all(groups.map((g) => resolveSegments(g, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope })))
+    } catch (err) {
+      // Whatever the resolver threw on abort, the cause is the deadline or the client, and the answer says so.
+      if (opts.signal.aborted) throw new ServiceError('client_closed', 'client closed the request')
+      if (signal.aborted) throw new ServiceError('timeout', 'request deadline passed while preparing media')
+      throw err
+    }
+    const inferenceMs = done.reduce((a, d) => a + d.inferenceMs, 0)
+    if (inferenceMs > 0) this.#d.metrics.inferenceSeconds.observe({ graph: 'vision' }, inferenceMs / 1000)
   }
-  const inferenceMs = done.reduce((a, d) => a + d.inferenceMs, 0)
-  if (inferenceMs > 0) app.metrics.inferenceSeconds.observe({ graph: 'vision' }, inferenceMs / 1000)
-}
-
-/** z = (r - mean) / std with the model's training statistics (manifest score.train_stats). */
-export function normalizer(model: ModelVersion): (r: number) => number {
-  const { mean, std, n } = model.manifest.score.train_stats
-  if (!(std > 0) || n === 0) {
-    throw new ServiceError('invalid_request', `model ${model.key} has no training statistics; normalize is unavailable`)
-  }
-  return (r) => (r - mean) / std
-}
-
-export function modelRef(model: ModelVersion) {
-  return { name: model.name, version: model.version }
-}
-
-export function sigmoid(x: number): number {
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))
 }

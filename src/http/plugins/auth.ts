@@ -1,10 +1,10 @@
-// Who may call what, and how much. Scoring routes: optional bearer API keys (API_KEYS / API_KEYS_FILE),
-// per-key rate limiting, and process-pressure shedding. Admin routes: their own token (ADMIN_TOKEN). Probes,
-// the scraper and the API docs stay open, as TEI and Triton keep health and metrics open.
+// Who may call what. Scoring routes: optional bearer API keys (API_KEYS / API_KEYS_FILE). Admin routes: their
+// own token (ADMIN_TOKEN), checked by requireAdmin inside their plugin. Probes, the scraper and the API docs stay
+// open, as TEI and Triton keep health and metrics open. Rate limiting and pressure shedding are rate-limit.ts and
+// pressure.ts; they use authScope to leave the same routes open.
 import { createHash, timingSafeEqual } from 'node:crypto'
-import rateLimit from '@fastify/rate-limit'
-import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import { ServiceError } from '../../errors.ts'
 
 export type AuthScope = 'public' | 'admin' | 'key'
@@ -17,8 +17,8 @@ export function authScope(path: string): AuthScope {
   return 'key'
 }
 
-const pathOf = (request: FastifyRequest) => request.url.split('?')[0]!
-const digest = (s: string) => createHash('sha256').update(s).digest()
+export const pathOf = (request: FastifyRequest) => request.url.split('?')[0]!
+export const digest = (s: string) => createHash('sha256').update(s).digest()
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */
 export function bearerToken(header: string | undefined): string | null {
@@ -49,46 +49,19 @@ export function requireAdmin(app: FastifyInstance) {
   }
 }
 
-/** Rate limiting and pressure shedding for every route registered after it (register it before the routes). */
-async function protection(app: FastifyInstance): Promise<void> {
+/** Bearer API keys on every 'key' route, when keys are configured. */
+async function auth(app: FastifyInstance): Promise<void> {
   const { config, metrics } = app
-  const p = config.pressure
-  if (p.maxEventLoopDelayMs > 0 || p.maxHeapUsedBytes > 0 || p.maxRssBytes > 0) {
-    await app.register(underPressure, {
-      maxEventLoopDelay: p.maxEventLoopDelayMs,
-      maxHeapUsedBytes: p.maxHeapUsedBytes,
-      maxRssBytes: p.maxRssBytes,
-      retryAfter: config.retryAfterS,
-      // Health, readiness and metrics keep answering: a liveness 503 would make the orchestrator restart a
-      // process that is only busy. Everything else gets the service's own 503 body.
-      pressureHandler: async (request, _reply, type, value) => {
-        if (authScope(pathOf(request)) === 'public') return
-        metrics.rejected.inc({ reason: 'under_pressure' })
-        throw new ServiceError('overloaded', `server is under pressure (${type}: ${Math.round(Number(value ?? 0))}); retry later`, {
-          'retry-after': String(config.retryAfterS),
-        })
-      },
-    })
-  }
-  if (config.rateLimit.max > 0) {
-    await app.register(rateLimit, {
-      global: true,
-      max: config.rateLimit.max,
-      timeWindow: config.rateLimit.windowMs,
-      hook: 'onRequest', // before the body is read: a throttled client's upload is not parsed
-      // Per API key (hashed: raw keys never sit in the limiter's cache); per client IP without auth.
-      keyGenerator: (request) => {
-        const token = bearerToken(request.headers.authorization)
-        return token !== null && config.apiKeys.length > 0 ? `key:${digest(token).toString('hex')}` : `ip:${request.ip}`
-      },
-      allowList: (request) => authScope(pathOf(request)) !== 'key',
-      onExceeded: () => metrics.rejected.inc({ reason: 'rate_limited' }),
-      // The plugin has already set retry-after and x-ratelimit-*; the error table renders the body.
-      errorResponseBuilder: (_request, ctx) =>
-        new ServiceError('rate_limited', `rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry later`),
-    })
-  }
+  if (config.apiKeys.length === 0) return
+  app.addHook('onRequest', async (request, reply) => {
+    if (authScope(pathOf(request)) !== 'key') return
+    const token = bearerToken(request.headers.authorization)
+    if (token === null || !tokenMatches(token, config.apiKeys)) {
+      metrics.rejected.inc({ reason: 'unauthorized' })
+      reply.header('www-authenticate', 'Bearer')
+      throw new ServiceError('unauthorized', 'missing or invalid bearer token')
+    }
+  })
 }
-// Not encapsulated (what fastify-plugin does): the hooks must reach the routes registered beside it.
-;(protection as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true
-export { protection }
+
+export default fp(auth, { name: 'auth', dependencies: ['services', 'request-context'] })

@@ -1,26 +1,17 @@
 // multipart/form-data for the scoring routes: one JSON field `request` carrying the usual body, plus files that
-// media parts reference by field name (`{ "type": "image", "file": "img1" }`). Files are streamed to a
-// per-request temp directory under server-generated names (client file names and MIME types are ignored), the
-// byte limits are enforced while streaming (an oversized upload is cut off, not read to the end), and the
-// directory is removed when the request ends, however it ends.
-import { createWriteStream } from 'node:fs'
-import { join } from 'node:path'
-import { randomUUID } from 'node:crypto'
-import { Transform } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+// media parts reference by field name. The files themselves are handled by src/preprocess/media/uploads.ts;
+// this plugin parses the body, refuses early (boundary, declared length, a full server) and removes the
+// request's directory when the request ends, however it ends.
 import multipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import { ServiceError } from '../../errors.ts'
-import type { MediaConfig } from '../../preprocess/media/media-config.ts'
 import { mediaScopeOf } from '../../preprocess/media/request-scope.ts'
-import { createRequestTempDir, type RequestTempDir } from '../../preprocess/media/temp-dir.ts'
+import { RequestUploads } from '../../preprocess/media/uploads.ts'
 
 export const REQUEST_FIELD = 'request'
-const FILE_FIELD = /^[A-Za-z0-9_.-]{1,64}$/
 // RFC 2046: boundaries are at most 70 characters; longer ones stalled busboy's search (GHSA-xjh9-v7x6-24jw)
 const BOUNDARY = /;\s*boundary=(?:"([^"]*)"|([^;\s]*))/i
-
-const dirs = new WeakMap<FastifyRequest, RequestTempDir>()
 
 function toServiceError(err: unknown): unknown {
   if (err instanceof ServiceError) return err
@@ -33,63 +24,33 @@ function toServiceError(err: unknown): unknown {
   return err
 }
 
-async function readUploads(request: FastifyRequest, cfg: MediaConfig): Promise<unknown> {
-  const dir = await createRequestTempDir(cfg.tempDir)
-  dirs.set(request, dir)
-  const scope = mediaScopeOf(request)
-  let body: unknown
-  let total = 0
-  for await (const part of request.parts()) {
-    if (part.type === 'field') {
-      if (part.fieldname !== REQUEST_FIELD) throw new ServiceError('bad_request', `unexpected multipart field ${JSON.stringify(part.fieldname.slice(0, 64))}; send the request JSON as "${REQUEST_FIELD}"`)
-      if (body !== undefined) throw new ServiceError('bad_request', `multipart field "${REQUEST_FIELD}" given twice`)
-      try {
-        body = JSON.parse(String(part.value))
-      } catch {
-        throw new ServiceError('bad_request', `multipart field "${REQUEST_FIELD}" is not valid JSON`)
-      }
-      continue
-    }
-    const name = part.fieldname
-    if (!FILE_FIELD.test(name) || scope.files.has(name)) {
-      part.file.resume()
-      throw new ServiceError('bad_request', `file field names must be unique and match ${FILE_FIELD.source}`)
-    }
-    const path = join(dir.path, randomUUID())
-    let bytes = 0
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        bytes += chunk.length
-        total += chunk.length
-        // checked here, per chunk: busboy's own fileSize limit only reports at the end of the part, after it has
-        // read (and discarded) the whole rest of the upload
-        if (bytes > cfg.maxFileBytes) cb(new ServiceError('payload_too_large', `file "${name}" is over the limit of ${cfg.maxFileBytes} bytes`))
-        else if (total > cfg.maxRequestBytes) cb(new ServiceError('payload_too_large', `uploads are over the limit of ${cfg.maxRequestBytes} bytes per request`))
-        else cb(null, chunk)
-      },
-    })
-    await pipeline(part.file, counter, createWriteStream(path, { flags: 'wx' }))
-    if (part.file.truncated) throw new ServiceError('payload_too_large', `file "${name}" is over the limit of ${cfg.maxFileBytes} bytes`)
-    scope.files.set(name, { path, bytes })
-  }
-  if (body === undefined) throw new ServiceError('bad_request', `multipart body has no "${REQUEST_FIELD}" field with the request JSON`)
-  return body
-}
+async function mediaUploads(app: FastifyInstance): Promise<void> {
+  const { config, metrics, batcher } = app
+  const cfg = config.media
+  const bodyLimit = config.bodyLimitBytes
+  const uploads = new WeakMap<FastifyRequest, RequestUploads>()
 
-// Registered on the root instance (app.ts): adds the multipart parser, the early checks and the cleanup.
-export function registerMediaUploads(app: FastifyInstance, cfg: MediaConfig, bodyLimit: number): void {
-  app.register(multipart, {
-    throwFileSizeLimit: true,
-    limits: {
-      fileSize: cfg.maxFileBytes + 1, // one byte over reaches our counter, which refuses at once
-      files: cfg.maxFilesPerRequest,
-      fields: 1,
-      fieldSize: bodyLimit,
-      parts: cfg.maxFilesPerRequest + 1,
-      headerPairs: 100,
-      fieldNameSize: 64,
-    },
-  })
+  const readBody = async (request: FastifyRequest): Promise<unknown> => {
+    const files = await RequestUploads.open(cfg, mediaScopeOf(request))
+    uploads.set(request, files)
+    let body: unknown
+    for await (const part of request.parts()) {
+      if (part.type === 'field') {
+        if (part.fieldname !== REQUEST_FIELD) throw new ServiceError('bad_request', `unexpected multipart field ${JSON.stringify(part.fieldname.slice(0, 64))}; send the request JSON as "${REQUEST_FIELD}"`)
+        if (body !== undefined) throw new ServiceError('bad_request', `multipart field "${REQUEST_FIELD}" given twice`)
+        try {
+          body = JSON.parse(String(part.value))
+        } catch {
+          throw new ServiceError('bad_request', `multipart field "${REQUEST_FIELD}" is not valid JSON`)
+        }
+        continue
+      }
+      await files.save(part.fieldname, part.file)
+    }
+    if (body === undefined) throw new ServiceError('bad_request', `multipart body has no "${REQUEST_FIELD}" field with the request JSON`)
+    return body
+  }
+
   app.addHook('onRequest', async (request, reply) => {
     const type = request.headers['content-type'] ?? ''
     if (!/^multipart\/form-data/i.test(type)) return
@@ -103,17 +64,17 @@ export function registerMediaUploads(app: FastifyInstance, cfg: MediaConfig, bod
       throw new ServiceError('payload_too_large', `request body of ${declared} bytes is over the limit`)
     }
     // a full server refuses now, not after receiving and storing the upload (admission proper happens in the
-    // handler, once the item count is known)
-    if (app.batcher.pendingItems >= app.config.maxPendingItems) {
+    // scoring service, once the item count is known)
+    if (batcher.pendingItems >= config.maxPendingItems) {
       reply.header('connection', 'close')
-      app.metrics.rejected.inc({ reason: 'overloaded' })
-      throw new ServiceError('overloaded', 'server is at capacity; retry the upload later', { 'retry-after': String(app.config.retryAfterS) })
+      metrics.rejected.inc({ reason: 'overloaded' })
+      throw new ServiceError('overloaded', 'server is at capacity; retry the upload later', { 'retry-after': String(config.retryAfterS) })
     }
   })
   app.addHook('preValidation', async (request, reply) => {
     if (!request.isMultipart()) return
     try {
-      request.body = await readUploads(request, cfg)
+      request.body = await readBody(request)
     } catch (err) {
       // stop reading the rest of an upload we have refused
       reply.header('connection', 'close')
@@ -121,7 +82,7 @@ export function registerMediaUploads(app: FastifyInstance, cfg: MediaConfig, bod
     }
   })
   const cleanup = async (request: FastifyRequest) => {
-    await dirs.get(request)?.remove()
+    await uploads.get(request)?.remove()
   }
   // onSend: the handler is done with the files, remove them before the answer leaves (so a client that got its
   // answer never sees them); onResponse / onRequestAbort cover the paths that skip onSend
@@ -131,4 +92,19 @@ export function registerMediaUploads(app: FastifyInstance, cfg: MediaConfig, bod
   })
   app.addHook('onResponse', cleanup)
   app.addHook('onRequestAbort', cleanup)
+  // After our hooks, as when they were added at the root: our checks run before the parser's own.
+  void app.register(multipart, {
+    throwFileSizeLimit: true,
+    limits: {
+      fileSize: cfg.maxFileBytes + 1, // one byte over reaches our counter, which refuses at once
+      files: cfg.maxFilesPerRequest,
+      fields: 1,
+      fieldSize: bodyLimit,
+      parts: cfg.maxFilesPerRequest + 1,
+      headerPairs: 100,
+      fieldNameSize: 64,
+    },
+  })
 }
+
+export default fp(mediaUploads, { name: 'multipart', dependencies: ['services', 'request-context'] })

@@ -2,7 +2,7 @@
 // enabled) a remote URL. Byte and count limits are checked before anything is decoded.
 import { readFile, stat } from 'node:fs/promises'
 import { ServiceError } from '../../errors.ts'
-import type { MediaPart } from '../../conversation/types.ts'
+import type { MediaPart } from './types.ts'
 import type { MediaConfig } from './media-config.ts'
 import { fetchRemoteMedia, type FetchLike } from './remote-url.ts'
 
