@@ -170,6 +170,10 @@ export function report(src = SRC) {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0) // piped into head
+    throw err
+  })
   const r = report()
   if (process.argv.includes('--json')) console.log(JSON.stringify(r, null, 2))
   else {

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ModelVersion } from '../models/model-version.ts'
 import { mediaScopeOf } from '../preprocess/media/request-scope.ts'
 import { normalizer } from '../scoring/normalize.ts'
-import type { ScoredRow, ScoreRow } from '../scoring/service.ts'
+import type { ScoredRow, ScoreRow } from '../scoring/types.ts'
 
 export interface ScoringRequest {
   model: ModelVersion

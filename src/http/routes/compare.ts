@@ -2,7 +2,7 @@
 // index and the Bradley-Terry probability that response 0 is preferred, sigma(r0 - r1). Mirrors IXC's compare.
 import type { FastifyInstance } from 'fastify'
 import { sigmoid } from '../../scoring/normalize.ts'
-import type { ScoreRow } from '../../scoring/service.ts'
+import type { ScoreRow } from '../../scoring/types.ts'
 import { parseBody } from '../schemas/common.ts'
 import { CompareRequestSchema } from '../schemas/score.ts'
 import { scoringRequest } from '../scoring-request.ts'

@@ -5,11 +5,7 @@ import { ServiceError } from '../../errors.ts'
 import type { MediaPart } from './types.ts'
 import type { MediaConfig } from './media-config.ts'
 import { fetchRemoteMedia, type FetchLike } from './remote-url.ts'
-
-export interface UploadedFile {
-  path: string // inside the request's temp dir, server-named
-  bytes: number
-}
+import type { UploadedFile } from './request-scope.ts'
 
 export interface BudgetCounters {
   filesCount: number
