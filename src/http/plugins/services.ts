@@ -18,7 +18,8 @@ export interface Lifecycle {
   inflight: number
 }
 
-export interface Services {
+/** The objects decorated on the app, each under its own name. */
+export interface ServiceObjects {
   config: Config
   engine: Engine
   models: ModelRegistry
@@ -26,19 +27,15 @@ export interface Services {
   metrics: Metrics
   media: MediaResolver
   scoring: ScoringService
+}
+
+export interface Services extends ServiceObjects {
   /** Close the engine with the app (false when the caller passed its own and closes it). */
   ownsEngine: boolean
 }
 
 declare module 'fastify' {
-  interface FastifyInstance {
-    config: Config
-    engine: Engine
-    models: ModelRegistry
-    batcher: Batcher
-    metrics: Metrics
-    media: MediaResolver
-    scoring: ScoringService
+  interface FastifyInstance extends ServiceObjects {
     lifecycle: Lifecycle
   }
 }
