@@ -1,35 +1,37 @@
 // Builds the Fastify app; never listens (src/server.ts does). Tests call buildApp(testConfig(), { engine: fake }).
 //
-// Extension points for other parts of the service (see /tmp/service-core-notes.md):
-//  - a route plugin: add one `app.register(plugin)` line in the ROUTES block below; inside, use
-//    app.config / app.models / app.batcher / app.engine / app.metrics / app.media (decorated here).
-//  - media: pass `mediaResolver` in deps (src/conversation/media.ts); the default is the IXC image/video path
-//    (src/preprocess/media/resolver.ts).
+// Here the service objects are built (plain objects: engine, registry, batcher, metrics, media hook, scoring
+// service) and the HTTP layer is assembled from src/http: the plugins (each a named fastify-plugin under
+// src/http/plugins, registered in the order their hooks must run), then one line per route.
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Registry } from 'prom-client'
 import type { Config } from './config.ts'
-import type { MediaResolver } from './conversation/media.ts'
-import { IxcMediaResolver } from './preprocess/media/resolver.ts'
-import { registerMediaUploads } from './preprocess/media/multipart.ts'
 import { WorkerEngine } from './engine/engine-client.ts'
 import type { Engine } from './engine/types.ts'
-import { registerErrorHandling } from './http/errors.ts'
-import { registerRequestHooks } from './http/hooks.ts'
-import { protection } from './http/auth.ts'
+import authPlugin from './http/plugins/auth.ts'
+import docsPlugin from './http/plugins/docs.ts'
+import errorHandlerPlugin from './http/plugins/error-handler.ts'
+import hotReloadPlugin from './http/plugins/hot-reload.ts'
+import metricsPlugin from './http/plugins/metrics.ts'
+import multipartPlugin from './http/plugins/multipart.ts'
+import pressurePlugin from './http/plugins/pressure.ts'
+import rateLimitPlugin from './http/plugins/rate-limit.ts'
+import requestContextPlugin from './http/plugins/request-context.ts'
+import servicesPlugin from './http/plugins/services.ts'
 import adminRoutes from './http/routes/admin.ts'
-import docsRoutes from './http/routes/docs.ts'
-import { registerHotReload } from './models/reload.ts'
 import compareRoute from './http/routes/compare.ts'
+import getRewardRoute from './http/routes/get-reward.ts'
 import healthRoutes from './http/routes/health.ts'
 import metricsRoute from './http/routes/metrics.ts'
 import modelsRoute from './http/routes/models.ts'
 import rankRoute from './http/routes/rank.ts'
 import scoreRoute from './http/routes/score.ts'
-import getRewardRoute from './rlhf/get-reward-route.ts'
-import { createMetrics, type Metrics } from './metrics/metrics.ts'
-import { loadRepository, type loadVersion } from './models/load.ts'
+import { createMetrics, type Registry } from './metrics/metrics.ts'
+import type { loadVersion } from './models/load.ts'
 import { ModelRegistry } from './models/registry.ts'
+import { IxcMediaResolver } from './preprocess/media/resolver.ts'
+import type { MediaResolver } from './preprocess/media/types.ts'
 import { Batcher } from './scheduler/batcher.ts'
+import { ScoringService } from './scoring/service.ts'
 
 export interface AppDeps {
   /** Default: ONNX Runtime in a worker thread (closed with the app). */
@@ -42,25 +44,6 @@ export interface AppDeps {
   metricsRegistry: Registry
   /** Hot reload's loader (src/models/reload.ts). Default: the start-up loader, loadVersion. */
   loadModelVersion: typeof loadVersion
-}
-
-export interface Lifecycle {
-  /** Set by server.ts on SIGTERM: readiness fails and new requests get 503 shutting_down. */
-  shuttingDown: boolean
-  /** HTTP requests received and not yet answered or aborted (server.ts drains these on shutdown). */
-  inflight: number
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    config: Config
-    engine: Engine
-    models: ModelRegistry
-    batcher: Batcher
-    metrics: Metrics
-    media: MediaResolver
-    lifecycle: Lifecycle
-  }
 }
 
 export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyInstance {
@@ -78,9 +61,8 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
 
   const engine =
     deps.engine ?? new WorkerEngine({ providers: config.executionProviders, threads: config.threads, spin: config.ortSpin })
-  const ownsEngine = deps.engine === undefined
   const models = deps.models ?? new ModelRegistry(config.defaultModel)
-  const metrics = createMetrics(deps.metricsRegistry ?? new Registry())
+  const metrics = createMetrics(deps.metricsRegistry)
   const batcher = new Batcher({
     engine,
     limits: { ...config.batch, maxBatchTokens: config.batch.maxBatchTokens || 16384 },
@@ -90,21 +72,24 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     metrics,
     log: app.log,
   })
+  const media =
+    deps.mediaResolver ??
+    new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
+  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize })
 
-  app.decorate('config', config)
-  app.decorate('engine', engine)
-  app.decorate('models', models)
-  app.decorate('batcher', batcher)
-  app.decorate('metrics', metrics)
-  app.decorate('media', deps.mediaResolver ?? new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions }))
-  app.decorate('lifecycle', { shuttingDown: false, inflight: 0 })
+  // PLUGINS, in the order their request hooks run: shutdown refusal and request context, API keys, early
+  // multipart refusals, hot reload's request count, pressure shedding, rate limiting.
+  app.register(servicesPlugin, { config, engine, models, batcher, metrics, media, scoring, ownsEngine: deps.engine === undefined })
+  app.register(errorHandlerPlugin)
+  app.register(requestContextPlugin)
+  app.register(metricsPlugin)
+  app.register(authPlugin)
+  app.register(multipartPlugin)
+  app.register(hotReloadPlugin, { watch: !deps.models, load: deps.loadModelVersion })
+  app.register(pressurePlugin)
+  app.register(rateLimitPlugin)
 
-  registerErrorHandling(app)
-  registerRequestHooks(app)
-  registerMediaUploads(app, config.media, config.bodyLimitBytes)
-
-  // ROUTES — one line per plugin. `protection` (rate limit, pressure shedding) first: it hooks routes added after it.
-  app.register(protection)
+  // ROUTES — one line per route plugin (registered after the hooks above, which apply to them).
   app.register(healthRoutes)
   app.register(metricsRoute)
   app.register(modelsRoute)
@@ -113,36 +98,6 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   app.register(rankRoute)
   app.register(getRewardRoute)
   app.register(adminRoutes)
-  app.register(docsRoutes)
-
-  if (!deps.models) {
-    app.addHook('onReady', async () => {
-      await loadRepository(config.modelsDir, {
-        engine,
-        registry: models,
-        maxBatchTokens: config.batch.maxBatchTokens,
-        maxItemChars: config.maxItemChars,
-        log: app.log,
-      })
-    })
-  }
-  // After the start-up load hook above: the watcher starts from what start-up loaded.
-  registerHotReload(app, {
-    root: config.modelsDir,
-    engine,
-    registry: models,
-    maxBatchTokens: config.batch.maxBatchTokens,
-    maxItemChars: config.maxItemChars,
-    log: app.log,
-    pollIntervalMs: config.modelPollIntervalMs,
-    drainTimeoutMs: config.requestTimeoutMs + 5_000,
-    watch: !deps.models,
-    load: deps.loadModelVersion,
-  })
-  app.addHook('onClose', async () => {
-    await app.media.close?.()
-    batcher.close()
-    if (ownsEngine) await engine.close()
-  })
+  app.register(docsPlugin)
   return app
 }

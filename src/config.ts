@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import { z } from 'zod'
 import { QUERY_TEMPLATE_NAMES } from './rlhf/query-template.ts'
-import { MediaEnvSchema, mediaConfigFromEnv, type MediaConfig } from './preprocess/media/limits.ts'
+import { MediaEnvSchema, mediaConfigFromEnv, type MediaConfig } from './preprocess/media/media-config.ts'
 import { SCORES_MODES, parseClipSpec, parseLengthPenaltySpec, specField, type RewardShaping, type ScoresMode } from './rlhf/reward-shaping.ts'
 
 const intFrom = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -140,7 +140,7 @@ export interface Config {
   readonly rateLimit: { readonly max: number; readonly windowMs: number }
   readonly pressure: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number; readonly maxRssBytes: number }
   readonly modelPollIntervalMs: number
-  /** Image/video limits and switches (env knobs documented in src/preprocess/media/limits.ts). */
+  /** Image/video limits and switches (env knobs documented in src/preprocess/media/media-config.ts). */
   readonly media: MediaConfig
   readonly rlhf: {
     readonly queryTemplate: string

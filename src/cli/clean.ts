@@ -255,8 +255,8 @@ async function writeOutputs(
   const valueSeries: HistogramSeries[] = [{ label: pairs.length ? 'margin' : 'score', values: scored.map((l) => l.value!), color: [44, 160, 44] }]
   const scoreHist = binValues(scoreSeries, 30)
   const valueHist = binValues(valueSeries, 30)
-  const scoresPng = renderHistogramPng(scoreSeries, scoreHist)
-  const valuesPng = renderHistogramPng(valueSeries, valueHist)
+  const scoresPng = await renderHistogramPng(scoreSeries, scoreHist)
+  const valuesPng = await renderHistogramPng(valueSeries, valueHist)
   fs.writeFileSync(path.join(opts.out, 'histogram-scores.png'), scoresPng)
   fs.writeFileSync(path.join(opts.out, 'histogram-margin.png'), valuesPng)
 

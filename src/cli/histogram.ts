@@ -1,7 +1,7 @@
 // Score histograms for the `clean` report: binning (shared range for all series, so they can be overlaid) and
 // a raster chart encoded as PNG. Bin edges and counts also go into the report as a table, since the image has
 // no text.
-import { encodePng } from './png.ts'
+import { encodePng } from '../preprocess/image/sharp.ts'
 
 export interface HistogramSeries {
   label: string
@@ -37,7 +37,7 @@ export function binValues(series: readonly HistogramSeries[], bins: number): His
 }
 
 /** Bars of each series drawn translucent over each other on a white canvas, with a baseline and a frame. */
-export function renderHistogramPng(series: readonly HistogramSeries[], hist: Histogram, width = 640, height = 320): Buffer {
+export function renderHistogramPng(series: readonly HistogramSeries[], hist: Histogram, width = 640, height = 320): Promise<Buffer> {
   const rgb = new Uint8Array(width * height * 3).fill(255)
   const pad = 16
   const plotW = width - 2 * pad

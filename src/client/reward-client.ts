@@ -3,7 +3,7 @@
 // load with 503 + Retry-After and RL trainers would otherwise lose samples (OpenRLHF leaves a failed reward
 // as None). Other 4xx/5xx are thrown at once as RewardServiceError with the service's error code.
 import type { z } from 'zod'
-import type { GetRewardRequestSchema } from '../rlhf/get-reward-schema.ts'
+import type { GetRewardRequestSchema } from '../http/schemas/get-reward.ts'
 import type { RewardShaping } from '../rlhf/reward-shaping.ts'
 import { DEFAULT_RETRY_POLICY, RETRYABLE_STATUS, parseRetryAfter, retryDelayMs, type RetryPolicy } from './retry.ts'
 

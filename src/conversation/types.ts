@@ -1,5 +1,9 @@
 // The conversation shapes every scoring route accepts (validated by src/http/schemas/common.ts) and the
-// intermediate segments between "messages" and "a row of reward.onnx".
+// intermediate segments between "messages" and "a row of reward.onnx". Media parts and blocks are the media
+// path's own types (src/preprocess/media/types.ts).
+import type { MediaBlock, MediaPart } from '../preprocess/media/types.ts'
+
+export type { MediaBlock, MediaPart }
 
 export type Role = 'system' | 'user' | 'assistant'
 
@@ -8,30 +12,12 @@ export interface TextPart {
   text: string
 }
 
-/** An image or video part: exactly one source. `file` is a multipart field name / upload reference and `url`
- *  a remote reference; which sources are honoured is the media resolver's decision. */
-export interface MediaPart {
-  type: 'image' | 'video'
-  data?: string
-  file?: string
-  url?: string
-}
-
 export type Part = TextPart | MediaPart
 export type Content = string | Part[]
 
 export interface Message {
   role: Role
   content: Content
-}
-
-/** Image token block of one media part, as vision.onnx returns it ([tokens, dim] row-major). */
-export interface MediaBlock {
-  tokens: number
-  dim: number
-  embeds: Float32Array
-  preprocessMs: number
-  inferenceMs: number
 }
 
 export type Segment = { kind: 'text'; ids: number[] } | { kind: 'media'; part: MediaPart; block?: MediaBlock }

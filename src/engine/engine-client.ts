@@ -1,22 +1,14 @@
 // Main-thread proxy of the engine worker. One worker owns all sessions: on a small CPU host one ORT run at a
 // time with all intra-op threads beats several competing runs. Requests are matched to replies by id; if the
 // worker dies every pending call is rejected and health() turns false (readiness follows).
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
+import { spawnWorker } from '../util/worker.ts'
 import type { Engine, LoadedGraph, ModelFiles, RewardFeeds, RewardOutput, VisionOutput } from './types.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void }
 // Distributes the request union over its members so each op keeps its own fields.
 type Outgoing<R> = R extends { id: number } ? Omit<R, 'id'> : never
-
-/** Starts the worker. Source runs through tsx: a loader passed with --import in execArgv is not active for
- *  a worker's entry module on Node 20, so a tiny bootstrap registers tsx inside the worker first. */
-export function spawnWorker(entry: URL, init: unknown): Worker {
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: init })
-  const tsxApi = import.meta.resolve('tsx/esm/api')
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })`
-  return new Worker(boot, { eval: true, workerData: init })
-}
 
 export class EngineError extends Error {
   constructor(message: string) {

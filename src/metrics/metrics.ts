@@ -1,6 +1,9 @@
-// Every metric name and bucket layout of the service, in one place. Each app instance passes its own
-// prom-client Registry, so tests and several apps in one process never share counters.
+// Every metric name and bucket layout of the service, in one place, and the only file that imports prom-client.
+// Each app instance gets its own Registry (createMetrics makes one unless given one), so tests and several
+// apps in one process never share counters.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+export type { Registry }
 
 // Seconds, 0.5 ms .. ~65 s, x2 steps (TEI uses geometric buckets too).
 const SECONDS = Array.from({ length: 18 }, (_, i) => 0.0005 * 2 ** i)

@@ -8,7 +8,8 @@ import path from 'node:path'
 import { z } from 'zod'
 import { ConversationEncoder } from '../conversation/encode.ts'
 import type { Engine, LoadedGraph } from '../engine/types.ts'
-import { packRewardBatch } from '../engine/pack.ts'
+import { packRewardBatch } from '../scheduler/pack.ts'
+import { imageTokenCount } from '../preprocess/image/hd-transform.ts'
 import { HfTextTokenizer } from '../preprocess/text/tokenize.ts'
 import { ModelManifestSchema, REWARD_INPUTS, REWARD_OUTPUT, VISION_INPUT, VISION_OUTPUT, type ModelManifest } from './manifest.ts'
 import { autoBatchTokens, modelKey, type ModelVersion } from './model-version.ts'
@@ -20,12 +21,6 @@ export interface LoadOptions {
   maxBatchTokens: number
   maxItemChars: number
   log: { info(o: object, msg: string): void; error(o: object, msg: string): void; warn(o: object, msg: string): void }
-}
-
-/** Image tokens of an image laid out as rows x cols tiles (models/README.md, vision.onnx). */
-export function imageTokens(rows: number, cols: number, tileSize: number, patch: number): number {
-  const g = tileSize / patch / 2
-  return (rows * cols + 1) * g * g + 1 + (rows + 1) * g
 }
 
 async function sha256(file: string): Promise<string> {
@@ -95,7 +90,7 @@ async function warmUp(engine: Engine, model: ModelVersion): Promise<void> {
   const m = model.manifest
   const s = m.config.vision.tile_size
   const vis = await engine.runVision(model.key, new Float32Array(3 * s * s), s, s)
-  const want = imageTokens(1, 1, s, m.config.vision.patch)
+  const want = imageTokenCount(1, 1, s, m.config.vision.patch)
   if (vis.tokens !== want || vis.dim !== m.config.hidden_size) {
     throw new Error(`vision.onnx warm-up gave [${vis.tokens}, ${vis.dim}], expected [${want}, ${m.config.hidden_size}]`)
   }

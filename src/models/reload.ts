@@ -6,10 +6,10 @@
 //
 // Polling sees directories that are still being written (Triton's docs warn about exactly this), so the
 // watcher loads a directory only once it looks the same on two consecutive scans; a failed directory is
-// retried only if its contents change. POST /admin/models/reload loads what is there at once.
+// retried only if its contents change. POST /admin/models/reload loads what is there at once. The HTTP side
+// (decoration, request counting, start and stop) is src/http/plugins/hot-reload.ts.
 import { readdir, stat } from 'node:fs/promises'
 import path from 'node:path'
-import type { FastifyInstance } from 'fastify'
 import { loadVersion, versionDirs, type LoadOptions } from './load.ts'
 import type { ModelVersion } from './model-version.ts'
 
@@ -183,27 +183,4 @@ export class ModelReloader {
     await this.#running.catch(() => undefined)
     await Promise.all(this.#retiring)
   }
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    reloader: ModelReloader
-  }
-}
-
-/** Decorates app.reloader, counts open requests for the drain, starts the watcher once start-up loading is
- *  done (register after the start-up load hook) and stops it on close. */
-export function registerHotReload(app: FastifyInstance, opts: ReloadOptions & { watch: boolean }): void {
-  const reloader = new ModelReloader({ ...opts, pollIntervalMs: opts.watch ? opts.pollIntervalMs : 0 })
-  app.decorate('reloader', reloader)
-  app.addHook('onRequest', async (_request, reply) => {
-    const done = reloader.requestStarted()
-    reply.raw.once('close', done)
-  })
-  app.addHook('onReady', async () => {
-    if (!opts.watch) return
-    await reloader.markCurrent()
-    reloader.start()
-  })
-  app.addHook('onClose', async () => reloader.close())
 }

@@ -2,7 +2,6 @@
 // gain can be length exploitation; the paper checks that picks are not longer than N=1 samples. Pure module:
 // the rank route and the `bon` CLI share it.
 import { z } from 'zod'
-import type { Segment } from '../conversation/types.ts'
 
 export const LengthControlSchema = z.discriminatedUnion('mode', [
   /** Best score among candidates no longer than k x the shortest candidate. */
@@ -79,10 +78,4 @@ export function selectWithLengthControl(
 function pick(lengths: readonly number[], best: number) {
   const { chosen_length, chosen_vs_mean } = describeLengths(lengths, best)
   return { chosen_length, chosen_vs_mean }
-}
-
-/** Positions a run of segments takes in a row (text ids + media blocks): a response's length as the RM sees
- *  it, for the length penalty and best-of-N diagnostics. */
-export function segmentTokens(segments: readonly Segment[]): number {
-  return segments.reduce((n, s) => n + (s.kind === 'text' ? s.ids.length : (s.block?.tokens ?? 0)), 0)
 }

@@ -5,13 +5,7 @@
 //
 // Everything here is linear in the query length (indexOf scans, no backtracking regexes): OpenRLHF's reference
 // server once hung on O(n^2) EOS stripping (OpenRLHF PR #521) and queries can be tens of thousands of chars.
-
-export type ChatRole = 'system' | 'user' | 'assistant'
-
-export interface ChatMessage {
-  role: ChatRole
-  content: string
-}
+import type { Message, Role } from '../conversation/types.ts'
 
 /** A policy chat template described by its literal marker strings. */
 export interface QueryTemplate {
@@ -129,7 +123,7 @@ function isSpace(c: number): boolean {
   return c === 32 || c === 10 || c === 13 || c === 9
 }
 
-function normaliseRole(raw: string): ChatRole {
+function normaliseRole(raw: string): Role {
   const r = raw.trim().toLowerCase()
   if (r === 'system') return 'system'
   if (r === 'assistant' || r === 'gpt' || r === 'bot' || r === 'model') return 'assistant'
@@ -151,8 +145,8 @@ export function detectQueryTemplate(query: string): QueryTemplate | 'plain' {
  * its length limit, so a turn may also end at the end of the query. Text before the first marker is what
  * left truncation left of an earlier turn; its role is unknown and it is kept as user context.
  */
-export function parseTemplatedQuery(query: string, template: QueryTemplate): ChatMessage[] {
-  const messages: ChatMessage[] = []
+export function parseTemplatedQuery(query: string, template: QueryTemplate): Message[] {
+  const messages: Message[] = []
   const first = query.indexOf(template.turnStart)
   if (first < 0) throw new QueryParseError(`query has no ${template.name} turn marker ${JSON.stringify(template.turnStart)}`)
   const orphan = stripEdgeTokens(query.slice(0, first), template.strip)
@@ -207,7 +201,7 @@ export function suffixPrefixOverlap(a: string, b: string): number {
 }
 
 /** `plain`: the prompt is the user turn, the rest of the query is the response. */
-export function splitPlainQuery(query: string, prompt: string | undefined): ChatMessage[] {
+export function splitPlainQuery(query: string, prompt: string | undefined): Message[] {
   const q = stripEdgeTokens(query, ALL_EOS_LIKE)
   const p = prompt === undefined ? '' : stripEdgeTokens(prompt, ALL_EOS_LIKE)
   if (p.length === 0) throw new QueryParseError('template "plain" needs the prompt (prompts[i]) to split the query')
@@ -228,7 +222,7 @@ export function splitPlainQuery(query: string, prompt: string | undefined): Chat
   ]
 }
 
-function ensureResponseLast(messages: ChatMessage[]): ChatMessage[] {
+function ensureResponseLast(messages: Message[]): Message[] {
   const last = messages[messages.length - 1]
   // A query that ends right after the user turn (response empty and its header cut) still gets scored: the
   // RM sees an empty answer, which is what the policy produced.
@@ -247,7 +241,7 @@ export function resolveQueryTemplate(name: string): QueryTemplate | 'plain' | 'a
 }
 
 /** query (+ its prompt) -> messages, with the template named in config/request (`auto` detects it). */
-export function parseQuery(query: string, prompt: string | undefined, templateName: string): ChatMessage[] {
+export function parseQuery(query: string, prompt: string | undefined, templateName: string): Message[] {
   const resolved = resolveQueryTemplate(templateName)
   const template = resolved === 'auto' ? detectQueryTemplate(query) : resolved
   if (template === 'plain') return splitPlainQuery(query, prompt)

@@ -36,7 +36,7 @@ export interface ShapedReward {
 
 /**
  * Order: normalise, then subtract the length penalty, then clip (so the clip bounds what PPO finally sees).
- * `normalize` is the model's z-score function (src/http/scoring.ts normalizer), required when shaping asks for it.
+ * `normalize` is the model's z-score function (src/scoring/normalize.ts normalizer), required when shaping asks for it.
  */
 export function shapeReward(
   raw: number,

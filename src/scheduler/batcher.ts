@@ -3,13 +3,11 @@
 // submit encoded rows and await their scores. A failing batch rejects only its own jobs.
 import { performance } from 'node:perf_hooks'
 import { ServiceError } from '../errors.ts'
-import type { EncodedItem } from '../conversation/types.ts'
 import type { Engine } from '../engine/types.ts'
-import { packRewardBatch } from '../engine/pack.ts'
 import type { Metrics } from '../metrics/metrics.ts'
-import type { ModelVersion } from '../models/model-version.ts'
 import { paddedCost, takeNextBatch } from './batch-policy.ts'
-import type { BatchLimits, JobTimings, QueuedJob } from './types.ts'
+import { packRewardBatch } from './pack.ts'
+import type { BatchLimits, BatchModel, JobTimings, QueuedJob, EncodedRow } from './types.ts'
 
 export interface BatcherOptions {
   engine: Engine
@@ -30,8 +28,8 @@ export interface Permit {
 }
 
 interface Job extends QueuedJob {
-  model: ModelVersion
-  row: EncodedItem
+  model: BatchModel
+  row: EncodedRow
   resolve(r: JobResult): void
   reject(e: Error): void
   timer: NodeJS.Timeout | undefined
@@ -84,7 +82,7 @@ export class Batcher {
 
   /** Queues one encoded row of `model`. Rejects with 504 timeout at `deadline` (performance.now() clock), and
    *  with a client_gone error as soon as `signal` aborts; either way the row is dropped if it has not run. */
-  submit(model: ModelVersion, row: EncodedItem, deadline: number, signal?: AbortSignal): Promise<JobResult> {
+  submit(model: BatchModel, row: EncodedRow, deadline: number, signal?: AbortSignal): Promise<JobResult> {
     return new Promise<JobResult>((resolve, reject) => {
       const now = performance.now()
       const job: Job = {

@@ -38,3 +38,19 @@ export interface JobTimings {
   inferenceMs: number
   batchSize: number
 }
+
+/** One encoded conversation as reward.onnx takes it: ids with pad ids at image positions, and the image token
+ *  blocks with their first position (src/conversation/encode.ts EncodedItem is one). */
+export interface EncodedRow {
+  ids: Int32Array
+  images: ReadonlyArray<{ start: number; block: { tokens: number; dim: number; embeds: Float32Array } }>
+}
+
+/** What the batcher needs of a model version (src/models/model-version.ts ModelVersion is one). */
+export interface BatchModel {
+  /** Engine session key and batch key: rows of different versions never share a batch. */
+  readonly key: string
+  /** Padded token budget of this model's batches; limits.maxBatchTokens when absent. */
+  readonly batchTokens?: number
+  readonly manifest: { readonly tokenizer: { readonly pad_id: number }; readonly config: { readonly hidden_size: number } }
+}

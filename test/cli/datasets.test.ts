@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { countRecords, detectFormat, readDataset, splitHhTranscript, type DatasetRow } from '../../src/cli/datasets.ts'
-import { encodePng } from '../../src/cli/png.ts'
+import { encodePng } from '../../src/preprocess/image/sharp.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const fixtures = path.resolve(root, '../shared/fixtures/preference')
@@ -53,7 +53,7 @@ t.test('LLaMA-Factory sharegpt json and v1 jsonl', async (t) => {
 t.test('our JSONL: media paths inlined at the start of the first user turn; bad rows are skips', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clean-ds-'))
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const png = encodePng(2, 1, new Uint8Array([255, 0, 0, 0, 0, 255]))
+  const png = await encodePng(2, 1, new Uint8Array([255, 0, 0, 0, 0, 255]))
   fs.mkdirSync(path.join(dir, 'img'))
   fs.writeFileSync(path.join(dir, 'img', 'a.png'), png)
   const rows = [

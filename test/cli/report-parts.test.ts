@@ -3,8 +3,7 @@
 import t from 'tap'
 import { flagSamples } from '../../src/cli/flag-samples.ts'
 import { binValues, renderHistogramPng } from '../../src/cli/histogram.ts'
-import { encodePng } from '../../src/cli/png.ts'
-import { decodeImage } from '../../src/preprocess/image/sharp.ts'
+import { decodeImage, encodePng } from '../../src/preprocess/image/sharp.ts'
 
 const limits = { maxPixels: 1e7, timeoutSeconds: 10 }
 
@@ -13,11 +12,11 @@ t.test('encodePng round-trips through a real decoder', async (t) => {
   const h = 5
   const rgb = new Uint8Array(w * h * 3)
   for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37) % 256
-  const img = await decodeImage(encodePng(w, h, rgb), 'png', limits)
+  const img = await decodeImage(await encodePng(w, h, rgb), 'png', limits)
   t.equal(img.width, w)
   t.equal(img.height, h)
   t.same(Array.from(img.data), Array.from(rgb))
-  t.throws(() => encodePng(2, 2, new Uint8Array(3)), /expected 12 bytes/)
+  await t.rejects(encodePng(2, 2, new Uint8Array(3)), /expected 12 bytes/)
 })
 
 t.test('histogram: shared range, top edge in the last bin, bars drawn', async (t) => {
@@ -33,7 +32,7 @@ t.test('histogram: shared range, top edge in the last bin, bars drawn', async (t
   ])
   t.same(binValues([{ label: 'c', values: [3, 3], color: [0, 0, 0] }], 2).edges, [2.5, 3, 3.5], 'constant values get a unit range')
   // 100x80 canvas, 16 px padding: plot 68 x 48; bin 2 spans x 50..65; the tallest bar (count 2) is 48 high.
-  const png = renderHistogramPng(series, h, 100, 80)
+  const png = await renderHistogramPng(series, h, 100, 80)
   const img = await decodeImage(png, 'png', limits)
   t.equal(img.width, 100)
   const px = (x: number, y: number) => Array.from(img.data.subarray((y * 100 + x) * 3, (y * 100 + x) * 3 + 3))

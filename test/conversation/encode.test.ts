@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { MediaBlock, Segment } from '../../src/conversation/types.ts'
-import { packRewardBatch } from '../../src/engine/pack.ts'
+import { packRewardBatch } from '../../src/scheduler/pack.ts'
 import { charTokenizer, fakeModel } from '../helpers/fake-model.ts'
 
 const enc = fakeModel({ maxSeqLen: 64 }).encoder

@@ -6,7 +6,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { loadConfig, ConfigError } from '../../src/config.ts'
-import { authScope, bearerToken, tokenMatches } from '../../src/http/auth.ts'
+import { authScope, bearerToken, tokenMatches } from '../../src/http/plugins/auth.ts'
 import { startOpsServer } from '../../src/http/ops-server.ts'
 import { buildTestApp } from '../helpers/build-app.ts'
 

@@ -7,6 +7,7 @@ import path from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../src/app.ts'
 import { WorkerEngine } from '../../src/engine/engine-client.ts'
+import { imageTokenCount } from '../../src/preprocess/image/hd-transform.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { realModelDir } from '../helpers/real-model.ts'
 
@@ -87,11 +88,10 @@ t.test('each broken version is reported with its reason; the good one serves', a
 t.test('the vision graph runs through the engine: [1,3,H,W] in, [T_img, D] out', async (t) => {
   const model = app.models.resolve('good')
   const s = model.manifest.config.vision.tile_size
-  const g = s / model.manifest.config.vision.patch / 2
   // two tiles side by side: rows 1, cols 2
   const out = await app.engine.runVision(model.key, new Float32Array(3 * s * 2 * s).fill(0.1), s, 2 * s)
   t.equal(out.dim, model.manifest.config.hidden_size)
-  t.equal(out.tokens, (1 * 2 + 1) * g * g + 1 + (1 + 1) * g)
+  t.equal(out.tokens, imageTokenCount(1, 2, s, model.manifest.config.vision.patch))
   t.equal(out.embeds.length, out.tokens * out.dim)
   t.ok(out.embeds.every(Number.isFinite))
 })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { buildMediaApp, mediaModel, VisionCountingEngine } from './helpers/media-app.ts'
 import { fixtures, fixtureBase64 as b64, hasFfmpeg } from './helpers/fixtures.ts'
 import { IxcMediaResolver } from '../../src/preprocess/media/resolver.ts'
-import { defaultMediaConfig } from '../../src/preprocess/media/limits.ts'
+import { defaultMediaConfig } from '../../src/preprocess/media/media-config.ts'
 import { mediaScopeOf } from '../../src/preprocess/media/request-scope.ts'
 import { liveFfmpegChildren } from '../../src/preprocess/video/ffmpeg.ts'
 const webp = b64('images/real/imagereward-1.webp')

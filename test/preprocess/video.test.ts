@@ -8,7 +8,7 @@ import { PpmStreamParser, PpmParseError } from '../../src/preprocess/video/ppm.t
 import { layoutIxcStack, selectFrameIndices, resizeLongSide, roundHalfEven, type VideoPreprocessParams } from '../../src/preprocess/video/layout.ts'
 import { preprocessVideo } from '../../src/preprocess/video/video.ts'
 import { extractFrames, liveFfmpegChildren } from '../../src/preprocess/video/ffmpeg.ts'
-import { defaultMediaConfig } from '../../src/preprocess/media/limits.ts'
+import { defaultMediaConfig } from '../../src/preprocess/media/media-config.ts'
 import { withRequestTempDir, liveTempDirs, TEMP_PREFIX } from '../../src/preprocess/media/temp-dir.ts'
 import { sniffMedia } from '../../src/preprocess/media/sniff.ts'
 import { createRgb, type RgbImage } from '../../src/preprocess/image/rgb.ts'

@@ -2,7 +2,7 @@
 // validated and warmed, and report what happened. The old version keeps answering until the swap, and its
 // sessions are released after the requests that were using it have finished.
 import type { FastifyInstance } from 'fastify'
-import { requireAdmin } from '../auth.ts'
+import { requireAdmin } from '../plugins/auth.ts'
 
 export default async function adminRoutes(app: FastifyInstance) {
   app.addHook('onRequest', requireAdmin(app))

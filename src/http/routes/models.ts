@@ -1,7 +1,7 @@
 // GET /v1/models — every model version found, whether it serves (or why not), the execution provider chosen
 // with the fallback reasons, and the server's limits (clients size their batches from these, as with TEI /info).
 import type { FastifyInstance } from 'fastify'
-import { describeMediaLimits } from '../../preprocess/media/limits.ts'
+import { describeMediaLimits } from '../../preprocess/media/media-config.ts'
 
 export default async function modelsRoute(app: FastifyInstance) {
   app.get('/v1/models', async () => {

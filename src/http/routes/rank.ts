@@ -2,31 +2,25 @@
 // keep input order), the best index and each candidate's own token count. The prompt is tokenized (and its
 // media resolved) once and shared by every candidate row.
 import type { FastifyInstance } from 'fastify'
-import { resolveMedia, modelRef, normalizer, startScoring } from '../scoring.ts'
+import { describeLengths, selectWithLengthControl } from '../../rlhf/length-control.ts'
 import { parseBody } from '../schemas/common.ts'
 import { RankRequestSchema } from '../schemas/score.ts'
-import { promptMessages } from './prompt.ts'
-import { describeLengths, segmentTokens, selectWithLengthControl } from '../../rlhf/length-control.ts'
+import { scoringRequest } from '../scoring-request.ts'
 
 export default async function rankRoute(app: FastifyInstance) {
   app.post('/v1/rank', async (request) => {
     const body = parseBody(RankRequestSchema, request.body)
-    const run = startScoring(app, request, body.model, body.candidates.length)
-    const z = body.normalize ? normalizer(run.model) : null
-    let candidateTokens: number[] = []
-    const scored = await run.score(async (model) => {
-      const prompt = model.encoder.turns(promptMessages(body.prompt))
-      const answers = body.candidates.map((c) => model.encoder.turns([{ role: 'assistant', content: c }]))
-      await resolveMedia(app, request, model, [prompt, ...answers])
-      candidateTokens = answers.map(segmentTokens)
-      return answers.map((a) => model.encoder.finish(prompt, a))
-    })
+    const run = scoringRequest(app, request, { model: body.model, rows: body.candidates.length, normalize: body.normalize })
+    const prompt = body.prompt
+    const scored = await run.score(body.candidates.map((c) => [prompt, [{ role: 'assistant', content: c }]]))
+    const z = run.z
+    const candidateTokens = scored.map((s) => s.groupTokens[1]!)
     const scores = scored.map((s) => s.score)
     const order = scores.map((_, i) => i).sort((i, j) => scores[j]! - scores[i]! || i - j)
     const ranks = new Array<number>(scores.length)
     order.forEach((idx, rank) => (ranks[idx] = rank))
     return {
-      model: modelRef(run.model),
+      model: run.ref,
       normalized: z !== null,
       scores,
       ...(z ? { normalized_scores: scores.map(z) } : {}),

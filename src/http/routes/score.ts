@@ -3,20 +3,16 @@
 import type { FastifyInstance } from 'fastify'
 import { parseBody } from '../schemas/common.ts'
 import { ScoreRequestSchema } from '../schemas/score.ts'
-import { modelRef, normalizer, resolveMedia, startScoring } from '../scoring.ts'
+import { scoringRequest } from '../scoring-request.ts'
 
 export default async function scoreRoute(app: FastifyInstance) {
   app.post('/v1/score', async (request) => {
     const body = parseBody(ScoreRequestSchema, request.body)
-    const run = startScoring(app, request, body.model, body.items.length)
-    const z = body.normalize ? normalizer(run.model) : null
-    const scored = await run.score(async (model) => {
-      const segs = body.items.map((it) => model.encoder.turns(it.messages))
-      await resolveMedia(app, request, model, segs)
-      return segs.map((s) => model.encoder.finish(s))
-    })
+    const run = scoringRequest(app, request, { model: body.model, rows: body.items.length, normalize: body.normalize })
+    const scored = await run.score(body.items.map((it) => [it.messages]))
+    const z = run.z
     return {
-      model: modelRef(run.model),
+      model: run.ref,
       normalized: z !== null,
       scores: scored.map((s) => s.score),
       results: scored.map((s, index) => ({

@@ -1,6 +1,7 @@
 // Request shapes shared by the scoring routes (zod). Content is a string or a list of typed parts; media parts
-// are accepted here and handed to the media resolver (src/conversation/media.ts).
+// are accepted here and handed to the media resolver (src/preprocess/media/types.ts).
 import { z } from 'zod'
+import type { Message } from '../../conversation/types.ts'
 import { ServiceError } from '../../errors.ts'
 
 export const TextPartSchema = z.object({ type: z.literal('text'), text: z.string() })
@@ -31,8 +32,10 @@ export const ConversationSchema = z
   .min(1)
   .refine((ms) => ms[ms.length - 1]!.role === 'assistant', 'the last message must be the assistant response to score')
 
-/** A prompt: a string (one user turn) or messages. */
-export const PromptSchema = z.union([z.string(), z.array(MessageSchema).min(1)])
+/** A prompt: a string (one user turn) or messages; parsed into messages either way. */
+export const PromptSchema = z
+  .union([z.string(), z.array(MessageSchema).min(1)])
+  .transform((p): Message[] => (typeof p === 'string' ? [{ role: 'user', content: p }] : p))
 
 export const ModelFieldSchema = z.string().min(1).max(200).optional()
 

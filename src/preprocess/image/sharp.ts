@@ -1,6 +1,7 @@
 // The only file that imports sharp. Decodes an untrusted, already-sniffed image into 8-bit sRGB RGB: header first
 // (format and pixel limit checked before any pixel is decoded), then a strict decode (every libvips warning, e.g.
 // truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white.
+// It also encodes the CLI report charts as PNG (encodePng at the end).
 import sharp, { type Metadata, type SharpOptions } from 'sharp'
 import { ServiceError } from '../../errors.ts'
 import type { RgbImage } from './rgb.ts'
@@ -123,4 +124,10 @@ export async function decodeImage(buf: Uint8Array, expected: ImageFormat, limits
   } catch (err) {
     throw err instanceof ServiceError ? err : mapSharpError(err)
   }
+}
+
+/** 8-bit RGB pixels (row-major, top row first) as a PNG file, with libvips' encoder (the CLI's report charts). */
+export async function encodePng(width: number, height: number, rgb: Uint8Array): Promise<Buffer> {
+  if (rgb.length !== width * height * 3) throw new Error(`encodePng: expected ${width * height * 3} bytes, got ${rgb.length}`)
+  return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer()
 }

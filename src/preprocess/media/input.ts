@@ -2,14 +2,10 @@
 // enabled) a remote URL. Byte and count limits are checked before anything is decoded.
 import { readFile, stat } from 'node:fs/promises'
 import { ServiceError } from '../../errors.ts'
-import type { MediaPart } from '../../conversation/types.ts'
-import type { MediaConfig } from './limits.ts'
+import type { MediaPart } from './types.ts'
+import type { MediaConfig } from './media-config.ts'
 import { fetchRemoteMedia, type FetchLike } from './remote-url.ts'
-
-export interface UploadedFile {
-  path: string // inside the request's temp dir, server-named
-  bytes: number
-}
+import type { UploadedFile } from './request-scope.ts'
 
 export interface BudgetCounters {
   filesCount: number

@@ -2,7 +2,7 @@
 // only https to hosts on an exact allow-list, default port, no credentials, no redirects, with a byte cap enforced
 // while streaming and a deadline.
 import { ServiceError } from '../../errors.ts'
-import type { MediaConfig } from './limits.ts'
+import type { MediaConfig } from './media-config.ts'
 
 export type RemoteUrlPolicy = MediaConfig['remoteUrls']
 

@@ -1,7 +1,11 @@
 // State one HTTP request shares across all its conversations' media: uploaded files (multipart) and the
 // byte/count budget. Kept in a WeakMap keyed by the request object, so it dies with the request and no Fastify
 // decoration is needed.
-import type { UploadedFile } from './input.ts'
+
+export interface UploadedFile {
+  path: string // inside the request's temp dir, server-named
+  bytes: number
+}
 
 export interface MediaRequestScope {
   files: Map<string, UploadedFile>

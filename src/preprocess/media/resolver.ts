@@ -1,18 +1,17 @@
-// THE media hook implementation (src/conversation/media.ts): one conversation's image/video parts ->
+// THE media hook implementation (types.ts): one conversation's image/video parts ->
 // image-token blocks. Per part: bytes (inline / upload / allowed URL, budget-checked) -> sniffed format ->
 // embedding cache lookup (hit: no decoding, no vision run) -> decode + IXC transform -> vision.onnx through the
 // engine. Concurrent identical media share one decode and one vision run (the cache's in-flight map), which is
 // what makes best-of-N with one image cost one vision run, not N.
 import { performance } from 'node:perf_hooks'
-import type { MediaContext, MediaResolver } from '../../conversation/media.ts'
-import type { MediaBlock, MediaPart } from '../../conversation/types.ts'
+import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types.ts'
 import { ServiceError } from '../../errors.ts'
 import { decodeImage } from '../image/sharp.ts'
 import type { ImageTensor } from '../image/hd-transform.ts'
 import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
 import { loadPartBytes } from './input.ts'
-import type { MediaConfig } from './limits.ts'
+import type { MediaConfig } from './media-config.ts'
 import { mediaParamsOf, type MediaParams } from './params.ts'
 import { mediaScopeOf, type MediaRequestScope } from './request-scope.ts'
 import type { FetchLike } from './remote-url.ts'

@@ -2,7 +2,7 @@
 // buffers are transferred, not copied: callers must not use an RgbImage after handing it over. Workers start on
 // first use, a crashed worker fails its pending jobs and is replaced, close() stops them all.
 import type { Worker } from 'node:worker_threads'
-import { spawnWorker } from '../../engine/engine-client.ts'
+import { spawnWorker } from '../../util/worker.ts'
 import { runTransform, transferables, type TransformRequest, type TransformResult } from './transform-ops.ts'
 
 export interface Transformer {

@@ -60,8 +60,4 @@ export class HfTextTokenizer implements TextTokenizer {
     if (text.length === 0) return []
     return this.#tok.encode(text, { add_special_tokens: false }).ids
   }
-
-  tokenToId(token: string): number | undefined {
-    return this.#tok.token_to_id(token)
-  }
 }

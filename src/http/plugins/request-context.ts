@@ -1,9 +1,9 @@
-// Cross-cutting request handling in one place: shutdown refusal, bearer auth, the per-request abort signal and
-// deadline, timing + request-id headers, and the request metrics (recorded once here, not per handler).
+// What every request carries: the per-request abort signal and deadline, the in-flight count the shutdown drains,
+// the shutdown refusal, and the request-id + timing headers of the answer.
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
-import { ServiceError } from '../errors.ts'
-import { authScope, bearerToken, tokenMatches } from './auth.ts'
+import fp from 'fastify-plugin'
+import { ServiceError } from '../../errors.ts'
 
 export interface RequestTimings {
   preprocessMs: number
@@ -21,8 +21,7 @@ declare module 'fastify' {
   }
 }
 
-
-export function registerRequestHooks(app: FastifyInstance): void {
+async function requestContext(app: FastifyInstance): Promise<void> {
   const { config, metrics, lifecycle } = app
 
   app.decorateRequest('clientGone', null as unknown as AbortSignal)
@@ -34,19 +33,10 @@ export function registerRequestHooks(app: FastifyInstance): void {
     // 'close' fires once whether the response finished or the client went away.
     lifecycle.inflight++
     reply.raw.once('close', () => lifecycle.inflight--)
-    const path = request.url.split('?')[0]!
-    if (lifecycle.shuttingDown && path !== '/healthz') {
+    if (lifecycle.shuttingDown && request.url.split('?')[0] !== '/healthz') {
       reply.header('connection', 'close')
       metrics.rejected.inc({ reason: 'shutting_down' })
       throw new ServiceError('shutting_down', 'server is shutting down', { 'retry-after': String(config.retryAfterS) })
-    }
-    if (config.apiKeys.length > 0 && authScope(path) === 'key') {
-      const token = bearerToken(request.headers.authorization)
-      if (token === null || !tokenMatches(token, config.apiKeys)) {
-        metrics.rejected.inc({ reason: 'unauthorized' })
-        reply.header('www-authenticate', 'Bearer')
-        throw new ServiceError('unauthorized', 'missing or invalid bearer token')
-      }
     }
     const ac = new AbortController()
     request.clientGone = ac.signal
@@ -65,12 +55,6 @@ export function registerRequestHooks(app: FastifyInstance): void {
     }
     return payload
   })
-
-  app.addHook('onResponse', async (request, reply) => {
-    // The route pattern, not the raw URL, keeps label cardinality bounded (unknown paths share one label).
-    const route = request.routeOptions.url ?? 'unmatched'
-    const labels = { route, status: String(reply.statusCode) }
-    metrics.requests.inc(labels)
-    metrics.requestSeconds.observe(labels, reply.elapsedTime / 1000)
-  })
 }
+
+export default fp(requestContext, { name: 'request-context', dependencies: ['services'] })

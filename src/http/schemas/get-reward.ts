@@ -3,9 +3,9 @@
 // Shaping can come from the URL query string, because OpenRLHF posts to --remote_rm_url as given and has no
 // other way to pass options.
 import { z } from 'zod'
-import { ConversationSchema, ModelFieldSchema } from '../http/schemas/common.ts'
-import { QUERY_TEMPLATE_NAMES } from './query-template.ts'
-import { ClipSchema, LengthPenaltySchema, parseClipSpec, parseLengthPenaltySpec, specField } from './reward-shaping.ts'
+import { ConversationSchema, ModelFieldSchema } from './common.ts'
+import { QUERY_TEMPLATE_NAMES } from '../../rlhf/query-template.ts'
+import { ClipSchema, LengthPenaltySchema, parseClipSpec, parseLengthPenaltySpec, specField } from '../../rlhf/reward-shaping.ts'
 
 export const GetRewardOptionsSchema = z
   .object({

@@ -1,17 +1,16 @@
-// POST /get_reward — OpenRLHF's remote reward protocol (--remote_rm_url / --reward.remote_url), see
-// ../shared/reference/serving-peers.md §4.1. Each `query` is parsed back into messages with the policy's
+// POST /get_reward — OpenRLHF's remote reward protocol (--remote_rm_url / --reward.remote_url). Each `query` is parsed back into messages with the policy's
 // template and scored through the same path as /v1/score (cross-request batching included, which is what makes
 // OpenRLHF's one-request-per-sample traffic cheap). Answers {rewards, scores, extra_logs} in input order;
 // empty lists get empty lists (multi-server sharding sends them).
 import type { FastifyInstance } from 'fastify'
-import type { Message } from '../conversation/types.ts'
-import { ServiceError } from '../errors.ts'
-import { parseBody } from '../http/schemas/common.ts'
-import { modelRef, normalizer, resolveMedia, sigmoid, startScoring } from '../http/scoring.ts'
-import { GetRewardRequestSchema, GetRewardUrlSchema } from './get-reward-schema.ts'
-import { segmentTokens } from './length-control.ts'
-import { QueryParseError, detectQueryTemplate, parseQuery, resolveQueryTemplate } from './query-template.ts'
-import { mergeShaping, shapeReward } from './reward-shaping.ts'
+import type { Message } from '../../conversation/types.ts'
+import { ServiceError } from '../../errors.ts'
+import { QueryParseError, detectQueryTemplate, parseQuery, resolveQueryTemplate } from '../../rlhf/query-template.ts'
+import { mergeShaping, shapeReward } from '../../rlhf/reward-shaping.ts'
+import { sigmoid } from '../../scoring/normalize.ts'
+import { parseBody } from '../schemas/common.ts'
+import { GetRewardRequestSchema, GetRewardUrlSchema } from '../schemas/get-reward.ts'
+import { scoringRequest } from '../scoring-request.ts'
 
 export default async function getRewardRoute(app: FastifyInstance) {
   app.post('/get_reward', async (request) => {
@@ -55,22 +54,13 @@ export default async function getRewardRoute(app: FastifyInstance) {
       return { rewards: [], scores: [], extra_logs: {}, shaping: shapingEcho, templates: [] }
     }
 
-    const run = startScoring(app, request, body.model ?? url.model, conversations.length)
-    const z = shaping.normalize ? normalizer(run.model) : undefined
-    let responseTokens: number[] = []
-    const scored = await run.score(async (model) => {
-      // Prompt and response are encoded as separate segment runs (as /v1/rank does) so the response length is
-      // known without a second tokenization.
-      const parts = conversations.map((c) => ({
-        prompt: model.encoder.turns(c.slice(0, -1)),
-        response: model.encoder.turns(c.slice(-1)),
-      }))
-      await resolveMedia(app, request, model, parts.flatMap((p) => [p.prompt, p.response]))
-      responseTokens = parts.map((p) => segmentTokens(p.response))
-      return parts.map((p) => model.encoder.finish(p.prompt, p.response))
-    })
+    const run = scoringRequest(app, request, { model: body.model ?? url.model, rows: conversations.length, normalize: shaping.normalize })
+    // Prompt and response are separate groups of the row (as /v1/rank does) so the response length is known
+    // without a second tokenization.
+    const scored = await run.score(conversations.map((c) => [c.slice(0, -1), c.slice(-1)]))
+    const responseTokens = scored.map((s) => s.groupTokens[1]!)
 
-    const shaped = scored.map((s, i) => shapeReward(s.score, responseTokens[i]!, shaping, z))
+    const shaped = scored.map((s, i) => shapeReward(s.score, responseTokens[i]!, shaping, run.z ?? undefined))
     const rewards = shaped.map((s) => s.reward)
     return {
       rewards,
@@ -83,7 +73,7 @@ export default async function getRewardRoute(app: FastifyInstance) {
         clipped: shaped.map((s) => (s.clipped ? 1 : 0)),
         truncated: scored.map((s) => (s.truncated ? 1 : 0)),
       },
-      model: modelRef(run.model),
+      model: run.ref,
       shaping: shapingEcho,
       templates,
     }

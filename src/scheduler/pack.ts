@@ -1,11 +1,9 @@
 // Encoded rows -> the reward.onnx feeds of one right-padded batch (models/README.md). Pure; used by the
 // batcher, the warm-up and bench/ so that all three feed the graph exactly the same way.
-import type { EncodedItem } from '../conversation/types.ts'
-import type { RewardFeeds } from './types.ts'
+import type { RewardFeeds } from '../engine/types.ts'
+import type { EncodedRow } from './types.ts'
 
-export type PackRow = Pick<EncodedItem, 'ids' | 'images'>
-
-export function packRewardBatch(rows: readonly PackRow[], padId: number, dim: number): RewardFeeds {
+export function packRewardBatch(rows: readonly EncodedRow[], padId: number, dim: number): RewardFeeds {
   const b = rows.length
   let t = 1
   let m = 0

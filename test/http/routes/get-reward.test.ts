@@ -1,8 +1,8 @@
 // /get_reward with the fake engine: OpenRLHF's exact payload shapes, query re-rendering with the RM template
 // (same score as /v1/score on the equivalent messages), shaping options and their echo, and refusals.
 import t from 'tap'
-import { buildTestApp } from '../helpers/build-app.ts'
-import { charTokenizer } from '../helpers/fake-model.ts'
+import { buildTestApp } from '../../helpers/build-app.ts'
+import { charTokenizer } from '../../helpers/fake-model.ts'
 
 const TOL = 1e-6
 const USER = 'What is 2+2?'

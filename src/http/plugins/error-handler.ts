@@ -2,7 +2,8 @@
 // ServiceErrors, Fastify's errors (bad JSON, body too large, wrong content type) and unknown routes alike.
 // 5xx bodies are generic; the details go to the log.
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { ERROR_STATUS, isServiceError, type ErrorCode } from '../errors.ts'
+import fp from 'fastify-plugin'
+import { ERROR_STATUS, isServiceError, type ErrorCode } from '../../errors.ts'
 
 // Fastify's own errors carry only a status; pick the table code for it.
 const CODE_FOR_STATUS: Record<number, ErrorCode> = {
@@ -22,7 +23,7 @@ export function toErrorBody(code: ErrorCode, message: string) {
   return { error: { code, message } }
 }
 
-export function registerErrorHandling(app: FastifyInstance): void {
+async function errorHandler(app: FastifyInstance): Promise<void> {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     let code: ErrorCode
     let message = err.message
@@ -44,3 +45,5 @@ export function registerErrorHandling(app: FastifyInstance): void {
     void reply.code(404).send(toErrorBody('not_found', `no route ${request.method} ${request.url.split('?')[0]}`))
   })
 }
+
+export default fp(errorHandler, { name: 'error-handler', dependencies: [] })

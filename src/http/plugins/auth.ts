@@ -1,0 +1,67 @@
+// Who may call what. Scoring routes: optional bearer API keys (API_KEYS / API_KEYS_FILE). Admin routes: their
+// own token (ADMIN_TOKEN), checked by requireAdmin inside their plugin. Probes, the scraper and the API docs stay
+// open, as TEI and Triton keep health and metrics open. Rate limiting and pressure shedding are rate-limit.ts and
+// pressure.ts; they use authScope to leave the same routes open.
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { ServiceError } from '../../errors.ts'
+
+export type AuthScope = 'public' | 'admin' | 'key'
+
+const PUBLIC = new Set(['/healthz', '/readyz', '/metrics'])
+
+export function authScope(path: string): AuthScope {
+  if (PUBLIC.has(path) || path === '/docs' || path.startsWith('/docs/')) return 'public'
+  if (path.startsWith('/admin/')) return 'admin'
+  return 'key'
+}
+
+export const pathOf = (request: FastifyRequest) => request.url.split('?')[0]!
+export const digest = (s: string) => createHash('sha256').update(s).digest()
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(header: string | undefined): string | null {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
+  return m ? m[1]! : null
+}
+
+/** Constant time in the token: SHA-256 digests have one length whatever was sent, and every key is compared
+ *  (no early exit that would tell which key, or how much of it, matched). */
+export function tokenMatches(given: string, keys: readonly string[]): boolean {
+  const g = digest(given)
+  let ok = false
+  for (const k of keys) ok = timingSafeEqual(g, digest(k)) || ok
+  return ok
+}
+
+/** onRequest guard of the admin routes (registered inside their plugin). */
+export function requireAdmin(app: FastifyInstance) {
+  return async (request: FastifyRequest, reply: { header(k: string, v: string): unknown }) => {
+    const token = app.config.adminToken
+    if (!token) throw new ServiceError('forbidden', 'the admin API is disabled; set ADMIN_TOKEN to enable it')
+    const given = bearerToken(request.headers.authorization)
+    if (given === null || !tokenMatches(given, [token])) {
+      app.metrics.rejected.inc({ reason: 'unauthorized' })
+      reply.header('www-authenticate', 'Bearer')
+      throw new ServiceError('unauthorized', 'missing or invalid admin token')
+    }
+  }
+}
+
+/** Bearer API keys on every 'key' route, when keys are configured. */
+async function auth(app: FastifyInstance): Promise<void> {
+  const { config, metrics } = app
+  if (config.apiKeys.length === 0) return
+  app.addHook('onRequest', async (request, reply) => {
+    if (authScope(pathOf(request)) !== 'key') return
+    const token = bearerToken(request.headers.authorization)
+    if (token === null || !tokenMatches(token, config.apiKeys)) {
+      metrics.rejected.inc({ reason: 'unauthorized' })
+      reply.header('www-authenticate', 'Bearer')
+      throw new ServiceError('unauthorized', 'missing or invalid bearer token')
+    }
+  })
+}
+
+export default fp(auth, { name: 'auth', dependencies: ['services', 'request-context'] })

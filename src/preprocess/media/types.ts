@@ -1,0 +1,47 @@
+// The media boundary: what the conversation layer hands to the media path (parts) and gets back (image-token
+// blocks). Every media part of a conversation goes through the MediaResolver given to buildApp(config,
+// { mediaResolver }); the default is resolver.ts (decode -> IXC HD transform -> vision.onnx via ctx.engine).
+import type { Engine } from '../../engine/types.ts'
+import type { MediaRequestScope } from './request-scope.ts'
+
+/** An image or video part: exactly one source. `file` is a multipart field name / upload reference and `url`
+ *  a remote reference; which sources are honoured is the media resolver's decision. */
+export interface MediaPart {
+  type: 'image' | 'video'
+  data?: string
+  file?: string
+  url?: string
+}
+
+/** Image token block of one media part, as vision.onnx returns it ([tokens, dim] row-major). */
+export interface MediaBlock {
+  tokens: number
+  dim: number
+  embeds: Float32Array
+  preprocessMs: number
+  inferenceMs: number
+}
+
+/** What the media path needs of a model version: its engine key and its manifest's preprocessing section. */
+export interface MediaModel {
+  readonly key: string
+  readonly manifest: { readonly preprocess?: { readonly image?: unknown; readonly video?: unknown } }
+}
+
+export interface MediaContext {
+  /** The model version the request started on (manifest.preprocess, engine key `model.key`). */
+  model: MediaModel
+  engine: Engine
+  /** Aborted when the client goes away or the deadline passes: stop decoding and give resources back. */
+  signal: AbortSignal
+  /** State shared by all conversations of one request (uploads, media budget); see request-scope.ts. */
+  scope?: MediaRequestScope
+}
+
+export interface MediaResolver {
+  /** All media parts of ONE conversation, in order (the count picks hd_num vs hd_num_multi). Returns one block
+   *  per part, same order. Throws ServiceError (4xx) for bad media. */
+  resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]>
+  /** Releases what the resolver holds (worker threads); called when the app closes. */
+  close?(): Promise<void>
+}
