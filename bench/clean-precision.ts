@@ -26,6 +26,7 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import sharp from 'sharp'
+import { scoreFlags } from './flag-score.ts'
 import { startServer } from './server.ts'
 import { mulberry32, shuffled } from './stats.ts'
 
@@ -45,15 +46,16 @@ const LOWEST = [1, 2, 3, 5, 7.5, 10, 12.5, 15, 20, 25, 30, 40, 50]
 const ZSCORE = [4, 3, 2.5, 2, 1.75, 1.5, 1.25, 1, 0.75, 0.5, 0.25, 0.1, 0]
 // Operating points for the table: the CLI's defaults (lowest 5 %, |z| > 3), lowest k % = the flip rate (needs the
 // rate known), margin < 0 (the RM disagrees with the label: needs nothing known), and |z| > 2.
-const TABLE_POINTS = (rate: number) => [
-  { rule: 'lowest_pct' as Rule, param: 5, label: 'lowest 5 % (default)' },
-  { rule: 'lowest_pct' as Rule, param: rate, label: `lowest ${rate} % (= flip rate)` },
-  { rule: 'lowest_pct' as Rule, param: 2 * rate, label: `lowest ${2 * rate} %` },
-  { rule: 'below_threshold' as Rule, param: 0, label: 'margin < 0' },
-  { rule: 'zscore_outlier' as Rule, param: 3, label: '\\|z\\| > 3 (default)' },
-  { rule: 'zscore_outlier' as Rule, param: 2, label: '\\|z\\| > 2' },
-  { rule: 'zscore_outlier' as Rule, param: 1, label: '\\|z\\| > 1' },
-]
+const TABLE_POINTS = (rate: number) =>
+  [
+    { rule: 'lowest_pct' as Rule, param: 5, label: `lowest 5 % (default${rate === 5 ? ' = flip rate' : ''})` },
+    { rule: 'lowest_pct' as Rule, param: rate, label: `lowest ${rate} % (= flip rate)` },
+    { rule: 'lowest_pct' as Rule, param: 2 * rate, label: `lowest ${2 * rate} %` },
+    { rule: 'below_threshold' as Rule, param: 0, label: 'margin < 0' },
+    { rule: 'zscore_outlier' as Rule, param: 3, label: '\\|z\\| > 3 (default)' },
+    { rule: 'zscore_outlier' as Rule, param: 2, label: '\\|z\\| > 2' },
+    { rule: 'zscore_outlier' as Rule, param: 1, label: '\\|z\\| > 1' },
+  ].filter((p, i, all) => all.findIndex((q) => q.rule === p.rule && q.param === p.param) === i)
 
 interface Dataset {
   name: string
@@ -188,14 +190,13 @@ async function measure(base: string, ds: Dataset, rate: number): Promise<RunResu
     for (const r of RULES) {
       if (points.some((p) => p.rule === r && p.param === g[r])) continue
       const ids = flagged.filter((l) => l.reasons.includes(r))
-      const tp = ids.filter((l) => flippedScored.has(l.id)).length
       points.push({
         rule: r,
         param: g[r],
-        flagged: ids.length,
-        tp,
-        precision: ids.length ? tp / ids.length : null,
-        recall: flippedScored.size ? tp / flippedScored.size : 0,
+        ...scoreFlags(
+          ids.map((l) => l.id),
+          flippedScored,
+        ),
         ...(r === 'zscore_outlier' ? { above: ids.filter((l) => l.value > mean).length } : {}),
       })
     }

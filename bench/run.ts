@@ -23,6 +23,7 @@
 // (MODELS_DIR, DEFAULT_MODEL, THREADS, MAX_BATCH_SIZE, ...), which both sides read.
 import { once } from 'node:events'
 import http from 'node:http'
+import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
@@ -31,6 +32,7 @@ import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/engine/pack.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
+import { abbaRatio, drive, post } from './load.ts'
 import { startServer } from './server.ts'
 import { fmtSpread, median, mulberry32, pct, shuffled } from './stats.ts'
 
@@ -48,43 +50,6 @@ const BATCHES = [1, 2, 4, 8, 16, 32].filter((b) => b <= config.batch.maxBatchSiz
 const f = (x: number, d = 1) => x.toFixed(d)
 const pad = (x: string | number, n: number) => String(x).padStart(n)
 
-function post(agent: http.Agent, url: string, body: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume()
-      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
-/** Closed-loop load: `concurrency` workers each send the next body as soon as their previous answer is in.
- *  Wall time runs from the first send to the last answer (no sampling tick, no trailing idle). */
-async function drive(url: string, bodies: readonly string[], concurrency: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
-  const latencies: number[] = []
-  let errors = 0
-  let next = 0
-  const worker = async () => {
-    while (next < bodies.length) {
-      const body = bodies[next++]!
-      const s = performance.now()
-      try {
-        await post(agent, url, body)
-        latencies.push(performance.now() - s)
-      } catch {
-        errors++
-      }
-    }
-  }
-  const t0 = performance.now()
-  await Promise.all(Array.from({ length: concurrency }, worker))
-  const wallMs = performance.now() - t0
-  agent.destroy()
-  return { ok: latencies.length, errors, itemsPerS: (latencies.length / wallMs) * 1000, p50: pct(latencies, 50), p99: pct(latencies, 99) }
-}
-
 interface Segment {
   name: string
   run: () => Promise<void>
@@ -101,7 +66,8 @@ async function main() {
   const totalTokens = rows.reduce((a, r) => a + r.ids.length, 0)
   console.log(
     `model ${entry.name}/${entry.version}; ${rows.length} hh-rlhf conversations per segment, mean ${f(totalTokens / rows.length)} tokens ` +
-      `(max_seq_len ${manifest.max_seq_len}); threads ${config.threads}, spin ${config.ortSpin}; ${ROUNDS} rounds, seed ${SEED}`,
+      `(max_seq_len ${manifest.max_seq_len}); threads ${config.threads}, spin ${config.ortSpin}; ${ROUNDS} rounds, seed ${SEED}; ` +
+      `${os.cpus().length} cpus, load average ${os.loadavg()[0]!.toFixed(1)} at start`,
   )
 
   const { session, executionProvider } = await createSession(path.join(entry.dir, manifest.graphs.reward.file), {
@@ -212,8 +178,7 @@ async function main() {
       const s1 = (await drive(url, bodies, SATURATION)).itemsPerS
       const s2 = (await drive(url, bodies, SATURATION)).itemsPerS
       const r2 = (await rawPass(best)).itemsPerS
-      // Equal items per pass, so the ratio of total times is the ratio of harmonic means.
-      const ratio = (1 / r1 + 1 / r2) / (1 / s1 + 1 / s2)
+      const ratio = abbaRatio(r1, s1, s2, r2)
       headline.push(ratio)
       console.log(`${pad(i, 5)}  ${pad(`${f(r1)}, ${f(r2)}`, 22)}  ${pad(`${f(s1)}, ${f(s2)}`, 22)}  ${pad(f(ratio, 3), 11)}`)
     }
@@ -222,6 +187,7 @@ async function main() {
       `throughput at saturation: service c=${SATURATION} / raw b=${best} = ${fmtSpread(headline, 3)}, IQR ${f(pct(headline, 25), 3)}–${f(pct(headline, 75), 3)} ` +
         `over ${HEADLINE_BLOCKS} ABBA blocks (target >= 0.85); the sweep's per-round ratio: ${fmtSpread(ratiosAt(SATURATION), 3)}`,
     )
+    console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; > ${os.cpus().length} means other jobs competed for the cores)`)
     console.log(
       `latency at concurrency 1: paired (service - raw single-item) p50 = ${fmtSpread(paired.map((p) => p.diff), 2)} ms ` +
         `(raw ${f(median(paired.map((p) => p.raw)), 2)} ms, service ${f(median(paired.map((p) => p.svc)), 2)} ms; target <= 2 ms)`,
