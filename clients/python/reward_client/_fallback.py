@@ -11,16 +11,21 @@ def is_sample_error(err):
     return isinstance(err, RewardServiceError) and 400 <= err.status < 500 and err.status not in (401, 403, 404, 429)
 
 
+def _start(samples, fallback, what):
+    """Indices of the samples that converted, and the rewards list with the fallback for the others (logged)."""
+    rewards = [fallback] * len(samples)
+    for i, s in enumerate(samples):
+        if isinstance(s, Exception):
+            log.warning("%s sample %d scored as fallback %r: %s", what, i, fallback, s)
+    return [i for i, s in enumerate(samples) if not isinstance(s, Exception)], rewards
+
+
 def score_batch(call, samples, fallback, what):
     """call(list of samples) -> list of rewards. On a sample-caused 4xx the batch is retried one sample at a
     time and each sample that still fails gets `fallback` (logged with the service's reason). Errors that are
     not about a sample (service down after retries, auth) propagate: training on fallback rewards would be
     silent data loss."""
-    good = [i for i, s in enumerate(samples) if not isinstance(s, Exception)]
-    rewards = [fallback] * len(samples)
-    for i, s in enumerate(samples):
-        if isinstance(s, Exception):
-            log.warning("%s sample %d scored as fallback %r: %s", what, i, fallback, s)
+    good, rewards = _start(samples, fallback, what)
     if not good:
         return rewards
     try:
@@ -47,11 +52,7 @@ async def score_batch_async(call, samples, fallback, what):
     """score_batch for an async call."""
     import asyncio
 
-    good = [i for i, s in enumerate(samples) if not isinstance(s, Exception)]
-    rewards = [fallback] * len(samples)
-    for i, s in enumerate(samples):
-        if isinstance(s, Exception):
-            log.warning("%s sample %d scored as fallback %r: %s", what, i, fallback, s)
+    good, rewards = _start(samples, fallback, what)
     if not good:
         return rewards
     try:
