@@ -35,33 +35,62 @@ export class ScoringService {
   }
 
   async score(model: ModelVersion, rows: readonly ScoreRow[], opts: ScoreOptions): Promise<{ rows: ScoredRow[]; timings: ScoringTimings }> {
-    this.checkRowCount(rows.length)
+    const piece = opts.pieces ? Math.max(1, Math.min(opts.pieces.rows, rows.length)) : rows.length
+    if (!opts.pieces) this.checkRowCount(rows.length)
     const { batcher, metrics } = this.#d
-    const permit = batcher.admit(rows.length)
+    // One piece's worth of room, reserved before any work (fast 503 when full) and kept to the end.
+    const permit = batcher.admit(piece)
     try {
       const t0 = performance.now()
       const segments = new Map<readonly Message[], Segment[]>()
-      for (const row of rows) for (const group of row) if (!segments.has(group)) segments.set(group, model.encoder.turns(group))
-      await this.#resolveMedia(model, [...segments.values()], opts)
-      const encoded: EncodedItem[] = rows.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
-      const preprocessMs = performance.now() - t0
-      metrics.preprocessSeconds.observe(preprocessMs / 1000)
-      const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
-      return {
-        rows: results.map((r, i) => ({
-          score: r.score,
-          tokens: encoded[i]!.ids.length,
-          truncated: encoded[i]!.truncated,
-          groupTokens: rows[i]!.map((g) => segmentTokens(segments.get(g)!)),
-        })),
-        timings: {
-          preprocessMs,
-          queueMs: Math.max(...results.map((r) => r.queueMs)),
-          inferenceMs: Math.max(...results.map((r) => r.inferenceMs)),
-        },
+      for (let i = 0; i < rows.length; i += piece) {
+        // Tokenizing runs on the event loop: a 1024-query rollout yields between pieces.
+        if (i > 0) await new Promise<void>((r) => setImmediate(r))
+        for (const row of rows.slice(i, i + piece)) for (const group of row) if (!segments.has(group)) segments.set(group, model.encoder.turns(group))
       }
+      if (opts.pieces) this.#checkTokenCost(model, rows, segments, opts.pieces.maxTokens)
+      let preprocessMs = performance.now() - t0
+      const scored: ScoredRow[] = []
+      let queueMs = 0
+      let inferenceMs = 0
+      const resolved = new Set<readonly Message[]>()
+      for (let i = 0; i < rows.length; i += piece) {
+        const slice = rows.slice(i, i + piece)
+        const t1 = performance.now()
+        const fresh = [...new Set(slice.flat())].filter((g) => !resolved.has(g))
+        fresh.forEach((g) => resolved.add(g))
+        await this.#resolveMedia(model, fresh.map((g) => segments.get(g)!), opts)
+        const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
+        preprocessMs += performance.now() - t1
+        const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
+        results.forEach((r, j) => {
+          scored.push({
+            score: r.score,
+            tokens: encoded[j]!.ids.length,
+            truncated: encoded[j]!.truncated,
+            groupTokens: slice[j]!.map((g) => segmentTokens(segments.get(g)!)),
+          })
+          queueMs = Math.max(queueMs, r.queueMs)
+          inferenceMs = Math.max(inferenceMs, r.inferenceMs)
+        })
+      }
+      metrics.preprocessSeconds.observe(preprocessMs / 1000)
+      return { rows: scored, timings: { preprocessMs, queueMs, inferenceMs } }
     } finally {
       permit.release()
+    }
+  }
+
+  /** 413 when the rows' text tokens (each row capped at max_seq_len, which truncation enforces) exceed the budget. */
+  #checkTokenCost(model: ModelVersion, rows: readonly ScoreRow[], segments: Map<readonly Message[], Segment[]>, maxTokens: number): void {
+    const cap = model.encoder.maxSeqLen
+    let cost = 0
+    for (const row of rows) cost += Math.min(cap, row.reduce((n, g) => n + segmentTokens(segments.get(g)!), 0))
+    if (cost > maxTokens) {
+      throw new ServiceError(
+        'payload_too_large',
+        `request carries ${cost} tokens over ${rows.length} samples; the limit is ${maxTokens} (RLHF_MAX_REQUEST_TOKENS): send it in smaller requests`,
+      )
     }
   }
 
