@@ -13,6 +13,13 @@ import type { MediaResolver } from '../preprocess/media/types.ts'
 import type { Batcher } from '../scheduler/batcher.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
 
+/** Image and video parts of a message group (the published hd_num rule and placement count both). */
+function mediaCount(messages: readonly Message[]): number {
+  let n = 0
+  for (const m of messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type !== 'text') n++
+  return n
+}
+
 export interface ScoringDeps {
   batcher: Batcher
   media: MediaResolver
@@ -40,10 +47,22 @@ export class ScoringService {
     const permit = batcher.admit(rows.length)
     try {
       const t0 = performance.now()
-      const segments = new Map<readonly Message[], Segment[]>()
-      for (const row of rows) for (const group of row) if (!segments.has(group)) segments.set(group, model.encoder.turns(group))
-      await this.#resolveMedia(model, [...segments.values()], opts)
-      const encoded: EncodedItem[] = rows.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
+      // A group is tokenized (and its media resolved) once per media count of the rows it is in: the count
+      // decides the ixc placement of a single item and hd_num, and is nearly always the same for all its rows.
+      const segments = new Map<readonly Message[], Map<number, Segment[]>>()
+      const rowGroups = rows.map((row) => {
+        const n = row.reduce((a, g) => a + mediaCount(g), 0)
+        return row.map((group) => {
+          let byCount = segments.get(group)
+          if (!byCount) segments.set(group, (byCount = new Map()))
+          let segs = byCount.get(n)
+          if (!segs) byCount.set(n, (segs = model.encoder.turns(group, n)))
+          return { segs, n }
+        })
+      })
+      const groups = [...segments.values()].flatMap((byCount) => [...byCount].map(([n, segs]) => ({ segs, n })))
+      await this.#resolveMedia(model, groups, opts)
+      const encoded: EncodedItem[] = rowGroups.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
       const preprocessMs = performance.now() - t0
       metrics.preprocessSeconds.observe(preprocessMs / 1000)
       const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
@@ -52,7 +71,7 @@ export class ScoringService {
           score: r.score,
           tokens: encoded[i]!.ids.length,
           truncated: encoded[i]!.truncated,
-          groupTokens: rows[i]!.map((g) => segmentTokens(segments.get(g)!)),
+          groupTokens: rowGroups[i]!.map((g) => segmentTokens(g.segs)),
         })),
         timings: {
           preprocessMs,
@@ -66,13 +85,15 @@ export class ScoringService {
   }
 
   /** Fills the media segments of each group (vision graph through the engine, via the media hook). */
-  async #resolveMedia(model: ModelVersion, groups: Segment[][], opts: ScoreOptions): Promise<void> {
-    if (!groups.some((g) => g.some((s) => s.kind === 'media'))) return
+  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions): Promise<void> {
+    if (!groups.some((g) => g.segs.some((s) => s.kind === 'media'))) return
     const remaining = Math.max(0, Math.ceil(opts.deadline - performance.now()))
     const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(remaining)])
     let done: Array<{ preprocessMs: number; inferenceMs: number }>
     try {
-      done = await Promise.all(groups.map((g) => resolveSegments(g, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope })))
+      done = await Promise.all(
+        groups.map((g) => resolveSegments(g.segs, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope, mediaCount: g.n })),
+      )
     } catch (err) {
       // Whatever the resolver threw on abort, the cause is the deadline or the client, and the answer says so.
       if (opts.signal.aborted) throw new ServiceError('client_closed', 'client closed the request')
