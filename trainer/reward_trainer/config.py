@@ -91,6 +91,15 @@ def ixc_published(icfg: "ImagePreprocess", tcfg: Optional[TemplateConfig] = None
     return t
 
 
+def template_config(pipeline: str, icfg: Optional["ImagePreprocess"] = None) -> TemplateConfig:
+    """TrainConfig.pipeline -> the template switches; `ixc` also sets icfg's published fields when given."""
+    if pipeline == "default":
+        return TemplateConfig()
+    if pipeline == "ixc":
+        return ixc_published(icfg if icfg is not None else ImagePreprocess())
+    raise ValueError(f"unknown pipeline {pipeline!r} (default | ixc)")
+
+
 @dataclass
 class VideoPreprocess:
     fps: int = _f(1, "frames per second sampled by ffmpeg (-vf fps=N)")
@@ -139,3 +148,5 @@ class TrainConfig:
     ckpt_every: int = _f(200, "save a checkpoint every N steps")
     resume: bool = _f(True, "resume from out/ckpt.pt when present")
     threads: int = _f(2, "torch.set_num_threads")
+    pipeline: str = _f("default", "input pipeline: default (ours) | ixc (the published get_score: layout, no "
+                                  "stripping, special tokens, decode, hd_num 9/6 counting videos; overrides --image-hd-num*)")

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from . import media
-from .template import build_segments, content_parts, layout
+from .template import ContentTokenError, build_segments, content_parts, layout
 from .tokenizer import TextTokenizer
 
 
@@ -125,15 +125,19 @@ class MediaCache:
 
 
 def build_examples(records: List[Dict], base_dir: str, tok: TextTokenizer, cache: MediaCache, max_seq_len: int,
-                   tokens_per_image: Callable[[int, int], int]) -> Tuple[List[PairExample], int]:
-    """Tokenize + preprocess; returns (examples, dropped_too_long)."""
+                   tokens_per_image: Callable[[int, int], int], tcfg=None) -> Tuple[List[PairExample], int]:
+    """Tokenize + preprocess; returns (examples, dropped: too long, or content the published tokenizer cannot
+    embed under the ixc pipeline)."""
     out, dropped = [], 0
     for r in records:
         c_msgs, r_msgs, media_items = record_conversations(r, base_dir)
         n_img = cache.count(media_items)
         mt = cache.media_tokens(cache.conversation(media_items), tokens_per_image)
-        lc = layout(build_segments(c_msgs, tok), mt, max_seq_len, tok.pad_id)
-        lr = layout(build_segments(r_msgs, tok), mt, max_seq_len, tok.pad_id)
+        try:
+            lc = layout(build_segments(c_msgs, tok, tcfg), mt, max_seq_len, tok.pad_id)
+            lr = layout(build_segments(r_msgs, tok, tcfg), mt, max_seq_len, tok.pad_id)
+        except ContentTokenError:
+            lc = lr = None
         if lc is None or lr is None:
             dropped += 1
             continue
