@@ -34,7 +34,8 @@ TRAINER_SCHEMA = {
                    "properties": {k: _INT for k in ("num_layers", "num_heads", "num_kv_heads", "intermediate_size",
                                                      "vocab_size", "plora_rank", "plora_alpha")}},
         "preprocess": {"properties": {
-            "image": {"required": ["hd_num", "hd_num_multi", "decode", "multi_count"],
+            # decode / multi_count: absent in manifests written before them (the service defaults them)
+            "image": {"required": ["hd_num", "hd_num_multi"],
                       "properties": {"hd_num": _INT, "hd_num_multi": _INT,
                                      "decode": {"enum": ["normalized", "published"]},
                                      "multi_count": {"enum": ["images", "media"]}}},

@@ -131,19 +131,18 @@ function cmykToRgbPil(cmyk: Uint8Array, pixels: number): Uint8Array {
  * (libvips) and the palette colour of the transparent index in PIL.
  */
 async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits): Promise<RgbImage> {
-  const base = sharp(buf, { ...inputOptions(limits), autoOrient: false }).timeout({ seconds: limits.timeoutSeconds })
   if (header.cmyk) {
-    const { data, info } = await base.pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true })
+    const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: false })
+      .timeout({ seconds: limits.timeoutSeconds })
+      .pipelineColourspace('cmyk')
+      .toColourspace('cmyk')
+      .raw()
+      .toBuffer({ resolveWithObject: true })
     if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
     return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data), info.width * info.height) }
   }
-  const { data, info } = await base
-    .toColourspace(header.sixteenBit ? 'rgb16' : 'srgb')
-    .raw({ depth: header.sixteenBit ? 'ushort' : 'uchar' })
-    .toBuffer({ resolveWithObject: true })
-  const pixels = info.width * info.height
-  const ch = info.channels
-  if (ch !== 3 && ch !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${ch}`)
+  const { data, width, height, channels: ch } = await decodeRaw(buf, header, limits, false)
+  const pixels = width * height
   const out = new Uint8Array(pixels * 3)
   if (header.sixteenBit) {
     const v = new Uint16Array(data.buffer, data.byteOffset, data.length / 2)
@@ -157,7 +156,18 @@ async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: Ima
   } else {
     for (let p = 0; p < pixels; p++) for (let c = 0; c < 3; c++) out[p * 3 + c] = data[p * ch + c]
   }
-  return { width: info.width, height: info.height, data: out }
+  return { width, height, data: out }
+}
+
+// RGB or RGBA at 8 bits (16 for a 16-bit source), EXIF orientation applied or not.
+async function decodeRaw(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits, autoOrient: boolean) {
+  const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient })
+    .timeout({ seconds: limits.timeoutSeconds })
+    .toColourspace(header.sixteenBit ? 'rgb16' : 'srgb')
+    .raw({ depth: header.sixteenBit ? 'ushort' : 'uchar' })
+    .toBuffer({ resolveWithObject: true })
+  if (info.channels !== 3 && info.channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`)
+  return { data, width: info.width, height: info.height, channels: info.channels }
 }
 
 export type ImageDecodeMode = 'normalized' | 'published'
@@ -169,28 +179,16 @@ export async function decodeImage(
   mode: ImageDecodeMode = 'normalized',
 ): Promise<RgbImage> {
   const header = await readImageHeader(buf, expected, limits)
-  if (mode === 'published') {
-    try {
-      return await decodePublished(buf, header, limits)
-    } catch (err) {
-      throw err instanceof ServiceError ? err : mapSharpError(err)
-    }
-  }
   try {
-    const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: true })
-      .timeout({ seconds: limits.timeoutSeconds })
-      .toColourspace(header.sixteenBit ? 'rgb16' : 'srgb')
-      .raw({ depth: header.sixteenBit ? 'ushort' : 'uchar' })
-      .toBuffer({ resolveWithObject: true })
-    const pixels = info.width * info.height
-    const channels = info.channels
-    if (channels !== 3 && channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${channels}`)
+    if (mode === 'published') return await decodePublished(buf, header, limits)
+    const { data, width, height, channels } = await decodeRaw(buf, header, limits, true)
+    const pixels = width * height
     // always a buffer of our own (it may be transferred to a worker thread, which libvips' memory is not)
     const bytes = header.sixteenBit
       ? to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), header.grey && channels === 3)
       : new Uint8Array(data)
     if (bytes.length !== pixels * channels) throw new Error('decoded size mismatch')
-    return { width: info.width, height: info.height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : bytes }
+    return { width, height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : bytes }
   } catch (err) {
     throw err instanceof ServiceError ? err : mapSharpError(err)
   }
