@@ -116,7 +116,7 @@ class MediaCache:
 
     def count(self, items: List[Tuple[str, str]]) -> int:
         """What hd_num_multi counts: images, or (multi_count = media) every item, as the published
-        `image_nums = len(image); if image_nums > 1: hd_num = 6` does with videos in the list."""
+        rule does ([RM] apply_chat_template: hd_num 6 when the media list holds more than one item, videos included)."""
         return len(items) if self.icfg.multi_count == "media" else sum(1 for k, _ in items if k == "image")
 
     def media_tokens(self, pixels: List[torch.Tensor], tokens_per_image: Callable[[int, int], int]) -> List[int]:

@@ -1,6 +1,11 @@
 """The chat template (models/README.md §Text): messages -> text runs and media slots -> ids with left truncation.
 
 Pure: the tokenizer is passed in (anything with encode/bos_id/eos_id/reward_id), so tests use a fake one.
+
+References for the published pipeline (`ixc_segments`, `slow_tokenize`): [RM] the reward model's
+modeling_internlm_xcomposer2.py (internlm/internlm-xcomposer2d5-7b-reward: apply_chat_template, get_score),
+[T433] transformers <= 4.33 tokenization_utils.py `PreTrainedTokenizer.tokenize` (the pinned slow tokenizer;
+docs/install.md pins 4.30.2, the reward training README 4.33.2). models/README.md §Text has the behaviour.
 """
 from __future__ import annotations
 
@@ -147,7 +152,7 @@ def ixc_segments(messages: List[Dict], tok, tcfg) -> List[Tuple[str, object]]:
         parts = content_parts(m["content"])
         if tcfg.strip_content:  # published inference inserts {content} verbatim; training's conv2text strips
             parts = _strip_parts(parts)
-        # prompt += f"[UNUSED_TOKEN_146]{role}\n{content}[UNUSED_TOKEN_145]\n"
+        # [RM] apply_chat_template: one turn per message, header + raw content + turn end and newline
         items.append(f"[UNUSED_TOKEN_146]{role}\n")
         for p in parts:
             if p["type"] == "text":
@@ -167,7 +172,7 @@ def ixc_segments(messages: List[Dict], tok, tcfg) -> List[Tuple[str, object]]:
         items.append("</s>[UNUSED_TOKEN_130]")  # prompt + '</s>' + '[UNUSED_TOKEN_130]', one string
     elif tcfg.eos_newline == "strip":
         items[-1] = items[-1].rstrip()
-    # `if image_nums == 1 and prompt.find('<ImageHere>') == -1: prompt = '<ImageHere>' + prompt`
+    # [RM] apply_chat_template: one media item and no marker in the prompt -> a marker is put in front of it
     if n == 1 and _MARK not in items:
         items.insert(0, _MARK)
     parts: List[List[object]] = [[]]  # prompt.split('<ImageHere>')

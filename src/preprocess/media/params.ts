@@ -69,7 +69,8 @@ export function mediaParamsOf(manifest: { preprocess?: { image?: unknown; video?
 }
 
 /** hd_num for the images of a row: hd_num_multi when the row has more than one image (multi_count = images) or
- *  more than one image or video (multi_count = media, the published `if image_nums > 1: hd_num = 6`). */
+ *  more than one image or video (multi_count = media: the published apply_chat_template sets hd_num 6 when its
+ *  media list has more than one item, videos included). */
 export function hdNumFor(
   p: Pick<ImagePreprocessParams, 'hd_num' | 'hd_num_multi' | 'multi_count'>,
   parts: ReadonlyArray<{ type: 'image' | 'video' }>,
