@@ -130,8 +130,12 @@ export class ConversationEncoder {
     let ownMedia = 0
     for (const m of messages) {
       if (typeof m.content === 'string') chars += m.content.length
-      else for (const p of m.content) if (p.type === 'text') chars += p.text.length
-        else ownMedia++
+      else {
+        for (const p of m.content) {
+          if (p.type === 'text') chars += p.text.length
+          else ownMedia++
+        }
+      }
     }
     if (chars > this.#spec.maxChars) {
       throw new ServiceError('input_too_long', `conversation has ${chars} characters; the limit is ${this.#spec.maxChars}`)
