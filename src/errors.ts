@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   invalid_request: 422, // schema validation failed
   unsupported_modality: 422,
   input_too_long: 422, // media does not fit max_seq_len, or text over the hard cap
+  content_token_out_of_range: 422, // content_special_tokens = published: a token past the embedding table
   media_invalid: 422, // corrupt / truncated / undecodable media
   media_limit_exceeded: 422, // pixels, frames, duration, dimensions, streams over a limit
   no_video_stream: 422,

@@ -4,7 +4,15 @@
 //
 // Turns are tokenized one text run at a time. That equals tokenizing the whole rendered conversation because
 // every run boundary is an atomic piece (turn markers) or a media block, and the tokenizer adds no dummy
-// prefix; it lets /v1/rank tokenize a shared prompt once and lets media resolve in place.
+// prefix; it lets /v1/rank tokenize a shared prompt once and lets media resolve in place. The published
+// apply_chat_template also tokenizes each text part between media on its own, so the same holds there.
+//
+// Manifest switches (models/README.md §Text has the published behaviour next to each):
+// - media_placement: `inline` (ours: media where its part is) or `ixc` (the published layout: one media item goes
+//   right after BOS, before `[UNUSED_TOKEN_146]user\n…`; with several, each part stands where an `<ImageHere>`
+//   marker would be).
+// - eos_newline: whether the `\n` of the last turn stays before EOS.
+// - content_special_tokens: `literal` (safe: no content can produce a control id) or `published`.
 import { ServiceError } from '../errors.ts'
 import type { TextTokenizer } from '../preprocess/text/tokenize.ts'
 import type { EncodedItem, MediaBlock, Message, Segment } from './types.ts'
@@ -14,6 +22,9 @@ export interface TemplateSpec {
   strip_content: boolean
   prefix_ids: number[]
   suffix_ids: number[]
+  media_placement?: 'inline' | 'ixc'
+  eos_newline?: 'keep' | 'strip'
+  content_special_tokens?: 'literal' | 'published'
 }
 
 export interface EncoderSpec {
@@ -22,13 +33,71 @@ export interface EncoderSpec {
   maxSeqLen: number
   /** Hard cap on characters per conversation, checked before tokenizing (tokenizing is main-thread CPU). */
   maxChars: number
+  /** Strings the tokenizer turns into one id wherever they appear (its user-defined pieces / added tokens). In
+   *  the literal mode content never keeps one whole. */
+  atomicPieces?: readonly string[]
+  /** content_special_tokens = published: control pieces recognised in content, string -> id. */
+  controlLiterals?: Readonly<Record<string, number>>
+  /** content_special_tokens = published: strings whose id lies past the embedding table (422). */
+  outOfTable?: readonly string[]
+  /** Rows of the embedding table; an id at or past it is refused (published mode). */
+  vocabSize?: number
 }
+
+/** The published media marker (apply_chat_template splits the prompt on it). */
+export const MEDIA_MARKER = '<ImageHere>'
+
+// Python's str.strip() whitespace (str.isspace), which the published tokenizer's stripping uses; JS \s differs
+// (it has U+FEFF, lacks U+001C–U+001F and U+0085).
+const PY_WS = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000'
+const PY_LSTRIP = new RegExp(`^[${PY_WS}]+`)
+const PY_RSTRIP = new RegExp(`[${PY_WS}]+$`)
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/**
+ * The literal mode's content neutralisation, written here minimally until the reliability work's function
+ * lands in src/conversation: cuts `text` into chunks, to be tokenized one by one, such that no chunk contains
+ * an atomic piece (`[UNUSED_TOKEN_146]`, an added token, …): each occurrence is cut after its first character,
+ * so `[` and `UNUSED_TOKEN_146]` become ordinary pieces. Text without such an occurrence comes back whole, so
+ * its ids do not change. Atomic pieces cannot straddle a content boundary in the IXC template: the turn
+ * header ends with `\n` and the turn tail starts with `[`, which no piece has inside it.
+ */
+export function neutralizeContentPieces(text: string, pieces: readonly string[]): string[] {
+  // a one-character piece cannot be cut (and forges nothing: it is that character's own id)
+  const cuttable = pieces.filter((p) => [...p].length > 1)
+  if (cuttable.length === 0 || text.length === 0) return [text]
+  const re = new RegExp(cuttable.map(escapeRe).join('|'))
+  const out: string[] = []
+  let rest = text
+  for (let m = re.exec(rest); m !== null; m = re.exec(rest)) {
+    // cut after the first character of the leftmost match (a surrogate pair stays whole): nothing before the cut
+    // holds a piece, and the rest is scanned again, since an overlapping piece can start inside the match
+    const cut = m.index + (rest.codePointAt(m.index)! > 0xffff ? 2 : 1)
+    out.push(rest.slice(0, cut))
+    rest = rest.slice(cut)
+  }
+  out.push(rest)
+  return out
+}
+
+// A text run under construction: strings tokenized one by one (a cut starts a new one), and the published
+// mode's ids that stand for a control literal.
+type RunItem = { s: string } | { id: number }
 
 export class ConversationEncoder {
   readonly #tok: TextTokenizer
   readonly #spec: EncoderSpec
   readonly #head: string
   readonly #tail: string
+  readonly #placement: 'inline' | 'ixc'
+  readonly #published: boolean
+  /** ids of the whitespace that ends the turn template ("\n"), dropped before EOS when eos_newline = strip. */
+  readonly #tailWsIds: number[]
+  readonly #splitRe: RegExp | null
+  readonly #outOfTable: ReadonlySet<string>
 
   constructor(tokenizer: TextTokenizer, spec: EncoderSpec) {
     this.#tok = tokenizer
@@ -36,6 +105,16 @@ export class ConversationEncoder {
     const at = spec.template.turn.indexOf('{content}')
     this.#head = spec.template.turn.slice(0, at)
     this.#tail = spec.template.turn.slice(at + '{content}'.length)
+    this.#placement = spec.template.media_placement ?? 'inline'
+    this.#published = spec.template.content_special_tokens === 'published'
+    const ws = PY_RSTRIP.exec(this.#tail)?.[0] ?? ''
+    this.#tailWsIds = spec.template.eos_newline === 'strip' && ws ? tokenizer.encode(ws) : []
+    this.#outOfTable = new Set(spec.outOfTable ?? [])
+    const literals = [...Object.keys(spec.controlLiterals ?? {}), ...this.#outOfTable]
+    if (this.#placement === 'ixc') literals.push(MEDIA_MARKER)
+    // longest first: the published tokenizer's trie matches the longest special token at a position
+    literals.sort((a, b) => b.length - a.length)
+    this.#splitRe = this.#published && literals.length > 0 ? new RegExp(`(${literals.map(escapeRe).join('|')})`) : null
   }
 
   get maxSeqLen(): number {
@@ -43,49 +122,149 @@ export class ConversationEncoder {
   }
 
   /** Renders and tokenizes messages into segments (no prefix/suffix); media parts become empty media segments
-   *  that the media resolver fills in. */
-  turns(messages: readonly Message[]): Segment[] {
+   *  that the media resolver fills in. `rowMedia` is the number of media items in the whole row this group
+   *  will be part of (default: its own): with the ixc placement a single media item does not split the text
+   *  (it is hoisted in front by finish()). */
+  turns(messages: readonly Message[], rowMedia?: number): Segment[] {
     let chars = 0
+    let ownMedia = 0
     for (const m of messages) {
       if (typeof m.content === 'string') chars += m.content.length
-      else for (const p of m.content) if (p.type === 'text') chars += p.text.length
+      else {
+        for (const p of m.content) {
+          if (p.type === 'text') chars += p.text.length
+          else ownMedia++
+        }
+      }
     }
     if (chars > this.#spec.maxChars) {
       throw new ServiceError('input_too_long', `conversation has ${chars} characters; the limit is ${this.#spec.maxChars}`)
     }
+    const hoist = this.#placement === 'ixc' && (rowMedia ?? ownMedia) === 1
     const out: Segment[] = []
-    let run = ''
+    let run: RunItem[] = []
+    const text = (s: string, cut = false) => {
+      const last = run[run.length - 1]
+      if (!cut && last && 's' in last) last.s += s
+      else run.push({ s })
+    }
     const flush = () => {
-      const ids = this.#tok.encode(run)
-      if (ids.length > 0) {
+      for (const seg of this.#runSegments(run)) {
         const last = out[out.length - 1]
-        if (last?.kind === 'text') last.ids = last.ids.concat(ids)
-        else out.push({ kind: 'text', ids })
+        if (seg.kind === 'text' && last?.kind === 'text') last.ids = last.ids.concat(seg.ids)
+        else out.push(seg)
       }
-      run = ''
+      run = []
     }
     for (const m of messages) {
-      run += this.#head.replace('{role}', m.role)
+      text(this.#head.replace('{role}', m.role))
       const parts = typeof m.content === 'string' ? [{ type: 'text' as const, text: m.content }] : m.content
       const textIdx = parts.flatMap((p, i) => (p.type === 'text' ? [i] : []))
       const first = textIdx[0]
       const last = textIdx[textIdx.length - 1]
       parts.forEach((p, i) => {
         if (p.type === 'text') {
-          let text = p.text
+          let s = p.text
           if (this.#spec.template.strip_content) {
-            if (i === first) text = text.trimStart()
-            if (i === last) text = text.trimEnd()
+            if (i === first) s = s.trimStart()
+            if (i === last) s = s.trimEnd()
           }
-          run += text
+          if (this.#published) text(s)
+          else neutralizeContentPieces(s, this.#spec.atomicPieces ?? []).forEach((c, k) => text(c, k > 0))
+        } else if (hoist) {
+          out.unshift({ kind: 'media', part: p, hoisted: true })
         } else {
           flush()
           out.push({ kind: 'media', part: p })
         }
       })
-      run += this.#tail
+      text(this.#tail)
     }
     flush()
+    return out
+  }
+
+  /** A run's items -> text segments (ids) and, in the published ixc mode, marker segments. */
+  #runSegments(run: readonly RunItem[]): Segment[] {
+    const segs: Segment[] = []
+    const push = (ids: number[]) => {
+      if (ids.length > 0) segs.push({ kind: 'text', ids })
+    }
+    for (const item of run) {
+      if ('id' in item) push([item.id])
+      else if (this.#splitRe === null) push(this.#tok.encode(item.s))
+      else this.#publishedText(item.s, segs, push)
+    }
+    return segs
+  }
+
+  /**
+   * content_special_tokens = published: the pinned slow tokenizer (transformers ≤ 4.33) splits text on its
+   * special tokens before SentencePiece sees it; `<s>`/`</s>`/`<unk>` become ids. When eos_newline = strip the
+   * special tokens are plain strings and "we strip left and right by default" removes the whitespace on both
+   * sides; otherwise (AddedToken with lstrip/rstrip false) nothing is stripped. `<ImageHere>` splits the prompt
+   * before tokenization (apply_chat_template) and becomes a marker segment.
+   */
+  #publishedText(s: string, segs: Segment[], push: (ids: number[]) => void): void {
+    const pieces = s.split(this.#splitRe!)
+    const strip = this.#spec.template.eos_newline === 'strip'
+    const controls = this.#spec.controlLiterals ?? {}
+    for (let i = 1; i < pieces.length; i += 2) {
+      const lit = pieces[i]!
+      if (this.#outOfTable.has(lit)) {
+        throw new ServiceError(
+          'content_token_out_of_range',
+          `content contains ${JSON.stringify(lit)}, which the published tokenizer maps past the model's embedding table (the published get_score fails on it); this model uses content_special_tokens = published`,
+        )
+      }
+      if (strip && lit !== MEDIA_MARKER) {
+        pieces[i - 1] = pieces[i - 1]!.replace(PY_RSTRIP, '')
+        pieces[i + 1] = pieces[i + 1]!.replace(PY_LSTRIP, '')
+      }
+    }
+    const vocab = this.#spec.vocabSize
+    pieces.forEach((p, i) => {
+      if (i % 2 === 0) {
+        const ids = this.#tok.encode(p)
+        const bad = vocab === undefined ? undefined : ids.find((id) => id >= vocab)
+        if (bad !== undefined) {
+          throw new ServiceError('content_token_out_of_range', `content produces token id ${bad}, past the model's embedding table (${vocab} rows)`)
+        }
+        push(ids)
+      } else if (p === MEDIA_MARKER) segs.push({ kind: 'marker' })
+      else push([controls[p]!])
+    })
+  }
+
+  /** The ixc placement (the published apply_chat_template with each media part standing where an `<ImageHere>`
+   *  would be): media item k goes to marker k, surplus markers only split the text. One hoisted media item goes
+   *  to the first literal marker, or right after BOS when there is none. */
+  #placeIxc(segments: readonly Segment[]): Segment[] {
+    const media = segments.filter((s): s is Extract<Segment, { kind: 'media' }> => s.kind === 'media')
+    const hoisted = media.filter((s) => s.hoisted)
+    if (hoisted.length > 0 && media.length !== 1) {
+      throw new Error(`${media.length} media items in a row but one was laid out as the only one (this is a bug)`)
+    }
+    const out: Segment[] = []
+    if (hoisted.length === 1) {
+      let placed = false
+      for (const s of segments) {
+        if (s.kind === 'media') continue
+        if (s.kind === 'marker') {
+          if (!placed) out.push(media[0]!)
+          placed = true
+        } else out.push(s)
+      }
+      if (!placed) out.unshift(media[0]!)
+      return out
+    }
+    let k = 0
+    for (const s of segments) {
+      if (s.kind === 'media' || s.kind === 'marker') {
+        if (k < media.length) out.push(media[k]!)
+        k++
+      } else out.push(s)
+    }
     return out
   }
 
@@ -93,12 +272,15 @@ export class ConversationEncoder {
    *  segment must have its block by now. */
   finish(...groups: ReadonlyArray<readonly Segment[]>): EncodedItem {
     const { prefix_ids, suffix_ids } = this.#spec.template
-    const segments = groups.flat()
+    let segments: Segment[] = groups.flat()
+    if (this.#placement === 'ixc') segments = this.#placeIxc(segments)
+    segments = segments.filter((s) => s.kind !== 'marker')
+    if (this.#tailWsIds.length > 0) segments = this.#stripBeforeEos(segments)
     let bodyLen = 0
     let hasMedia = false
     for (const s of segments) {
       if (s.kind === 'text') bodyLen += s.ids.length
-      else {
+      else if (s.kind === 'media') {
         if (!s.block) throw new Error('media segment without a block reached finish() (this is a bug)')
         bodyLen += s.block.tokens
         hasMedia = true
@@ -126,7 +308,7 @@ export class ConversationEncoder {
         const from = Math.min(drop, s.ids.length)
         drop -= from
         for (let i = from; i < s.ids.length; i++) ids[n++] = s.ids[i]!
-      } else {
+      } else if (s.kind === 'media') {
         const block = s.block as MediaBlock
         images.push({ start: n, block })
         ids.fill(this.#spec.padId, n, n + block.tokens)
@@ -135,5 +317,17 @@ export class ConversationEncoder {
     }
     for (const id of suffix_ids) ids[n++] = id
     return { ids, images, truncated }
+  }
+
+  /** eos_newline = strip: the last turn's trailing `\n` is not emitted before EOS. It follows the atomic turn-end
+   *  piece, so its ids are exactly those of the whitespace alone. */
+  #stripBeforeEos(segments: Segment[]): Segment[] {
+    const last = segments[segments.length - 1]
+    const ws = this.#tailWsIds
+    if (last?.kind !== 'text' || last.ids.length < ws.length) return segments
+    const tail = last.ids.slice(last.ids.length - ws.length)
+    if (!tail.every((id, i) => id === ws[i])) return segments
+    const ids = last.ids.slice(0, last.ids.length - ws.length)
+    return [...segments.slice(0, -1), ...(ids.length > 0 ? [{ kind: 'text' as const, ids }] : [])]
   }
 }

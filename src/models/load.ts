@@ -121,11 +121,17 @@ export async function readVersion(
   await verifyFiles(entry.dir, m)
   const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer)
   checkTokenizer(tokenizer, m)
+  const { bos, eos, unk } = m.tokenizer.control_pieces
+  const vocabSize = m.config.vocab_size
   const encoder = new ConversationEncoder(tokenizer, {
     template: m.template,
     padId: m.tokenizer.pad_id,
     maxSeqLen: m.max_seq_len,
     maxChars: limits.maxItemChars,
+    atomicPieces: tokenizer.atomicPieces,
+    controlLiterals: { [bos]: m.tokenizer.bos_id, [eos]: m.tokenizer.eos_id, [unk]: m.tokenizer.unk_id },
+    outOfTable: m.tokenizer.out_of_table_tokens,
+    vocabSize: typeof vocabSize === 'number' ? vocabSize : undefined,
   })
   return { manifest: m, encoder }
 }

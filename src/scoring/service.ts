@@ -13,6 +13,13 @@ import type { MediaResolver } from '../preprocess/media/types.ts'
 import type { Batcher } from '../scheduler/batcher.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
 
+/** Image and video parts of a message group (the published hd_num rule and placement count both). */
+function mediaCount(messages: readonly Message[]): number {
+  let n = 0
+  for (const m of messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type !== 'text') n++
+  return n
+}
+
 export interface ScoringDeps {
   batcher: Batcher
   media: MediaResolver
@@ -42,25 +49,39 @@ export class ScoringService {
     const permit = batcher.admit(piece)
     try {
       const t0 = performance.now()
-      const segments = new Map<readonly Message[], Segment[]>()
+      // A group is tokenized (and its media resolved) once per media count of the rows it is in: the count
+      // decides the ixc placement of a single item and hd_num, and is nearly always the same for all its rows.
+      const segments = new Map<readonly Message[], Map<number, Segment[]>>()
+      const rowGroups: Array<Array<{ segs: Segment[]; n: number }>> = []
       for (let i = 0; i < rows.length; i += piece) {
         // Tokenizing runs on the event loop: a 1024-query rollout yields between pieces.
         if (i > 0) await new Promise<void>((r) => setImmediate(r))
-        for (const row of rows.slice(i, i + piece)) for (const group of row) if (!segments.has(group)) segments.set(group, model.encoder.turns(group))
+        for (const row of rows.slice(i, i + piece)) {
+          const n = row.reduce((a, g) => a + mediaCount(g), 0)
+          rowGroups.push(
+            row.map((group) => {
+              let byCount = segments.get(group)
+              if (!byCount) segments.set(group, (byCount = new Map()))
+              let segs = byCount.get(n)
+              if (!segs) byCount.set(n, (segs = model.encoder.turns(group, n)))
+              return { segs, n }
+            }),
+          )
+        }
       }
-      if (opts.pieces) this.#checkTokenCost(model, rows, segments, opts.pieces.maxTokens)
+      if (opts.pieces) this.#checkTokenCost(model, rowGroups, opts.pieces.maxTokens)
       let preprocessMs = performance.now() - t0
       const scored: ScoredRow[] = []
       let queueMs = 0
       let inferenceMs = 0
-      const resolved = new Set<readonly Message[]>()
+      const resolved = new Set<Segment[]>()
       for (let i = 0; i < rows.length; i += piece) {
-        const slice = rows.slice(i, i + piece)
+        const slice = rowGroups.slice(i, i + piece)
         const t1 = performance.now()
-        const fresh = [...new Set(slice.flat())].filter((g) => !resolved.has(g))
-        fresh.forEach((g) => resolved.add(g))
-        await this.#resolveMedia(model, fresh.map((g) => segments.get(g)!), opts)
-        const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
+        const fresh = [...new Set(slice.flat())].filter((g) => !resolved.has(g.segs))
+        fresh.forEach((g) => resolved.add(g.segs))
+        await this.#resolveMedia(model, fresh, opts)
+        const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
         preprocessMs += performance.now() - t1
         const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
         results.forEach((r, j) => {
@@ -68,7 +89,7 @@ export class ScoringService {
             score: r.score,
             tokens: encoded[j]!.ids.length,
             truncated: encoded[j]!.truncated,
-            groupTokens: slice[j]!.map((g) => segmentTokens(segments.get(g)!)),
+            groupTokens: slice[j]!.map((g) => segmentTokens(g.segs)),
           })
           queueMs = Math.max(queueMs, r.queueMs)
           inferenceMs = Math.max(inferenceMs, r.inferenceMs)
@@ -82,10 +103,10 @@ export class ScoringService {
   }
 
   /** 413 when the rows' text tokens (each row capped at max_seq_len, which truncation enforces) exceed the budget. */
-  #checkTokenCost(model: ModelVersion, rows: readonly ScoreRow[], segments: Map<readonly Message[], Segment[]>, maxTokens: number): void {
+  #checkTokenCost(model: ModelVersion, rows: ReadonlyArray<ReadonlyArray<{ segs: Segment[] }>>, maxTokens: number): void {
     const cap = model.encoder.maxSeqLen
     let cost = 0
-    for (const row of rows) cost += Math.min(cap, row.reduce((n, g) => n + segmentTokens(segments.get(g)!), 0))
+    for (const row of rows) cost += Math.min(cap, row.reduce((n, g) => n + segmentTokens(g.segs), 0))
     if (cost > maxTokens) {
       throw new ServiceError(
         'payload_too_large',
@@ -95,13 +116,15 @@ export class ScoringService {
   }
 
   /** Fills the media segments of each group (vision graph through the engine, via the media hook). */
-  async #resolveMedia(model: ModelVersion, groups: Segment[][], opts: ScoreOptions): Promise<void> {
-    if (!groups.some((g) => g.some((s) => s.kind === 'media'))) return
+  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions): Promise<void> {
+    if (!groups.some((g) => g.segs.some((s) => s.kind === 'media'))) return
     const remaining = Math.max(0, Math.ceil(opts.deadline - performance.now()))
     const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(remaining)])
     let done: Array<{ preprocessMs: number; inferenceMs: number }>
     try {
-      done = await Promise.all(groups.map((g) => resolveSegments(g, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope })))
+      done = await Promise.all(
+        groups.map((g) => resolveSegments(g.segs, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope, mediaCount: g.n })),
+      )
     } catch (err) {
       // Whatever the resolver threw on abort, the cause is the deadline or the client, and the answer says so.
       if (opts.signal.aborted) throw new ServiceError('client_closed', 'client closed the request')

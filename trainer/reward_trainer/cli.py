@@ -166,6 +166,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     ex.add_argument("--out", required=True)
     ex.add_argument("--name", default="ixc-reward-tiny")
     ex.add_argument("--version", type=int, default=1)
+    ex.add_argument("--pipeline", choices=["default", "ixc"], default=None,
+                    help="input pipeline written to model.json and used for golden.json (default: the checkpoint's)")
+    ex.add_argument("--golden-set", choices=["all", "published"], default="all",
+                    help="golden cases: all (held-out, synthetic; plus published ones for ixc) or published only")
 
     ns = ap.parse_args(argv)
     ns.command_line = "python3 -m reward_trainer " + " ".join(shlex.quote(a) for a in argv)
@@ -211,4 +215,5 @@ def main(argv: Optional[List[str]] = None) -> None:
     elif ns.cmd == "export":
         from .export import export
 
-        print(json.dumps(export(ns.ckpt, ns.out, ns.tokenizer, ns.heldout, ns.name, ns.version, ns.command_line)))
+        print(json.dumps(export(ns.ckpt, ns.out, ns.tokenizer, ns.heldout, ns.name, ns.version, ns.command_line,
+                                pipeline=ns.pipeline, golden_set=ns.golden_set)))

@@ -16,7 +16,8 @@ import torch
 
 from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_configs, read_result
 from .data import MediaCache
-from .golden import golden_cases, golden_inputs, reward_feeds
+from .config import template_config
+from .golden import golden_cases, golden_inputs, published_inputs, reward_feeds
 from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, validate_manifest
 from .onnx_runner import OnnxRunner
 from .tokenizer import TextTokenizer
@@ -103,11 +104,18 @@ def check_parity(stage: str, cases: List[Dict], runs: List[Dict], pad_id: int, h
 
 # ---------------------------------------------------------------------------------------------- export
 def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
-           version: int = 1, command: Optional[str] = None, seed: int = 0) -> Dict:
-    """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically."""
+           version: int = 1, command: Optional[str] = None, seed: int = 0, pipeline: Optional[str] = None,
+           golden_set: str = "all") -> Dict:
+    """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically.
+
+    pipeline: the input pipeline written to model.json and used for golden.json (default: the checkpoint's
+    train_config.pipeline); golden_set: all (held-out + synthetic cases, plus the published ones for `ixc`) or
+    published (only published_inputs, e.g. for a test model)."""
     torch.set_num_threads(2)
     model, state = load_checkpoint(ckpt)
     icfg, vcfg = preprocess_configs(state)
+    pipeline = pipeline or state["train_config"].get("pipeline", "default")
+    tcfg = template_config(pipeline, icfg)
     tok = TextTokenizer(tokenizer_model)
     if tok.vocab_size != model.args.vocab_size:
         raise ValueError("tokenizer does not match the checkpoint's vocab_size")
@@ -120,9 +128,11 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
         with open(os.path.join(stage, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(convert(tokenizer_model), f, ensure_ascii=False)
         rng = random.Random(seed)
-        raw = golden_inputs(heldout, rng, work, vcfg)
+        raw = golden_inputs(heldout, rng, work, vcfg) if golden_set == "all" else []
+        if pipeline == "ixc" or golden_set == "published":
+            raw += published_inputs(rng, work)
         cases, runs = golden_cases(model, tok, MediaCache(icfg, vcfg, keep=False), state["train_config"]["max_seq_len"],
-                                   raw, rng)
+                                   raw, rng, tcfg)
         report = check_parity(stage, cases, runs, tok.pad_id, model.args.hidden_size)
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
@@ -131,7 +141,7 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
                        read_result(ckpt, EVAL_RESULT),
                        command or " ".join(["python3", "-m", "reward_trainer"] + sys.argv[1:]),
-                       train_result.get("device", "cpu"))
+                       train_result.get("device", "cpu"), tcfg)
         man["evaluation"]["parity"] = report
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
             json.dump(man, f, indent=2, ensure_ascii=False)

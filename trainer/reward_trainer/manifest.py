@@ -6,12 +6,12 @@ import hashlib
 import json
 import os
 import subprocess
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from . import media
-from .config import ImagePreprocess, VideoPreprocess
+from .config import ImagePreprocess, TemplateConfig, VideoPreprocess
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REWARD_INPUTS = [("input_ids", "int64", ["B", "T"]), ("image_embeds", "float32", ["M", "D"]),
@@ -34,7 +34,11 @@ TRAINER_SCHEMA = {
                    "properties": {k: _INT for k in ("num_layers", "num_heads", "num_kv_heads", "intermediate_size",
                                                      "vocab_size", "plora_rank", "plora_alpha")}},
         "preprocess": {"properties": {
-            "image": {"required": ["hd_num", "hd_num_multi"], "properties": {"hd_num": _INT, "hd_num_multi": _INT}},
+            # decode / multi_count: absent in manifests written before them (the service defaults them)
+            "image": {"required": ["hd_num", "hd_num_multi"],
+                      "properties": {"hd_num": _INT, "hd_num_multi": _INT,
+                                     "decode": {"enum": ["normalized", "published"]},
+                                     "multi_count": {"enum": ["images", "media"]}}},
             "video": {"required": ["fps", "max_frames", "frame_long_side", "header_height", "gap", "line_width",
                                    "label_scale", "label_font"],
                       "properties": {k: _INT for k in ("fps", "max_frames", "frame_long_side", "header_height", "gap",
@@ -122,8 +126,10 @@ def git_commit() -> str:
 
 
 def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePreprocess, vcfg: VideoPreprocess,
-             files: Dict, train_result: Dict, heldout: Dict, command: str, device: str) -> Dict:
+             files: Dict, train_result: Dict, heldout: Dict, command: str, device: str,
+             tcfg: Optional[TemplateConfig] = None) -> Dict:
     a = model.args
+    tcfg = tcfg or TemplateConfig()
     D = a.hidden_size
     return {
         "format_version": 1,
@@ -155,17 +161,21 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
                       "special": {"turn_start": "[UNUSED_TOKEN_146]", "turn_end": "[UNUSED_TOKEN_145]",
                                   "reward": "[UNUSED_TOKEN_130]"},
                       "special_ids": {"turn_start": tok_ids["turn_start"], "turn_end": tok_ids["turn_end"],
-                                      "reward": tok_ids["reward"]}},
+                                      "reward": tok_ids["reward"]},
+                      "control_pieces": {"bos": "<s>", "eos": "</s>", "unk": "<unk>"},
+                      "out_of_table_tokens": list(tcfg.out_of_table_tokens)},
         "template": {"turn": "[UNUSED_TOKEN_146]{role}\n{content}[UNUSED_TOKEN_145]\n",
-                     "roles": ["system", "user", "assistant"], "strip_content": True,
+                     "roles": ["system", "user", "assistant"], "strip_content": tcfg.strip_content,
                      "prefix_ids": [tok_ids["bos_id"]], "suffix_ids": [tok_ids["eos_id"], tok_ids["reward"]],
-                     "media_placement": "inline"},
+                     "media_placement": tcfg.media_placement, "eos_newline": tcfg.eos_newline,
+                     "content_special_tokens": tcfg.content_special_tokens},
         "max_seq_len": state["train_config"]["max_seq_len"],
         "truncation": {"side": "left"},
         "preprocess": {
             "image": {"tile_size": icfg.tile_size, "patch_size": icfg.patch_size, "hd_num": icfg.hd_num,
                       "hd_num_multi": icfg.hd_num_multi, "resize": "pil_bilinear", "pad_color": [255, 255, 255],
                       "pad_side": "bottom", "transpose_portrait": True, "mean": list(icfg.mean), "std": list(icfg.std),
+                      "decode": icfg.decode, "multi_count": icfg.multi_count,
                       "global_view": "bicubic", "merge": "2x2", "separators": ["plora_glb_GN", "plora_sub_GN"],
                       "tokens_per_image": "(rows*cols+1)*G^2 + 1 + (rows+1)*G, G = tile_size/patch_size/2"},
             "video": {"fps": vcfg.fps, "max_frames": vcfg.max_frames, "frame_long_side": vcfg.frame_long_side,

@@ -46,9 +46,16 @@ def font_manifest() -> Dict:
 
 
 # ------------------------------------------------------------------------------------------------ images
-def load_image(data_or_path) -> Image.Image:
-    """Decode to 8-bit sRGB RGB: EXIF orientation applied, alpha flattened on white, first frame only."""
+def load_image(data_or_path, decode: str = "normalized") -> Image.Image:
+    """Decode to 8-bit RGB. normalized: EXIF orientation applied, alpha flattened on white, 16-bit grey /257, first
+    frame only. published: the reward model's encode_img, `Image.open(image).convert('RGB')` and nothing else
+    (EXIF ignored, alpha dropped, 16-bit grey -- mode I -- clipped at 255, 16-bit colour: Pillow keeps the high
+    byte; published-pipeline-spec.md §5)."""
     im = Image.open(io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray)) else data_or_path)
+    if decode == "published":
+        return im.convert("RGB")
+    if decode != "normalized":
+        raise ValueError(f"unknown image decode mode {decode!r}")
     im.seek(0)
     im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

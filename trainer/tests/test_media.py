@@ -120,4 +120,6 @@ def test_service_pil_reference_is_this_transform():
     spec.loader.exec_module(mod)
     with open(os.path.join(fixtures, "pil-reference.json")) as f:
         committed = json.load(f)
-    assert mod.build()["transform"] == committed["transform"]
+    built = mod.build()
+    assert built["transform"] == committed["transform"]
+    assert built["published_decode"] == committed["published_decode"]

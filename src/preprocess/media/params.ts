@@ -19,6 +19,11 @@ export const ImageParamsSchema = z.looseObject({
   transpose_portrait: z.boolean(),
   mean: Triple,
   std: Triple.refine((s) => s.every((v) => v > 0), 'std must be positive'),
+  // normalized: EXIF orientation applied, alpha flattened on white, 16-bit grey scaled by 1/257 (ours).
+  // published: PIL's Image.open().convert('RGB') and nothing else (image/sharp.ts has each case).
+  decode: z.enum(['normalized', 'published']).default('normalized'),
+  // What "more than one" counts for hd_num_multi: images (ours) or media = images and videos (published).
+  multi_count: z.enum(['images', 'media']).default('images'),
 })
 
 export const VideoParamsSchema = z.looseObject({
@@ -61,4 +66,16 @@ export function mediaParamsOf(manifest: { preprocess?: { image?: unknown; video?
     const why = err instanceof z.ZodError ? z.prettifyError(err).split('\n').slice(0, 4).join('; ') : (err as Error).message
     throw new ServiceError('unsupported_modality', `this model cannot take images or video (manifest preprocess section: ${why})`)
   }
+}
+
+/** hd_num for the images of a row: hd_num_multi when the row has more than one image (multi_count = images) or
+ *  more than one image or video (multi_count = media: the published apply_chat_template sets hd_num 6 when its
+ *  media list has more than one item, videos included). */
+export function hdNumFor(
+  p: Pick<ImagePreprocessParams, 'hd_num' | 'hd_num_multi' | 'multi_count'>,
+  parts: ReadonlyArray<{ type: 'image' | 'video' }>,
+  rowMedia?: number,
+): number {
+  const n = p.multi_count === 'media' ? (rowMedia ?? parts.length) : parts.filter((x) => x.type === 'image').length
+  return n > 1 ? p.hd_num_multi : p.hd_num
 }

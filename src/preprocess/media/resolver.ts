@@ -12,7 +12,7 @@ import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
 import { loadPartBytes } from './input.ts'
 import type { MediaConfig } from './media-config.ts'
-import { mediaParamsOf, type MediaParams } from './params.ts'
+import { hdNumFor, mediaParamsOf, type MediaParams } from './params.ts'
 import { mediaScopeOf, type MediaRequestScope } from './request-scope.ts'
 import type { FetchLike } from './remote-url.ts'
 import { sniffPart, type SniffedMedia } from './sniff.ts'
@@ -58,9 +58,7 @@ export class IxcMediaResolver implements MediaResolver {
   async resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]> {
     const scope = ctx.scope ?? mediaScopeOf(ctx)
     const params = mediaParamsOf(ctx.model.manifest)
-    // IXC: a conversation with more than one image gets the smaller hd_num
-    const images = parts.filter((p) => p.type === 'image').length
-    const hdNum = images > 1 ? params.image.hd_num_multi : params.image.hd_num
+    const hdNum = hdNumFor(params.image, parts, ctx.mediaCount)
     const blocks: MediaBlock[] = []
     // one part after the other: bounds the decode memory of a conversation with many images
     for (const part of parts) {
@@ -109,7 +107,8 @@ export class IxcMediaResolver implements MediaResolver {
   private async buildTensor(job: Job, signal: AbortSignal): Promise<ImageTensor> {
     const { sniffed, params } = job
     if (sniffed.kind === 'image') {
-      const rgb = await decodeImage(job.bytes, sniffed.format, { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS })
+      const limits = { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS }
+      const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode)
       return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory

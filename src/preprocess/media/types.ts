@@ -36,6 +36,9 @@ export interface MediaContext {
   signal: AbortSignal
   /** State shared by all conversations of one request (uploads, media budget); see request-scope.ts. */
   scope?: MediaRequestScope
+  /** Image and video items in the whole row these parts belong to (default: the parts given); with
+   *  preprocess.image.multi_count = media it picks hd_num vs hd_num_multi. */
+  mediaCount?: number
 }
 
 export interface MediaResolver {

@@ -39,12 +39,16 @@ export class HfTextTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer
   /** Whether text is split into words before BPE (see wordSplitIsExact). */
   readonly wordSplit: boolean
+  /** Strings matched whole wherever they appear in text (user-defined pieces such as [UNUSED_TOKEN_146], added
+   *  tokens): what the conversation encoder's literal mode keeps out of content. */
+  readonly atomicPieces: readonly string[]
 
   constructor(json: TokenizerJson, control: ControlIds, opts: { wordSplit?: boolean } = {}) {
     const controlIds = new Set([control.bos_id, control.eos_id, control.pad_id, control.unk_id])
     // Hugging Face tokenizers split text on every added token; SentencePiece never matches control pieces in
     // text. Dropping them from the added-token list (they stay in the model vocab) gives sentencepiece's ids.
     const added_tokens = (json.added_tokens ?? []).filter((t) => !controlIds.has(t.id))
+    this.atomicPieces = added_tokens.map((t) => t.content)
     this.wordSplit = (opts.wordSplit ?? true) && wordSplitIsExact(json)
     const pre_tokenizer = this.wordSplit
       ? { type: 'Split', pattern: { Regex: `${SPACE}*[^${SPACE}]+|${SPACE}+` }, behavior: 'Isolated', invert: true }
