@@ -403,8 +403,8 @@ def video_tensor(path: str, vcfg: VideoPreprocess, icfg: ImagePreprocess) -> tor
     return video_transform(layout_frames(decode_video(path, vcfg), vcfg), icfg)
 
 
-def encode_video(frames: List[np.ndarray], path: str, fps: int = 1) -> None:
-    """Write real H.264 MP4 (yuv420p) with ffmpeg, used by the procedural generator."""
+def encode_video(frames: List[np.ndarray], path: str, fps="1") -> None:
+    """Write real H.264 MP4 (yuv420p) with ffmpeg, used by the procedural generator; fps: a rate ffmpeg reads (25, "30000/1001")."""
     h, w, _ = frames[0].shape
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
             "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
