@@ -200,35 +200,39 @@ export function selectFilter(indices: number[]): string {
   return `select=${indices.map((k) => `eq(n\\,${k})`).join('+')}`
 }
 
-// The frames at the given indices (the published layout's positions), with the contract's argv
-// (models/README.md, "ffmpeg frame extraction"): passthrough timing so that the image2pipe muxer neither
-// duplicates nor drops a selected frame. Returns the number of frames decoded (fewer than asked when the stream
-// decodes to fewer frames than it has packets).
-export async function extractFramesAt(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, opts: ExtractAtOptions, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
-  if (opts.indices.length === 0) throw new RangeError('no frame indices')
+// Runs one decode with the contract's argv around `filter` (models/README.md, "ffmpeg frame extraction") and
+// hands the PPM frames to `onFrame` as they arrive; returns how many came.
+async function decodeFrames(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, filter: string[], frames: number, limits: { timeoutMs: number; maxWidth: number; maxHeight: number }, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
   const args = [
     '-nostdin', '-hide_banner', '-loglevel', 'error', '-protocol_whitelist', 'file', '-f', demuxer, '-i', file,
-    '-map', '0:v:0', '-an', '-sn', '-dn',
-    '-vf', selectFilter(opts.indices), '-fps_mode', 'passthrough', '-frames:v', String(opts.indices.length),
-    '-f', 'image2pipe', '-c:v', 'ppm', '-',
+    '-map', '0:v:0', '-an', '-sn', '-dn', ...filter, '-frames:v', String(frames), '-f', 'image2pipe', '-c:v', 'ppm', '-',
   ]
-  const parser = new PpmStreamParser(onFrame, opts.maxWidth, opts.maxHeight)
+  const parser = new PpmStreamParser(onFrame, limits.maxWidth, limits.maxHeight)
   let res: RunResult
   try {
-    res = await run(bins.ffmpeg, args, opts.timeoutMs, cwd, (c) => parser.push(c), signal)
+    res = await run(bins.ffmpeg, args, limits.timeoutMs, cwd, (c) => parser.push(c), signal)
   } catch (err) {
     if (err instanceof PpmParseError) throw new ServiceError('media_limit_exceeded', `video decoding refused: ${err.message}`)
     throw unavailable(err) ?? err
   }
-  if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video decoding exceeded ${opts.timeoutMs} ms`)
+  if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video decoding exceeded ${limits.timeoutMs} ms`)
   if (res.code !== 0) throw new ServiceError('media_invalid', `video could not be decoded: ${firstLine(res.stderr, file)}`)
   try {
     parser.end()
   } catch {
     throw new ServiceError('media_invalid', 'video decoding ended inside a frame')
   }
-  if (parser.frames === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
   return parser.frames
+}
+
+// The frames at the given indices (the published layout's positions): passthrough timing so that the image2pipe
+// muxer neither duplicates nor drops a selected frame. Returns the number of frames decoded (fewer than asked
+// when the stream decodes to fewer frames than it has packets).
+export async function extractFramesAt(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, opts: ExtractAtOptions, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
+  if (opts.indices.length === 0) throw new RangeError('no frame indices')
+  const n = await decodeFrames(bins, file, demuxer, cwd, ['-vf', selectFilter(opts.indices), '-fps_mode', 'passthrough'], opts.indices.length, opts, onFrame, signal)
+  if (n === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
+  return n
 }
 
 export interface ExtractOptions {
@@ -243,31 +247,11 @@ export interface ExtractOptions {
 // first-frame fallback when the fps filter yields nothing; frames are handed to `onFrame` as they arrive.
 // Returns the number of frames decoded.
 export async function extractFrames(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, opts: ExtractOptions, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
-  const args = [
-    '-nostdin', '-hide_banner', '-loglevel', 'error', '-protocol_whitelist', 'file', '-f', demuxer, '-i', file,
-    '-map', '0:v:0', '-an', '-sn', '-dn',
-    ...(opts.fps === null ? [] : ['-vf', `fps=${opts.fps}`]), '-frames:v', String(opts.frameCap),
-    '-f', 'image2pipe', '-c:v', 'ppm', '-',
-  ]
-  const parser = new PpmStreamParser(onFrame, opts.maxWidth, opts.maxHeight)
-  let res: RunResult
-  try {
-    res = await run(bins.ffmpeg, args, opts.timeoutMs, cwd, (c) => parser.push(c), signal)
-  } catch (err) {
-    if (err instanceof PpmParseError) throw new ServiceError('media_limit_exceeded', `video decoding refused: ${err.message}`)
-    throw unavailable(err) ?? err
-  }
-  if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video decoding exceeded ${opts.timeoutMs} ms`)
-  if (res.code !== 0) throw new ServiceError('media_invalid', `video could not be decoded: ${firstLine(res.stderr, file)}`)
-  try {
-    parser.end()
-  } catch {
-    throw new ServiceError('media_invalid', 'video decoding ended inside a frame')
-  }
-  if (parser.frames === 0 && opts.fps !== null) {
+  const frames = await decodeFrames(bins, file, demuxer, cwd, opts.fps === null ? [] : ['-vf', `fps=${opts.fps}`], opts.frameCap, opts, onFrame, signal)
+  if (frames === 0 && opts.fps !== null) {
     return extractFrames(bins, file, demuxer, cwd, { ...opts, fps: null, frameCap: 1 }, onFrame, signal)
   }
-  if (parser.frames === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
-  if (opts.fps !== null && parser.frames >= opts.frameCap) throw new ServiceError('media_limit_exceeded', `video has more than ${opts.frameCap - 1} frames at ${opts.fps} fps`)
-  return parser.frames
+  if (frames === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
+  if (opts.fps !== null && frames >= opts.frameCap) throw new ServiceError('media_limit_exceeded', `video has more than ${opts.frameCap - 1} frames at ${opts.fps} fps`)
+  return frames
 }

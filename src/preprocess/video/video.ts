@@ -59,23 +59,26 @@ export async function preprocessVideo(
   if (video.layout === 'published') {
     return publishedVideo(bins, file, demuxer, dir, probe.avgFps!, probe.packets!, video, image, cfg, timeoutMs, modelDir, signal, transformer)
   }
-  // Frames are shrunk as they arrive (the selection needs the total count, not the full-size pixels); a failed
-  // resize is reported after ffmpeg is done, never left unhandled.
+  const frames = await resizedFrames(
+    (onFrame) => extractFrames(bins, file, demuxer, dir, { fps: video.fps, frameCap: maxDecodedFrames(cfg, video.fps) + 1, timeoutMs, maxWidth: cfg.maxVideoWidth, maxHeight: cfg.maxVideoHeight }, onFrame, signal),
+    (rgb) => transformer.run<RgbImage>({ op: 'frame', rgb, longSide: video.frame_long_side }),
+  )
+  return transformer.run<ImageTensor>({ op: 'video', frames, video, image })
+}
+
+// Frames are shrunk as they arrive (the selection needs the total count, not the full-size pixels); a failed
+// resize is reported after ffmpeg is done, never left unhandled.
+async function resizedFrames(decode: (onFrame: (f: RgbImage) => void) => Promise<number>, resize: (f: RgbImage) => Promise<RgbImage>): Promise<RgbImage[]> {
   const frames: Array<Promise<RgbImage>> = []
-  await extractFrames(
-    bins, file, demuxer, dir,
-    { fps: video.fps, frameCap: maxDecodedFrames(cfg, video.fps) + 1, timeoutMs, maxWidth: cfg.maxVideoWidth, maxHeight: cfg.maxVideoHeight },
-    (f) => {
-      const p = transformer.run<RgbImage>({ op: 'frame', rgb: f, longSide: video.frame_long_side })
-      p.catch(() => {})
-      frames.push(p)
-    },
-    signal,
-  ).catch(async (err) => {
+  await decode((f) => {
+    const p = resize(f)
+    p.catch(() => {})
+    frames.push(p)
+  }).catch(async (err) => {
     await Promise.allSettled(frames)
     throw err
   })
-  return transformer.run<ImageTensor>({ op: 'video', frames: await Promise.all(frames), video, image })
+  return Promise.all(frames)
 }
 
 const fonts = new Map<string, Promise<Buffer>>()
@@ -109,23 +112,14 @@ async function publishedVideo(
   const positions = samplePositions(avgFps, packets, video.fps, video.max_frames)
   if (positions === null) throw new ServiceError('media_invalid', `video frame rate ${avgFps} gives no sampling stride (the published load_video fails on it)`)
   if (positions.length === 0) throw new ServiceError('media_invalid', 'video has no frames')
-  const frames: Array<Promise<RgbImage>> = []
   let landscape = true
-  await extractFramesAt(
-    bins, file, demuxer, dir,
-    { indices: positions, timeoutMs, maxWidth: cfg.maxVideoWidth, maxHeight: cfg.maxVideoHeight },
-    (f) => {
-      landscape = f.width > f.height // frame2img's leftover w, h: the last frame's original size
-      const p = transformer.run<RgbImage>({ op: 'frame-published', rgb: f, longSide: video.frame_long_side })
-      p.catch(() => {})
-      frames.push(p)
+  const resized = await resizedFrames(
+    (onFrame) => extractFramesAt(bins, file, demuxer, dir, { indices: positions, timeoutMs, maxWidth: cfg.maxVideoWidth, maxHeight: cfg.maxVideoHeight }, onFrame, signal),
+    (rgb) => {
+      landscape = rgb.width > rgb.height // frame2img's leftover w, h: the last frame's original size
+      return transformer.run<RgbImage>({ op: 'frame-published', rgb, longSide: video.frame_long_side })
     },
-    signal,
-  ).catch(async (err) => {
-    await Promise.allSettled(frames)
-    throw err
-  })
-  const resized = await Promise.all(frames)
+  )
   // Fewer decoded frames than positions: packets that decode to no frame (see models/README.md). decord
   // substitutes its last decoded frame for a frame it cannot get; so do we.
   while (resized.length < positions.length) resized.push(resized[resized.length - 1])
