@@ -139,7 +139,7 @@ export async function encodePng(width: number, height: number, rgb: Uint8Array):
 let fontconfigSet = false
 export async function renderTextCoverage(text: string, fontFile: string, family: string, sizePx: number): Promise<{ width: number; height: number; data: Uint8Array }> {
   if (!fontconfigSet) {
-    process.env.FONTCONFIG_FILE = new URL('./label-fontconfig.conf', import.meta.url).pathname
+    process.env.FONTCONFIG_FILE = decodeURIComponent(new URL('label-fontconfig.conf', import.meta.url).pathname)
     fontconfigSet = true
   }
   const markup = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
