@@ -91,8 +91,13 @@ export const ModelManifestSchema = z.looseObject({
   template: TemplateSchema,
   max_seq_len: z.number().int().min(4),
   truncation: z.object({ side: z.enum(['left']) }),
-  // Image/video preprocessing parameters belong to src/preprocess/{image,video}; kept opaque here.
-  preprocess: z.looseObject({ image: z.record(z.string(), z.unknown()), video: z.record(z.string(), z.unknown()) }),
+  // Image/video preprocessing parameters belong to src/preprocess/{image,video}; kept opaque here except the
+  // video layout: "ixc_stack" (this project's layout with a bitmap label font, the default: the embedded model
+  // was trained with it) or "published" (the published IXC-2.5 load_video/frame2img/Video_transform).
+  preprocess: z.looseObject({
+    image: z.record(z.string(), z.unknown()),
+    video: z.looseObject({ layout: z.enum(['ixc_stack', 'published']).default('ixc_stack') }),
+  }),
   score: z.looseObject({
     readout: z.enum(['last', 'mean']),
     train_stats: z.object({ mean: z.number(), std: z.number().nonnegative(), n: z.number().int().nonnegative() }),

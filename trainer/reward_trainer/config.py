@@ -110,6 +110,16 @@ class VideoPreprocess:
     line_width: int = _f(2, "black separator line in the middle of the gap")
     label_scale: int = _f(2, "bitmap font scale")
     frame_cap: int = _f(10000, "ffmpeg -frames:v safety cap")
+    layout: str = _f("ixc_stack", "video layout: ixc_stack (this project's) or published (IXC-2.5's load_video/"
+                     "frame2img/Video_transform; its numbers: --video-max-frames 32 --video-frame-long-side 1120 "
+                     "--video-header-height 40, see VideoPreprocess.published())")
+    label_font_size: int = _f(40, "published layout: label font size in pixels (SimHei 40 in the published code)")
+
+    @staticmethod
+    def published() -> "VideoPreprocess":
+        """The published IXC-2.5 numbers: fps 1, num_frm 32, long side 560*2, a 40-px label band, gap 10, line 2."""
+        return VideoPreprocess(fps=1, max_frames=32, frame_long_side=1120, header_height=40, gap=10, line_width=2,
+                               layout="published", label_font_size=40)
 
 
 @dataclass

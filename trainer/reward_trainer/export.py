@@ -18,7 +18,7 @@ from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_c
 from .data import MediaCache
 from .config import template_config
 from .golden import golden_cases, golden_inputs, published_inputs, reward_feeds
-from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, validate_manifest
+from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, model_files, validate_manifest
 from .onnx_runner import OnnxRunner
 from .tokenizer import TextTokenizer
 from .tokenizer_convert import convert, special_ids
@@ -136,7 +136,9 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
         report = check_parity(stage, cases, runs, tok.pad_id, model.args.hidden_size)
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
-        files = {n: file_digest(os.path.join(stage, n)) for n in REQUIRED_FILES}
+        for n, src in model_files(vcfg).items():  # the published video layout's label font
+            shutil.copyfile(src, os.path.join(stage, n))
+        files = {n: file_digest(os.path.join(stage, n)) for n in (*REQUIRED_FILES, *model_files(vcfg))}
         train_result = read_result(ckpt, TRAIN_RESULT)
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
                        read_result(ckpt, EVAL_RESULT),

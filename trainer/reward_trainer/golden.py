@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import random
+from fractions import Fraction
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -109,6 +110,23 @@ def golden_inputs(heldout_path: Optional[str], rng: random.Random, work: str, vc
         add("video", [{"role": "user", "content": [{"type": "video", "data": _file_b64(p)},
                                                    {"type": "text", "text": "What happens in the video?"}]},
                       {"role": "assistant", "content": "Colourful noise changes between frames."}], [("video", p)])
+    # frame rates and sampling of the published load_video (stride round(avg_fps), half to even): 25, 30 and 29.97
+    # fps, more than 32 sampled positions (2 fps x 34 s: stride 2, 34 positions), a square video (strict w > h:
+    # side by side), and an image with a video in one conversation (two media items)
+    for j, (w, h, rate, secs) in enumerate([(64, 48, "25", 2), (64, 36, "30", 2), (48, 64, "30000/1001", 2),
+                                            (32, 24, "2", 34), (40, 40, "25", 2)]):
+        n = int(round(Fraction(rate) * secs))
+        frames = [np.asarray(_synthetic_image(rng, w, h)) for _ in range(n)]
+        p = os.path.join(work, f"golden-video-rate-{j}.mp4")
+        media.encode_video(frames, p, fps=rate)
+        add("video", [{"role": "user", "content": [{"type": "video", "data": _file_b64(p)},
+                                                   {"type": "text", "text": f"A {rate} fps clip: what changes?"}]},
+                      {"role": "assistant", "content": "Noise and circles move between frames."}], [("video", p)])
+    pv, pi = os.path.join(work, "golden-video-rate-0.mp4"), os.path.join(work, "golden-2.jpeg")
+    add("video", [{"role": "user", "content": [{"type": "image", "data": _file_b64(pi)},
+                                               {"type": "video", "data": _file_b64(pv)},
+                                               {"type": "text", "text": "Does the picture appear in the video?"}]},
+                  {"role": "assistant", "content": "No, the video shows different patterns."}], [("image", pi), ("video", pv)])
     return cases
 
 

@@ -40,9 +40,15 @@ TRAINER_SCHEMA = {
                                      "decode": {"enum": ["normalized", "published"]},
                                      "multi_count": {"enum": ["images", "media"]}}},
             "video": {"required": ["fps", "max_frames", "frame_long_side", "header_height", "gap", "line_width",
-                                   "label_scale", "label_font"],
+                                   "label_font"],
                       "properties": {k: _INT for k in ("fps", "max_frames", "frame_long_side", "header_height", "gap",
-                                                        "line_width", "label_scale")}}}},
+                                                        "line_width", "label_scale")},
+                      # published: the label font is a model file (name + size); ixc_stack: a bitmap font + scale
+                      "if": {"required": ["layout"], "properties": {"layout": {"const": "published"}}},
+                      "then": {"properties": {"label_font": {"type": "object", "required": ["file", "size"],
+                                                             "properties": {"file": {"type": "string"},
+                                                                            "size": _INT}}}},
+                      "else": {"required": ["label_scale"]}}}},
         "score": {"required": ["head"], "properties": {"head": {"const": "v_head"},
                                                          "train_stats": {"properties": {"std": {"exclusiveMinimum": 0}}}}},
         "evaluation": {"type": "object", "required": ["heldout"],
@@ -96,7 +102,16 @@ def validate_manifest(model_dir: str) -> Dict:
     img, vis = m["preprocess"]["image"], m["config"]["vision"]
     if img.get("tile_size") != vis["tile_size"] or img.get("patch_size") != vis["patch"]:
         raise ManifestError("preprocess.image tile/patch must match config.vision")
-    font = m["preprocess"]["video"]["label_font"]
+    video = m["preprocess"]["video"]
+    font = video["label_font"]
+    if video.get("layout") == "published":
+        # the font is checksummed with the other files; frame labels need these glyphs
+        name = font["file"]
+        if name not in m["files"] or not os.path.isfile(os.path.join(model_dir, name)):
+            raise ManifestError(f"label_font.file {name!r} not listed in files or missing")
+        if file_digest(os.path.join(model_dir, name)) != m["files"][name]:
+            raise ManifestError(f"{name}: checksum or size mismatch")
+        return m
     for ch in "<>IMAGE 0123456789":
         g = font["glyphs"].get(ch)
         if not g or len(g) != font["height"] or any(len(row) != font["width"] for row in g):
@@ -123,6 +138,20 @@ def git_commit() -> str:
         return c + ("-dirty" if d.stdout.strip() else "")
     except Exception:
         return "none"
+
+
+def video_section(vcfg: VideoPreprocess) -> Dict:
+    """preprocess.video: the layout and its numbers (models/README.md "Video preprocessing")."""
+    common = {"fps": vcfg.fps, "max_frames": vcfg.max_frames, "frame_long_side": vcfg.frame_long_side,
+              "layout": vcfg.layout, "header_height": vcfg.header_height, "gap": vcfg.gap, "line_width": vcfg.line_width}
+    if vcfg.layout == "published":
+        return common | {"label_font": {"file": media.LABEL_FONT_FILE, "size": vcfg.label_font_size}}
+    return common | {"label_scale": vcfg.label_scale, "label_font": media.font_manifest()}
+
+
+def model_files(vcfg: VideoPreprocess) -> Dict[str, str]:
+    """Files an export copies into the model dir besides the ones it writes: {name in the dir: source path}."""
+    return {media.LABEL_FONT_FILE: media.LABEL_FONT} if vcfg.layout == "published" else {}
 
 
 def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePreprocess, vcfg: VideoPreprocess,
@@ -178,10 +207,7 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
                       "decode": icfg.decode, "multi_count": icfg.multi_count,
                       "global_view": "bicubic", "merge": "2x2", "separators": ["plora_glb_GN", "plora_sub_GN"],
                       "tokens_per_image": "(rows*cols+1)*G^2 + 1 + (rows+1)*G, G = tile_size/patch_size/2"},
-            "video": {"fps": vcfg.fps, "max_frames": vcfg.max_frames, "frame_long_side": vcfg.frame_long_side,
-                      "layout": "ixc_stack", "header_height": vcfg.header_height, "gap": vcfg.gap,
-                      "line_width": vcfg.line_width, "label_scale": vcfg.label_scale,
-                      "label_font": media.font_manifest()},
+            "video": video_section(vcfg),
         },
         "score": {"readout": a.readout, "head": "v_head", "head_bias": False,
                   "train_stats": train_result.get("train_stats", {"mean": 0.0, "std": 1.0, "n": 0})},

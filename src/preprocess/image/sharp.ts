@@ -199,3 +199,22 @@ export async function encodePng(width: number, height: number, rgb: Uint8Array):
   if (rgb.length !== width * height * 3) throw new Error(`encodePng: expected ${width * height * 3} bytes, got ${rgb.length}`)
   return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer()
 }
+
+// Antialiased coverage (0..255) of one line of text in a TrueType file, cropped to its ink box (libvips' text
+// operation: Pango + FreeType + cairo), for the published video labels (video/published.ts blends it as PIL does).
+// libvips' fontconfig is pointed at label-fontconfig.conf before its first use: unhinted grey antialiasing, which
+// is what PIL draws (with the default hinting 1/3 of the ink pixels differ).
+let fontconfigSet = false
+export async function renderTextCoverage(text: string, fontFile: string, family: string, sizePx: number): Promise<{ width: number; height: number; data: Uint8Array }> {
+  if (!fontconfigSet) {
+    process.env.FONTCONFIG_FILE = decodeURIComponent(new URL('label-fontconfig.conf', import.meta.url).pathname)
+    fontconfigSet = true
+  }
+  const markup = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+  // dpi 72: one point is one pixel, so the size is PIL's pixel size; the comma ends the family name
+  const { data, info } = await sharp({ text: { text: markup, font: `${family}, ${sizePx}`, fontfile: fontFile, dpi: 72 } })
+    .extractChannel(0)
+    .raw()
+    .toBuffer({ resolveWithObject: true })
+  return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }
+}

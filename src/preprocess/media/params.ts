@@ -4,6 +4,8 @@ import { z } from 'zod'
 import { ServiceError } from '../../errors.ts'
 import { checkImageParams, type ImagePreprocessParams } from '../image/hd-transform.ts'
 import { checkVideoParams, type VideoPreprocessParams } from '../video/layout.ts'
+import { checkPublishedParams, type PublishedVideoParams } from '../video/published.ts'
+import type { VideoParams } from '../video/video.ts'
 
 const Rgb = z.array(z.number().int().min(0).max(255)).length(3)
 const Triple = z.array(z.number()).length(3)
@@ -26,7 +28,7 @@ export const ImageParamsSchema = z.looseObject({
   multi_count: z.enum(['images', 'media']).default('images'),
 })
 
-export const VideoParamsSchema = z.looseObject({
+const StackVideoParamsSchema = z.looseObject({
   fps: z.number().positive(),
   max_frames: z.number().int().positive(),
   frame_long_side: z.number().int().positive(),
@@ -42,23 +44,41 @@ export const VideoParamsSchema = z.looseObject({
   }),
 })
 
+// layout "published": the published IXC-2.5 video path (video/published.ts); the label font is a model file
+const PublishedVideoParamsSchema = z.looseObject({
+  layout: z.literal('published'),
+  fps: z.number().positive(),
+  max_frames: z.number().int().positive(),
+  frame_long_side: z.number().int().positive(),
+  header_height: z.number().int().nonnegative(),
+  gap: z.number().int().nonnegative(),
+  line_width: z.number().int().nonnegative(),
+  label_font: z.object({ file: z.string().min(1), size: z.number().int().positive() }),
+})
+
+export const VideoParamsSchema = z.union([PublishedVideoParamsSchema, StackVideoParamsSchema])
+
 export interface MediaParams {
   image: ImagePreprocessParams
-  video: VideoPreprocessParams
+  video: VideoParams
 }
 
 const parsed = new WeakMap<object, MediaParams>()
 
 // A model whose manifest has no usable preprocessing section cannot take media: 422 unsupported_modality with the
 // reason (the model loader keeps `preprocess` opaque, so this is where it is checked).
-export function mediaParamsOf(manifest: { preprocess?: { image?: unknown; video?: unknown } }): MediaParams {
+export function mediaParamsOf(manifest: { preprocess?: { image?: unknown; video?: unknown }; files?: Record<string, unknown> }): MediaParams {
   const hit = parsed.get(manifest)
   if (hit) return hit
   try {
     const image = ImageParamsSchema.parse(manifest.preprocess?.image) as ImagePreprocessParams
-    const video = VideoParamsSchema.parse(manifest.preprocess?.video) as VideoPreprocessParams
+    const video = VideoParamsSchema.parse(manifest.preprocess?.video) as VideoParams
     checkImageParams(image)
-    checkVideoParams(video)
+    if (video.layout === 'published') {
+      checkPublishedParams(video as PublishedVideoParams)
+      // a listed file is checksummed by the model loader; an unlisted one could be anything
+      if (!manifest.files?.[video.label_font.file]) throw new Error(`label_font.file "${video.label_font.file}" is not listed in files`)
+    } else checkVideoParams(video as VideoPreprocessParams)
     const out = { image, video }
     parsed.set(manifest, out)
     return out

@@ -33,6 +33,7 @@ interface Job {
   sniffed: SniffedMedia
   params: MediaParams
   hdNum: number
+  modelDir: string
 }
 
 export class IxcMediaResolver implements MediaResolver {
@@ -73,7 +74,7 @@ export class IxcMediaResolver implements MediaResolver {
     const loaded = await loadPartBytes(part, { cfg: this.cfg, budget: scope, files: scope.files, fetchImpl: this.fetchImpl })
     const sniffed = sniffPart(loaded.bytes, part.type, this.cfg.videoFormats)
     const key = mediaCacheKey(loaded.bytes, { kind: sniffed.kind, hdNum: sniffed.kind === 'image' ? hdNum : null, model: ctx.model.key })
-    const job: Job = { bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum }
+    const job: Job = { bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum, modelDir: ctx.model.dir ?? '.' }
     let preprocessMs = 0
     let inferenceMs = 0
     const compute = async (): Promise<CachedEmbedding> => {
@@ -114,7 +115,7 @@ export class IxcMediaResolver implements MediaResolver {
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
     // that is removed as soon as the frames are out
     return this.videoSlots.run(
-      () => withRequestTempDir(this.cfg.tempDir, (dir) => preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal, this.transformer)),
+      () => withRequestTempDir(this.cfg.tempDir, (dir) => preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal, this.transformer, job.modelDir)),
       signal,
     )
   }

@@ -25,7 +25,9 @@ export interface MediaBlock {
 /** What the media path needs of a model version: its engine key and its manifest's preprocessing section. */
 export interface MediaModel {
   readonly key: string
-  readonly manifest: { readonly preprocess?: { readonly image?: unknown; readonly video?: unknown } }
+  readonly manifest: { readonly preprocess?: { readonly image?: unknown; readonly video?: unknown }; readonly files?: Record<string, unknown> }
+  /** The version dir (model files a preprocessing step reads, e.g. a published video layout's label font). */
+  readonly dir?: string
 }
 
 export interface MediaContext {
