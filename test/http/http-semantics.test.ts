@@ -22,7 +22,7 @@ t.test('errors carry OpenAI type and param next to code and message, in plain te
   t.same([e.code, e.type, e.param], ['invalid_request', 'invalid_request_error', 'items[0].messages[0].content'])
   t.match(e.message, /^items\[0\]\.messages\[0\]\.content: /)
   t.notMatch(e.message, /[^\x20-\x7e]/, 'no decoration glyphs (zod prettifier used ✖ and →)')
-  const cases: Array<[number, string, object]> = [
+  const cases: Array<[number, string, Record<string, string>]> = [
     [401, 'authentication_error', {}],
     [404, 'not_found_error', { ...auth }],
   ]
