@@ -41,7 +41,7 @@ import { IxcMediaResolver } from './preprocess/media/resolver.ts'
 import type { MediaResolver } from './preprocess/media/types.ts'
 import { Batcher } from './scheduler/batcher.ts'
 import { ScoringService } from './scoring/service.ts'
-import { buildInfo } from './util/build-info.ts'
+import { buildInfo } from './metrics/build-info.ts'
 
 export interface AppDeps {
   /** Default: ONNX Runtime in a worker thread (closed with the app). */

@@ -4,7 +4,7 @@
 // version number, as Triton's model/version); an `_info` gauge is always 1 and carries its state in a label, so
 // `count by (state)` and joins work; prom-client's default process_* and nodejs_* metrics are on.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { BuildInfo } from '../util/build-info.ts'
+import type { BuildInfo } from './build-info.ts'
 
 export type { Registry }
 

@@ -2,7 +2,7 @@
 // shapes): the default model (model_id, its reward graph's sha256 as model_sha), model_type (a one-label
 // classifier), the admission and batching limits, and the build. Behind the API key, as in TEI.
 import type { FastifyInstance } from 'fastify'
-import { buildInfo } from '../../util/build-info.ts'
+import { buildInfo } from '../../metrics/build-info.ts'
 import { REWARD_LABEL } from './classify.ts'
 
 export default async function infoRoute(app: FastifyInstance) {
