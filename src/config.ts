@@ -117,6 +117,11 @@ const EnvSchema = z.object({
    *  interleave with it and it never holds more than one piece of MAX_PENDING_ITEMS. Over a limit: 413. */
   RLHF_MAX_QUERIES: intFrom(4096, 1),
   RLHF_MAX_REQUEST_TOKENS: intFrom(4 * 1024 * 1024, 1),
+  /** Browser origins allowed to call the API cross-origin (CORS), comma-separated exact origins such as
+   *  https://ui.example.com, or * for any. Empty = CORS off: browsers get no Access-Control-* headers. */
+  CORS_ORIGINS: listFrom(''),
+  /** Commit the image was built from, shown in scorer_build_info and /info (docker build --build-arg). */
+  GIT_COMMIT: z.string().default('unknown'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -148,6 +153,9 @@ export interface Config {
   readonly rateLimit: { readonly max: number; readonly windowMs: number }
   readonly pressure: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number; readonly maxRssBytes: number }
   readonly modelPollIntervalMs: number
+  /** CORS allow-list (empty = off; ['*'] = any origin). */
+  readonly corsOrigins: readonly string[]
+  readonly gitCommit: string
   /** Image/video limits and switches (env knobs documented in src/preprocess/media/media-config.ts). */
   readonly media: MediaConfig
   readonly rlhf: {
@@ -236,6 +244,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxRssBytes: e.MAX_RSS_BYTES,
     },
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
+    corsOrigins: e.CORS_ORIGINS,
+    gitCommit: e.GIT_COMMIT,
     media: mediaConfigFromEnv(mediaEnv.data),
     rlhf: {
       queryTemplate: e.RLHF_QUERY_TEMPLATE,

@@ -5,9 +5,9 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { z } from 'zod'
 import { ConversationEncoder } from '../conversation/encode.ts'
 import type { Engine, LoadedGraph } from '../engine/types.ts'
+import { issuesText } from '../errors.ts'
 import { packRewardBatch } from '../scheduler/pack.ts'
 import { imageTokenCount } from '../preprocess/image/hd-transform.ts'
 import { HfTextTokenizer } from '../preprocess/text/tokenize.ts'
@@ -109,7 +109,7 @@ export async function readVersion(
 ): Promise<{ manifest: ModelManifest; encoder: ConversationEncoder }> {
   const raw: unknown = JSON.parse(await readFile(path.join(entry.dir, 'model.json'), 'utf8'))
   const parsed = ModelManifestSchema.safeParse(raw)
-  if (!parsed.success) throw new Error(`model.json invalid: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`)
+  if (!parsed.success) throw new Error(`model.json invalid: ${issuesText(parsed.error.issues)}`)
   const m = parsed.data
   if (m.name !== entry.name || m.version !== entry.version) {
     throw new Error(`model.json says ${m.name}/${m.version} but lives in ${entry.name}/${entry.version}`)

@@ -194,3 +194,43 @@ t.test('Grafana: provisioning points at Prometheus and the dashboard; panels are
   const ids = dashboard.panels.map((p: any) => p.id)
   t.equal(new Set(ids).size, ids.length, 'panel ids unique')
 })
+
+t.test('every scoring route, /get_reward first, is in the latency alert and the latency panels; probes are not', async (t) => {
+  // The scoring routes are the POST operations openapi.yaml tags scoring / rlhf / compat (test/http/openapi.test.ts
+  // keeps the spec equal to the app's routes).
+  const spec = YAML.parse(readRepo('openapi.yaml'))
+  const scoring = Object.entries<any>(spec.paths)
+    .filter(([, item]) => item.post && item.post.tags.some((x: string) => ['scoring', 'rlhf', 'compat'].includes(x)))
+    .map(([p]) => p)
+  t.ok(scoring.includes('/get_reward') && scoring.includes('/v1/score') && scoring.includes('/rerank'), scoring.join(' '))
+  const others = ['/healthz', '/readyz', '/metrics', '/v1/models', '/info', '/admin/models/reload', 'unmatched']
+  // PromQL regex matchers are fully anchored.
+  const routeRegexes = (expr: string) => [...expr.matchAll(/route=~"([^"]+)"/g)].map((m) => new RegExp(`^(?:${m[1]})$`))
+  const latency = [
+    ...alerts.groups.flatMap((g: any) => g.rules).filter((r: any) => r.alert === 'RewardServerHighLatencyP99').map((r: any) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+    ...panelExprs().filter((p) => /scorer_request_duration_seconds_bucket/.test(p.expr)).map((p) => ({ where: `panel "${p.panel}"`, expr: p.expr })),
+  ]
+  t.ok(latency.length >= 4)
+  for (const { where, expr } of latency) {
+    const res = routeRegexes(expr)
+    t.equal(res.length, 1, `${where} selects routes`)
+    for (const r of scoring) t.ok(res[0]!.test(r), `${where} covers ${r}`)
+    for (const r of others) t.notOk(res[0]!.test(r), `${where} leaves out ${r}`)
+  }
+})
+
+t.test('one label scheme for models: {model, version} on every per-model metric; _info gauges carry state', async (t) => {
+  const perModel = [...LABELS].filter(([, labels]) => labels.includes('model') || labels.includes('name'))
+  t.ok(perModel.length >= 4, perModel.map(([n]) => n).join(' '))
+  for (const [name, labels] of perModel) {
+    t.ok(labels.includes('model') && labels.includes('version'), `${name}: model + version`)
+    t.notOk(labels.includes('name'), `${name}: no "name" label`)
+  }
+  t.same(LABELS.get('scorer_model_info'), ['model', 'version', 'ep', 'state'])
+  t.same(LABELS.get('scorer_build_info'), ['version', 'commit', 'node', 'ort'])
+  t.ok(SERIES.has('process_cpu_seconds_total') && SERIES.has('nodejs_eventloop_lag_seconds'), 'default metrics exported')
+  // Alerts and panels read model state from the label, never from the value.
+  const texts = [...alerts.groups.flatMap((g: any) => g.rules.map((r: any) => r.expr)), ...panelExprs().map((p) => p.expr)].filter((e: string) => /scorer_model_info/.test(e))
+  t.ok(texts.length >= 3)
+  for (const e of texts) t.match(e, /\bstate\b/, `reads the state label: ${e.replace(/\s+/g, ' ')}`)
+})

@@ -34,6 +34,11 @@ export function fakeModel(o: FakeModelOptions = {}): ModelVersion {
     name,
     version,
     architecture: 'ixc2.5-reward',
+    files: { 'reward.onnx': { sha256: 'ab'.repeat(32), bytes: 1 }, 'vision.onnx': { sha256: 'cd'.repeat(32), bytes: 1 } },
+    graphs: {
+      reward: { file: 'reward.onnx', inputs: [{ name: 'input_ids', dtype: 'int64', shape: ['batch', 'seq'] }], outputs: [{ name: 'score', dtype: 'float32', shape: ['batch'] }] },
+      vision: { file: 'vision.onnx', inputs: [{ name: 'image', dtype: 'float32', shape: ['n', 3, 'h', 'w'] }], outputs: [{ name: 'image_embeds', dtype: 'float32', shape: ['n', 't', 4] }] },
+    },
     tokenizer: {
       file: 'tokenizer.json',
       type: 'sentencepiece-bpe',

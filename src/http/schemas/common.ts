@@ -2,7 +2,7 @@
 // are accepted here and handed to the media resolver (src/preprocess/media/types.ts).
 import { z } from 'zod'
 import type { Message } from '../../conversation/types.ts'
-import { ServiceError } from '../../errors.ts'
+import { validationError } from '../../errors.ts'
 
 export const TextPartSchema = z.object({ type: z.literal('text'), text: z.string() })
 
@@ -79,6 +79,6 @@ export const ModelFieldSchema = z.string().min(1).max(200).optional()
 
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   const r = schema.safeParse(body)
-  if (!r.success) throw new ServiceError('invalid_request', z.prettifyError(r.error).replace(/\n/g, '; '))
+  if (!r.success) throw validationError(r.error.issues)
   return r.data
 }

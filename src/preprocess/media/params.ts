@@ -1,7 +1,7 @@
 // The manifest's `preprocess.image` / `preprocess.video` (opaque to the model loader) validated into the
 // parameter types the image and video modules take. Parsed once per manifest object.
 import { z } from 'zod'
-import { ServiceError } from '../../errors.ts'
+import { issuesText, ServiceError } from '../../errors.ts'
 import { checkImageParams, type ImagePreprocessParams } from '../image/hd-transform.ts'
 import { checkVideoParams, type VideoPreprocessParams } from '../video/layout.ts'
 import { checkPublishedParams, type PublishedVideoParams } from '../video/published.ts'
@@ -83,7 +83,7 @@ export function mediaParamsOf(manifest: { preprocess?: { image?: unknown; video?
     parsed.set(manifest, out)
     return out
   } catch (err) {
-    const why = err instanceof z.ZodError ? z.prettifyError(err).split('\n').slice(0, 4).join('; ') : (err as Error).message
+    const why = err instanceof z.ZodError ? issuesText(err.issues.slice(0, 4)) : (err as Error).message
     throw new ServiceError('unsupported_modality', `this model cannot take images or video (manifest preprocess section: ${why})`)
   }
 }
