@@ -341,11 +341,14 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
 
 
 # ---------------------------------------------------------------------------------------------- export
-def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
-           version: int = 1, command: Optional[str] = None, seed: int = 0) -> Dict:
-    """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically."""
+def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
+           version: int = 1, command: Optional[str] = None, seed: int = 0, loaded=None, large=None) -> Dict:
+    """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically.
+    `loaded` = (model, state) instead of a checkpoint path (import-hf); `large` = onnx_large.GraphOptions."""
+    from . import onnx_large
+
     torch.set_num_threads(2)
-    model, state = load_model(ckpt)
+    model, state = loaded if loaded is not None else load_model(ckpt)
     icfg = ImagePreprocess(**state["image"])
     vcfg = VideoPreprocess(**state["video"])
     tok = TextTokenizer(tokenizer_model)
@@ -356,7 +359,9 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
     stage = tempfile.mkdtemp(prefix=".export-", dir=parent)
     work = tempfile.mkdtemp(prefix="reward-export-")
     try:
-        export_graphs(model, stage)
+        graphs = onnx_large.export_graphs(model, stage, large) if large else None
+        if not large:
+            export_graphs(model, stage)
         with open(os.path.join(stage, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(convert(tokenizer_model), f, ensure_ascii=False)
         rng = random.Random(seed)
@@ -418,13 +423,16 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
             raise ParityError(f"ONNX vs PyTorch score parity failed: max |diff| {worst:.3g} > {ATOL} (cases {bad})")
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
-        files = {n: _sha(os.path.join(stage, n)) for n in ("vision.onnx", "reward.onnx", "tokenizer.json", "golden.json")}
-        tr_path = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "train_result.json")
-        train_result = json.load(open(tr_path)) if os.path.exists(tr_path) else {}
+        extra = onnx_large.data_files(graphs) if graphs else []
+        files = {n: _sha(os.path.join(stage, n)) for n in ["vision.onnx", "reward.onnx", "tokenizer.json", "golden.json"] + extra}
+        tr_path = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "train_result.json") if ckpt else ""
+        train_result = state.get("train_result") or (json.load(open(tr_path)) if os.path.exists(tr_path) else {})
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
                        command or " ".join(["python3", "-m", "reward_trainer"] + sys.argv[1:]),
                        train_result.get("device", "cpu"))
         man["evaluation"]["parity"] = report
+        if graphs:
+            onnx_large.annotate(man, graphs, large)
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
             json.dump(man, f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -39,7 +39,11 @@ def validate_manifest(model_dir: str) -> Dict:
     for k in ("command", "git_commit", "device", "torch"):
         _need(m["producer"], k, str, "producer")
     for name in REQUIRED_FILES:
+        _need(m["files"], name, dict, "files")
+    for name in m["files"]:  # every listed file, external data included, is hashed
         f = _need(m["files"], name, dict, "files")
+        if os.path.basename(name) != name:
+            raise ManifestError(f"files.{name}: must be a plain file name in the model directory")
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             raise ManifestError(f"{name} listed but missing")
@@ -50,6 +54,7 @@ def validate_manifest(model_dir: str) -> Dict:
         if h.hexdigest() != _need(f, "sha256", str, f"files.{name}") or os.path.getsize(path) != _need(f, "bytes", int, f"files.{name}"):
             raise ManifestError(f"{name}: checksum or size mismatch")
     v, r = _need(m["graphs"], "vision", dict, "graphs"), _need(m["graphs"], "reward", dict, "graphs")
+    _check_large(m, v, r)
     if [i["name"] for i in v["inputs"]] != ["image"] or [o["name"] for o in v["outputs"]] != ["image_embeds"]:
         raise ManifestError("vision graph I/O names")
     if [i["name"] for i in r["inputs"]] != REWARD_IO or [o["name"] for o in r["outputs"]] != ["score"]:
@@ -96,3 +101,28 @@ def validate_manifest(model_dir: str) -> Dict:
     for k in ("pairs", "accuracy", "per_category", "length_bias"):
         _need(ho, k, None, "evaluation.heldout")
     return m
+
+
+DTYPES = ("float32", "float16")
+ATTENTION = ("eager", "com.microsoft.GroupQueryAttention", "com.microsoft.MultiHeadAttention")
+
+
+def _check_large(m: Dict, v: Dict, r: Dict) -> None:
+    """Optional fields of large-model exports (onnx_large.py); absent = float32, eager, no external data."""
+    dtype = m.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ManifestError(f"dtype must be one of {DTYPES}")
+    for gname, g in (("vision", v), ("reward", r)):
+        if g.get("dtype", dtype) != dtype:
+            raise ManifestError(f"graphs.{gname}.dtype must equal dtype")
+        if g.get("attention", "eager") not in ATTENTION:
+            raise ManifestError(f"graphs.{gname}.attention must be one of {ATTENTION}")
+        ext = g.get("external_data", [])
+        if not isinstance(ext, list):
+            raise ManifestError(f"graphs.{gname}.external_data must be a list")
+        for f in ext:
+            if f not in m["files"]:
+                raise ManifestError(f"graphs.{gname}.external_data {f!r} is not listed (and hashed) in files")
+        floats = [io["dtype"] for io in g["inputs"] + g["outputs"] if io["dtype"] in DTYPES]
+        if any(d != dtype for d in floats):
+            raise ManifestError(f"graphs.{gname}: float inputs/outputs must be {dtype}")

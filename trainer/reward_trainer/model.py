@@ -3,7 +3,8 @@
 Parameter names follow the published checkpoint (`model.tok_embeddings`, `model.layers.N.attention.wqkv`,
 `...Plora_A`, `vit.vision_tower.vision_model.*`, `vision_proj.0/2`, `plora_glb_GN`, `plora_sub_GN`, `v_head`)
 so the same code can later load the real weights. Eager attention, fp32 softmax, no fused kernels
-(exports to ONNX opset 17 and runs on torch 1.13 and 2.x).
+(exports to ONNX opset 17 and runs on torch 1.13 and 2.x). The exporter can swap attention for ONNX Runtime's
+fused operators (fused_attention.py); the eager code below is what PyTorch always runs.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused_attention
 from .config import ModelArgs, VisionArgs
 
 
@@ -46,6 +48,8 @@ class CLIPAttention(nn.Module):
         n, t, w = x.shape
         q = self.q_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
         k = self.k_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        if fused_attention.exporting("mha"):
+            return self.out_proj(fused_attention.mha(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads))
         v = self.v_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
         att = torch.softmax((q @ k.transpose(-1, -2)).float() / math.sqrt(self.hd), dim=-1).to(v.dtype)
         return self.out_proj((att @ v).transpose(1, 2).reshape(n, t, w))
@@ -174,6 +178,8 @@ class InternLM2Attention(nn.Module):
         q, k, v = self.split_qkv(self.wqkv(x, im_mask))
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if isinstance(bias, fused_attention.Lengths):  # ONNX export with the fused operator
+            return self.wo(fused_attention.gqa(q, k, v, bias, self.num_heads, self.num_kv), im_mask)
         # GQA: query head h uses kv group h // q_per_kv
         k = k.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
         v = v.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
@@ -319,10 +325,14 @@ class IXCRewardModel(nn.Module):
             freqs = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq
             emb = torch.cat([freqs, freqs], dim=-1)
             cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
-        if allowed is None:
+        cos, sin = cos.to(h.dtype), sin.to(h.dtype)  # as the published rotary cache (no-op in fp32)
+        if allowed is None and fused_attention.exporting("gqa"):
+            bias = fused_attention.lengths(attention_mask)  # causal + right padding inside the operator
+        elif allowed is None:
             causal = torch.ones(t, t, device=input_ids.device, dtype=torch.bool).tril()
             allowed = causal.unsqueeze(0) & (attention_mask > 0).unsqueeze(1)  # [b, t(q), t(k)]
-        bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
+        if allowed is not None:
+            bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
         plora_mask = im_mask.to(h.dtype)
         for layer in self.model.layers:
             h = layer(h, plora_mask, cos, sin, bias)
