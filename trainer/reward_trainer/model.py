@@ -19,6 +19,10 @@ from . import fused_attention
 from .config import ModelArgs, VisionArgs
 
 
+QUERY_CHUNK = 1024  # eager decoder attention in PyTorch: query rows per block above this length
+VIT_CROP_CHUNK = 4  # eager ViT attention in PyTorch: crops per block
+
+
 # ----------------------------------------------------------------------------------------------- vision
 class CLIPEmbeddings(nn.Module):
     def __init__(self, a: VisionArgs):
@@ -51,8 +55,16 @@ class CLIPAttention(nn.Module):
         if fused_attention.exporting("mha"):
             return self.out_proj(fused_attention.mha(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads))
         v = self.v_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        if n > VIT_CROP_CHUNK and not torch.onnx.is_in_onnx_export():  # bound the [n, heads, t, t] scores
+            o = torch.cat([self._attend(q[i:i + VIT_CROP_CHUNK], k[i:i + VIT_CROP_CHUNK], v[i:i + VIT_CROP_CHUNK])
+                           for i in range(0, n, VIT_CROP_CHUNK)])
+        else:
+            o = self._attend(q, k, v)
+        return self.out_proj(o.transpose(1, 2).reshape(n, t, w))
+
+    def _attend(self, q, k, v):
         att = torch.softmax((q @ k.transpose(-1, -2)).float() / math.sqrt(self.hd), dim=-1).to(v.dtype)
-        return self.out_proj((att @ v).transpose(1, 2).reshape(n, t, w))
+        return att @ v
 
 
 class CLIPMLP(nn.Module):
@@ -183,10 +195,21 @@ class InternLM2Attention(nn.Module):
         # GQA: query head h uses kv group h // q_per_kv
         k = k.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
         v = v.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
+        if t > QUERY_CHUNK and not torch.onnx.is_in_onnx_export():
+            # long inputs in PyTorch: query blocks, so [b, heads, QUERY_CHUNK, t] is the largest score tensor
+            # (each row's softmax is independent; same math as one block). The graph keeps one block.
+            o = torch.cat([self._attend(q[:, :, i:i + QUERY_CHUNK], k, v, bias[:, :, i:i + QUERY_CHUNK])
+                           for i in range(0, t, QUERY_CHUNK)], dim=2)
+        else:
+            o = self._attend(q, k, v, bias)
+        o = o.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)
+        return self.wo(o, im_mask)
+
+
+    def _attend(self, q, k, v, bias):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim) + bias
         att = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-        o = (att @ v).transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)
-        return self.wo(o, im_mask)
+        return att @ v
 
 
 class InternLM2MLP(nn.Module):

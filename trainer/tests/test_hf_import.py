@@ -241,3 +241,26 @@ def test_unknown_extra_tensor_and_dropped_buffers(tmp_path, small_cfg):
     ck = tmp_path / "ck"
     hf_synthetic.write(str(ck), small_cfg, single=True, mutate={"model.norm.weight": ("output.weight", [92544, 64])})
     _refused(tmp_path, ck, "missing (1): model.norm.weight", "unexpected (1): output.weight")
+
+
+def test_chunked_eager_attention_equals_one_block(monkeypatch):
+    """PyTorch's long-input path (query blocks / crop blocks) gives the one-block numbers."""
+    from reward_trainer import model as model_mod
+    from reward_trainer.config import VisionArgs
+
+    torch.manual_seed(0)
+    m = IXCRewardModel(ModelArgs(vocab_size=300, hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2,
+                                 intermediate_size=48, plora_rank=4, plora_alpha=4,
+                                 vision=VisionArgs(width=24, layers=1, heads=2, tile_size=28))).eval()
+    B, T = 2, 37
+    am = torch.ones(B, T, dtype=torch.long)
+    am[1, 20:] = 0
+    args = (torch.randint(0, 300, (B, T)), torch.randn(3, 32), torch.randint(0, 3, (B, T)),
+            (torch.rand(B, T) > 0.5).float(), am, torch.tensor([T - 1, 19]))
+    img = torch.randn(1, 3, 56, 84)
+    with torch.no_grad():
+        s1, v1 = m(*args), m.vision_forward(img)
+        monkeypatch.setattr(model_mod, "QUERY_CHUNK", 8)
+        monkeypatch.setattr(model_mod, "VIT_CROP_CHUNK", 2)
+        s2, v2 = m(*args), m.vision_forward(img)
+    assert torch.allclose(s1, s2, atol=1e-6) and torch.allclose(v1, v2, atol=1e-6)
