@@ -98,8 +98,6 @@ def _tensor(name: str, shape: List[int], gen: torch.Generator) -> torch.Tensor:
         return (1 + 0.1 * torch.randn(shape, generator=gen)).to(torch.bfloat16)
     fan_in = shape[-1] if len(shape) > 1 else 1
     std = 0.02 if len(shape) < 2 or "tok_embeddings" in name or "position_embedding" in name else fan_in ** -0.5
-    if name == "score.weight":
-        std = 1.0
     return (std * torch.randn(shape, generator=gen)).to(torch.bfloat16)
 
 
