@@ -82,12 +82,16 @@ def validate_manifest(model_dir: str) -> Dict:
     for name in REQUIRED_FILES:
         if name not in m["files"]:
             raise ManifestError(f"files.{name} missing")
+    for name in m["files"]:  # every listed file, external data included, is hashed
+        if os.path.basename(name) != name:
+            raise ManifestError(f"files.{name}: must be a plain file name in the model directory")
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             raise ManifestError(f"{name} listed but missing")
         if file_digest(path) != m["files"][name]:
             raise ManifestError(f"{name}: checksum or size mismatch")
     v, r = m["graphs"]["vision"], m["graphs"]["reward"]
+    _check_large(m, v, r)
     if [i["name"] for i in v["inputs"]] != ["image"] or [o["name"] for o in v["outputs"]] != ["image_embeds"]:
         raise ManifestError("vision graph I/O names")
     if [i["name"] for i in r["inputs"]] != [n for n, _, _ in REWARD_INPUTS] or [o["name"] for o in r["outputs"]] != ["score"]:
@@ -217,3 +221,28 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
                     | {"length_ratio": state["train_config"]["length_ratio"]},
         "evaluation": {"heldout": heldout or {"pairs": 0, "accuracy": 0.0, "per_category": {}, "length_bias": {}}},
     }
+
+
+DTYPES = ("float32", "float16")
+ATTENTION = ("eager", "com.microsoft.GroupQueryAttention", "com.microsoft.MultiHeadAttention")
+
+
+def _check_large(m: Dict, v: Dict, r: Dict) -> None:
+    """Optional fields of large-model exports (onnx_large.py); absent = float32, eager, no external data."""
+    dtype = m.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ManifestError(f"dtype must be one of {DTYPES}")
+    for gname, g in (("vision", v), ("reward", r)):
+        if g.get("dtype", dtype) != dtype:
+            raise ManifestError(f"graphs.{gname}.dtype must equal dtype")
+        if g.get("attention", "eager") not in ATTENTION:
+            raise ManifestError(f"graphs.{gname}.attention must be one of {ATTENTION}")
+        ext = g.get("external_data", [])
+        if not isinstance(ext, list):
+            raise ManifestError(f"graphs.{gname}.external_data must be a list")
+        for f in ext:
+            if f not in m["files"]:
+                raise ManifestError(f"graphs.{gname}.external_data {f!r} is not listed (and hashed) in files")
+        floats = [io["dtype"] for io in g["inputs"] + g["outputs"] if io["dtype"] in DTYPES]
+        if any(d != dtype for d in floats):
+            raise ManifestError(f"graphs.{gname}: float inputs/outputs must be {dtype}")
