@@ -12,6 +12,8 @@ type Outgoing<R> = R extends { id: number } ? Omit<R, 'id'> : never
 /** Starts the worker. Source runs through tsx: a loader passed with --import in execArgv is not active for
  *  a worker's entry module on Node 20, so a tiny bootstrap registers tsx inside the worker first. */
 export function spawnWorker(entry: URL, init: unknown): Worker {
+  // Compiled (dist/, `npm run build`): callers name the source file; its compiled sibling is what exists.
+  if (import.meta.url.endsWith('.js')) entry = new URL(entry.href.replace(/\.ts$/, '.js'))
   if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: init })
   const tsxApi = import.meta.resolve('tsx/esm/api')
   const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })`
@@ -32,6 +34,8 @@ export class WorkerEngine implements Engine {
   #dead: Error | null = null
 
   constructor(init: WorkerInit) {
+    // Before ORT's environment exists (see onnx.ts): no telemetry, no mat-debug-<pid>.log left in $TMPDIR.
+    process.env.ORT_DISABLE_TELEMETRY ??= '1'
     this.#worker = spawnWorker(new URL('./engine-worker.ts', import.meta.url), init)
     this.#worker.on('message', (msg: EngineResponse) => {
       const p = this.#pending.get(msg.id)
