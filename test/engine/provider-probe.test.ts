@@ -44,7 +44,7 @@ console.log(JSON.stringify(g.reward))
 await engine.close()
 `,
   )
-  const env = { ...process.env, TMPDIR: tmp }
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp }
   delete env.ORT_DISABLE_TELEMETRY
   const r = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 100_000 })
   t.equal(r.status, 0, r.stderr)
