@@ -180,6 +180,8 @@ t.test('the CPU image serves like npm start on the host', async (t) => {
   const next = entry.version + 1
   const staging = path.join(repo, entry.name, `.staging-${next}`)
   cpSync(path.join(repo, entry.name, String(entry.version)), staging, { recursive: true })
+  const manifest = path.join(staging, 'model.json')
+  writeFileSync(manifest, JSON.stringify({ ...JSON.parse(readFileSync(manifest, 'utf8')), version: next }, null, 2))
   spawnSync('chmod', ['-R', 'a+rX', staging])
   renameSync(staging, path.join(repo, entry.name, String(next)))
   const version = await until(`version ${next} to serve`, 90_000, async () => {
