@@ -237,6 +237,9 @@ t.test('docker stop under load: exit 0 within the grace period, no request lost'
   const stop = spawnSync(DOCKER, ['stop', '-t', String(GRACE_S), 'scorer'], { env, encoding: 'utf8', timeout: (GRACE_S + 30) * 1000 })
   const stopSeconds = (Date.now() - t0) / 1000
   await Promise.race([Promise.all(workers), sleep(30_000)])
+  const logs = spawnSync(DOCKER, ['logs', '--tail', '400', 'scorer'], { env, encoding: 'utf8', maxBuffer: 64 << 20 })
+  const notable = (logs.stdout + logs.stderr).split('\n').filter((l) => l && !/"msg":"(incoming request|request completed)"/.test(l) && !/"code":"shutting_down"|server is shutting down/.test(l))
+  t.comment(`container log after the stop (access lines left out):\n${notable.slice(-15).map((l) => l.slice(0, 300)).join('\n')}`)
   t.equal(stop.status, 0, 'docker stop returns')
   t.equal(docker('inspect', '-f', '{{.State.ExitCode}}', 'scorer'), '0', 'the service exits 0 (SIGTERM via tini, not SIGKILL)')
   t.ok(stopSeconds < GRACE_S, `stopped in ${stopSeconds.toFixed(1)} s (< ${GRACE_S} s grace)`)
