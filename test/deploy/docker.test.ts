@@ -50,7 +50,7 @@ for (const [file, d] of [['Dockerfile', MAIN], ['Dockerfile.models', MODELS]] as
 
   t.test(`${file}: base images are pinned to a tag`, async (t) => {
     for (const s of d.stages) {
-      if (d.stages.some((x) => x.name === s.from)) continue
+      if (s.from === 'scratch' || d.stages.some((x) => x.name === s.from)) continue
       t.match(s.from, /^[\w./-]+:[\w.-]+$/, `${s.from} has an explicit tag`)
       t.notMatch(s.from, /:latest$/)
     }
@@ -77,7 +77,7 @@ for (const target of ['cpu', 'cuda']) {
     const cfg = loadConfig(env)
     t.equal(Number(ins.find((i) => i.cmd === 'EXPOSE')?.args), cfg.port, 'EXPOSE = PORT')
     t.equal(cfg.modelsDir, '/models')
-    t.ok(copies(ins).includes('models /models'), 'default model baked at /models')
+    t.ok(copies(ins).includes('--from=app / /'), 'the app stage: dist/, package.json, openapi.yaml, health check, /models')
     // Read-only root filesystem: every writer is pointed at /tmp, which is a volume.
     t.equal(env.TMPDIR, '/tmp')
     t.equal(env.HOME, '/tmp')
@@ -86,25 +86,27 @@ for (const target of ['cpu', 'cuda']) {
     const hcCmd = jsonArgs(hc.args.slice(hc.args.indexOf('CMD') + 3).trim())
     t.equal(hcCmd[0], 'node')
     t.ok(existsSync(repoPath(hcCmd[1]!.replace(/^\/app\//, ''))), 'health-check script is in the repo')
-    t.ok(copies(ins).some((c) => c.includes('docker/healthcheck.mjs')), 'and copied into the image')
+    t.ok(copies(stage('app')).some((c) => c.includes('docker/healthcheck.mjs')), 'and copied into the image')
     t.same(jsonArgs(ins.find((i) => i.cmd === 'ENTRYPOINT')!.args), ['/usr/bin/tini', '--'], 'tini is PID 1 (SIGTERM forwarding, ffmpeg reaping)')
     // Compiled JavaScript, exactly what `npm run start:prod` runs; no tsx at run time.
     const cmd = jsonArgs(ins.find((i) => i.cmd === 'CMD')!.args)
     t.same(cmd, ['node', 'dist/server.js'])
     t.equal(JSON.parse(readRepo('package.json')).scripts['start:prod'], cmd.join(' '))
-    t.ok(copies(ins).includes('--from=build /app/dist ./dist'), 'dist/ comes from the build stage')
-    t.ok(copies(ins).includes('package.json openapi.yaml ./'), 'package.json ("type": "module") and the OpenAPI document')
+    const app = copies(stage('app'))
+    t.ok(app.includes('--from=build /app/dist /app/dist'), 'dist/ comes from the build stage')
+    t.ok(app.includes('package.json openapi.yaml /app/'), 'package.json ("type": "module") and the OpenAPI document')
+    t.ok(app.includes('models /models'), 'default model baked at /models')
   })
 }
 
 t.test('CPU and CUDA images share the node, deps and build stages', async (t) => {
   const cpu = copies(stage('cpu'))
   const cuda = copies(stage('cuda'))
-  for (const c of ['--from=node /usr/local/bin/node /usr/local/bin/node', '--from=build /app/dist ./dist']) {
+  for (const c of ['--from=node /usr/local/bin/node /usr/local/bin/node', '--from=app / /']) {
     t.ok(cpu.includes(c) && cuda.includes(c), c)
   }
-  t.ok(cpu.includes('--from=deps /app/node_modules ./node_modules'))
-  t.ok(cuda.includes('--from=deps-cuda /app/node_modules ./node_modules'))
+  t.ok(cpu.includes('--from=deps /app/node_modules /app/node_modules'))
+  t.ok(cuda.includes('--from=deps-cuda /app/node_modules /app/node_modules'))
   t.equal(MAIN.stages.find((s) => s.name === 'deps-cuda')!.from, 'deps', 'deps-cuda only adds to deps')
   t.equal(MAIN.stages.find((s) => s.name === 'cpu')!.from, 'cpu-os')
   t.equal(MAIN.stages.find((s) => s.name === 'cuda')!.from, 'cuda-os')
