@@ -231,7 +231,12 @@ t.test('docker stop under load: exit 0 within the grace period, no request lost'
   t.ok(outcomes.ok > 0, `load is flowing (${outcomes.ok} scored before the stop)`)
   stopping = true
   const t0 = Date.now()
-  const stop = spawnSync(DOCKER, ['stop', '-t', String(GRACE_S), 'scorer'], { env, encoding: 'utf8', timeout: (GRACE_S + 30) * 1000 })
+  // Not spawnSync: the load clients live in this process and must keep sending (and reading) while it stops; a
+  // blocked event loop would leave a half-sent request body that the server then waits for until the grace ends.
+  const stop = await new Promise<{ status: number | null }>((resolve) => {
+    const p = spawn(DOCKER, ['stop', '-t', String(GRACE_S), 'scorer'], { env, stdio: 'ignore' })
+    p.on('exit', (status) => resolve({ status }))
+  })
   const stopSeconds = (Date.now() - t0) / 1000
   await Promise.race([Promise.all(workers), sleep(30_000)])
   const logs = spawnSync(DOCKER, ['logs', '--tail', '400', 'scorer'], { env, encoding: 'utf8', maxBuffer: 64 << 20 })
