@@ -79,6 +79,9 @@ t.test('compose: server, Prometheus and Grafana wired together', async (t) => {
   const s = compose.services.server
   t.ok(existsSync(repoPath('docker', s.build.context, s.build.dockerfile)), 'server Dockerfile exists')
   t.ok(existsSync(repoPath('docker', s.build.context, composeGpu.services.server.build.dockerfile)), 'GPU Dockerfile exists')
+  const stages = parseDockerfile(readRepo('docker', s.build.context, s.build.dockerfile)).stages.map((x) => x.name)
+  t.ok(stages.includes(s.build.target), `build target ${s.build.target} is a stage`)
+  t.ok(stages.includes(composeGpu.services.server.build.target), `GPU build target ${composeGpu.services.server.build.target} is a stage`)
   t.same(composeGpu.services.server.deploy.resources.reservations.devices[0].capabilities, ['gpu'])
   // Every bind mount's source exists (paths are relative to docker/).
   for (const [name, svc] of Object.entries<any>(compose.services)) {
@@ -91,7 +94,7 @@ t.test('compose: server, Prometheus and Grafana wired together', async (t) => {
   // Hardened like the Kubernetes pod: read-only root, writable /tmp, the image's non-root user, no capabilities.
   t.equal(s.read_only, true)
   t.ok(s.tmpfs.some((x: string) => x.startsWith('/tmp')))
-  const user = parseDockerfile(readRepo('docker/Dockerfile.cpu')).instructions.filter((i) => i.cmd === 'USER').at(-1)!.args
+  const user = parseDockerfile(readRepo('docker/Dockerfile')).instructions.filter((i) => i.cmd === 'USER').at(-1)!.args
   t.equal(s.user, user)
   t.same(s.cap_drop, ['ALL'])
   // Config: only keys src/config.ts reads, and it parses (compose `${VAR:-}` defaults are empty = unset).
@@ -116,6 +119,18 @@ t.test('Prometheus config and rules pass promtool; the scrape target is the serv
   writeFileSync(local, YAML.stringify({ ...prom, rule_files: [repoPath('docker/prometheus/alerts.yml')] }))
   t.match(promtool(['check', 'config', local]), /SUCCESS/)
   t.match(promtool(['check', 'rules', repoPath('docker/prometheus/alerts.yml')]), /SUCCESS: 5 rules found/)
+})
+
+t.test('the real /metrics exposition passes promtool check metrics', async (t) => {
+  // promtool's linter: naming conventions, units, HELP text; it exits non-zero on a problem.
+  let out = ''
+  try {
+    out = execFileSync('promtool', ['check', 'metrics'], { input: scrape, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 })
+  } catch (e: any) {
+    t.fail(`promtool check metrics:\n${e.stdout}${e.stderr}`)
+  }
+  t.equal(out.trim(), '', 'no lint findings')
+  t.throws(() => execFileSync('promtool', ['check', 'metrics'], { input: '# TYPE bad_total counter\nbad_total{a="1"} x\n', stdio: 'pipe' }), 'a broken exposition is caught')
 })
 
 t.test('alerts fire on their conditions (promtool test rules)', async (t) => {
