@@ -78,8 +78,13 @@ export class ScoringService {
       for (let i = 0; i < rows.length; i += piece) {
         const slice = rowGroups.slice(i, i + piece)
         const t1 = performance.now()
-        const fresh = [...new Set(slice.flat())].filter((g) => !resolved.has(g.segs))
-        fresh.forEach((g) => resolved.add(g.segs))
+        // Each distinct segment list once (rows sharing a prompt share its segments): one vision run per item.
+        const fresh: Array<{ segs: Segment[]; n: number }> = []
+        for (const g of slice.flat()) {
+          if (resolved.has(g.segs)) continue
+          resolved.add(g.segs)
+          fresh.push(g)
+        }
         await this.#resolveMedia(model, fresh, opts)
         const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
         preprocessMs += performance.now() - t1
