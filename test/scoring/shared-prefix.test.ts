@@ -1,0 +1,92 @@
+// Shared-prompt scoring on the real default model: rows that share a prompt go through reward_packed.onnx as one
+// packed row; their scores must equal scoring each conversation alone through reward.onnx (1e-4), for text and
+// image prompts, on /v1/rank, /v1/compare, /v1/score and a GRPO-shaped /get_reward.
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { buildApp } from '../../src/app.ts'
+import type { Message } from '../../src/conversation/types.ts'
+import { testConfig } from '../helpers/build-app.ts'
+import { MODELS_DIR, REPO_ROOT, realModelDir } from '../helpers/real-model.ts'
+
+const entry = await realModelDir()
+const app = buildApp(testConfig({ MODELS_DIR, MAX_BATCH_TOKENS: '16384' }))
+await app.ready()
+t.teardown(() => app.close())
+
+const image = readFileSync(path.join(REPO_ROOT, '../shared/fixtures/images/real/imagereward-2.webp')).toString('base64')
+const textPrompt: Message[] = [
+  { role: 'system', content: 'You are a careful assistant. Answer briefly and correctly.' },
+  { role: 'user', content: 'How many legs does a spider have, and how many does an insect have? Explain the difference.' },
+]
+const imagePrompt: Message[] = [{ role: 'user', content: [{ type: 'image', data: image }, { type: 'text', text: 'What is shown in this picture?' }] }]
+const answers = [
+  'A spider has eight legs; an insect has six.',
+  'Spiders: 8. Insects: 6. Spiders are arachnids.',
+  'Both have six legs.',
+  'Eight and six.',
+  'An insect has six legs in three pairs, one pair on each thoracic segment; a spider, an arachnid, has eight.',
+  'I do not know.',
+]
+
+async function post(url: string, payload: object) {
+  const res = await app.inject({ method: 'POST', url, payload })
+  if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`)
+  return res.json()
+}
+
+/** Each conversation in a request of its own: one row, reward.onnx. */
+async function alone(prompt: Message[], responses: string[]): Promise<number[]> {
+  const out: number[] = []
+  for (const r of responses) out.push((await post('/v1/score', { model: entry.name, items: [{ messages: [...prompt, { role: 'assistant', content: r }] }] })).scores[0])
+  return out
+}
+
+async function packedRuns(): Promise<number> {
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const m = /scorer_inference_seconds_count\{graph="reward_packed"\} (\d+)/.exec(text)
+  return m ? Number(m[1]) : 0
+}
+
+function close(t: { equal(a: unknown, b: unknown): void; ok(v: boolean, m: string): void }, got: number[], want: number[], what: string) {
+  t.equal(got.length, want.length)
+  const worst = Math.max(...got.map((g, i) => Math.abs(g - want[i]!)))
+  t.ok(worst <= 1e-4, `${what}: max |packed - alone| = ${worst}`)
+}
+
+t.test('the default model has the packed graph', async (t) => {
+  t.ok(app.models.resolve(entry.name).graphs.rewardPacked, 'reward_packed.onnx loaded')
+})
+
+for (const [kind, prompt] of [['text', textPrompt], ['image', imagePrompt]] as const) {
+  t.test(`/v1/rank, ${kind} prompt: packed scores equal separate rows`, async (t) => {
+    const before = await packedRuns()
+    const rank = await post('/v1/rank', { model: entry.name, prompt, candidates: answers })
+    t.ok((await packedRuns()) > before, 'ran through reward_packed.onnx')
+    close(t, rank.scores, await alone(prompt, answers), `rank ${kind}`)
+  })
+}
+
+t.test('/v1/compare and /v1/score items that share a prompt', async (t) => {
+  const before = await packedRuns()
+  const cmp = await post('/v1/compare', { model: entry.name, prompt: imagePrompt, responses: [answers[0], answers[2]] })
+  const mid = await packedRuns()
+  t.ok(mid > before, 'compare packed')
+  const want = await alone(imagePrompt, [answers[0]!, answers[2]!])
+  close(t, cmp.scores, want, 'compare')
+  const items = answers.map((a) => ({ messages: [...textPrompt, { role: 'assistant', content: a }] }))
+  const sc = await post('/v1/score', { model: entry.name, items })
+  t.ok((await packedRuns()) > mid, '/v1/score items packed')
+  close(t, sc.scores, await alone(textPrompt, answers), 'score items')
+})
+
+t.test('GRPO-shaped /get_reward: repeated prompts detected and packed', async (t) => {
+  const prompts = ['What is 7 times 8?', 'Name a primary colour.', 'Spell "cat" backwards.']
+  const messages = prompts.flatMap((p) => answers.slice(0, 4).map((a) => [{ role: 'user', content: p }, { role: 'assistant', content: a }]))
+  const before = await packedRuns()
+  const res = await post('/get_reward', { messages })
+  t.ok((await packedRuns()) > before, 'ran through reward_packed.onnx')
+  const want: number[] = []
+  for (const p of prompts) want.push(...(await alone([{ role: 'user', content: p }], answers.slice(0, 4))))
+  close(t, res.extra_logs.raw_reward, want, 'get_reward')
+})
