@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../src/app.ts'
+import { groupAdvantages } from '../../src/rlhf/group-advantage.ts'
 import type { Message } from '../../src/conversation/types.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { MODELS_DIR, REPO_ROOT, realModelDir } from '../helpers/real-model.ts'
@@ -89,4 +90,29 @@ t.test('GRPO-shaped /get_reward: repeated prompts detected and packed', async (t
   const want: number[] = []
   for (const p of prompts) want.push(...(await alone([{ role: 'user', content: p }], answers.slice(0, 4))))
   close(t, res.extra_logs.raw_reward, want, 'get_reward')
+  // GRPO advantages: body group (shaped = the returned rewards) and OpenRLHF's URL form (raw)
+  const groups = prompts.flatMap((_, g) => [g, g, g, g])
+  const adv = await post('/get_reward', { messages, group: { size: 4 } })
+  const exp = groupAdvantages(adv.rewards, groups, 1e-4)
+  t.same(adv.advantages.grpo, exp.grpo)
+  t.same(adv.extra_logs.advantage, exp.grpo)
+  t.same(adv.extra_logs.advantage_dr_grpo, exp.dr_grpo)
+  t.match(adv.advantages, { on: 'shaped', epsilon: 1e-4, size: 4 })
+  const viaUrl = (await app.inject({ method: 'POST', url: '/get_reward?group_size=4&advantage_on=raw', payload: { messages } })).json()
+  t.same(viaUrl.advantages.grpo, groupAdvantages(viaUrl.extra_logs.raw_reward, groups, 1e-4).grpo)
+  t.equal(viaUrl.advantages.on, 'raw')
+  const bad = await app.inject({ method: 'POST', url: '/get_reward', payload: { messages, group: { size: 5 } } })
+  t.equal(bad.statusCode, 422, bad.body)
+  t.equal(bad.json().error.code, 'invalid_request')
+})
+
+t.test('/v1/rank group advantages (ids, normalized)', async (t) => {
+  const ids = ['a', 'b', 'a', 'b', 'a', 'b']
+  const rank = await post('/v1/rank', { model: entry.name, prompt: textPrompt, candidates: answers, normalize: true, group: { ids, on: 'normalized', epsilon: 0 } })
+  const exp = groupAdvantages(rank.normalized_scores, [0, 1, 0, 1, 0, 1], 0)
+  t.same(rank.advantages.grpo, exp.grpo)
+  t.same(rank.advantages.dr_grpo, exp.dr_grpo)
+  t.same(rank.advantages.ids, ids)
+  const bad = await app.inject({ method: 'POST', url: '/v1/rank', payload: { prompt: textPrompt, candidates: answers, group: { size: 4 } } })
+  t.equal(bad.statusCode, 422, bad.body)
 })

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { ContentSchema, ConversationSchema, ModelFieldSchema, PromptSchema } from './common.ts'
 import { LengthControlSchema } from '../../rlhf/length-control.ts'
+import { GroupSchema } from '../../rlhf/group-advantage.ts'
 
 export const ScoreRequestSchema = z.object({
   model: ModelFieldSchema,
@@ -31,5 +32,7 @@ export const RankRequestSchema = z.object({
   normalize: z.boolean().default(false),
   /** Optional length-controlled pick (src/rlhf/length-control.ts), reported next to the plain best. */
   length_control: LengthControlSchema.optional(),
+  /** GRPO group advantages over the candidates (src/rlhf/group-advantage.ts); `on`: raw (default) | normalized */
+  group: GroupSchema.optional(),
 })
 export type RankRequest = z.infer<typeof RankRequestSchema>
