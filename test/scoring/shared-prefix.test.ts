@@ -116,3 +116,25 @@ t.test('/v1/rank group advantages (ids, normalized)', async (t) => {
   const bad = await app.inject({ method: 'POST', url: '/v1/rank', payload: { prompt: textPrompt, candidates: answers, group: { size: 4 } } })
   t.equal(bad.statusCode, 422, bad.body)
 })
+
+for (const [kind, prompt] of [['text', textPrompt], ['image', imagePrompt]] as const) {
+  t.test(`/v1/score steps, ${kind} prompt: one pass equals K separate calls on the prefixes`, async (t) => {
+    const steps = ['First, count the legs of a spider: eight.', 'Next, an insect: six.', 'So the spider has two more.', 'Done.']
+    const response = steps.join('\n\n')
+    const before = await packedRuns()
+    const bySep = await post('/v1/score', { model: entry.name, items: [{ messages: [...prompt, { role: 'assistant', content: response }], steps: { separator: '\n\n' } }] })
+    t.ok((await packedRuns()) === before + 1, 'one packed run')
+    const prefixes = steps.map((_, k) => steps.slice(0, k + 1).join('\n\n'))
+    const want = await alone(prompt, prefixes)
+    close(t, bySep.results[0].step_scores, want, `steps ${kind} (separator)`)
+    t.equal(bySep.results[0].score, bySep.results[0].step_scores[3], 'score = the whole response')
+    const listed = steps.map((s, k) => (k < steps.length - 1 ? `${s}\n\n` : s))
+    const byList = await post('/v1/score', { model: entry.name, items: [{ messages: [...prompt, { role: 'assistant', content: 'ignored' }], steps: listed }] })
+    close(t, byList.results[0].step_scores, want, `steps ${kind} (list)`)
+  })
+}
+
+t.test('steps: the last message must be the response', async (t) => {
+  const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: textPrompt, steps: { separator: '\n' } }] } })
+  t.equal(res.statusCode, 422, res.body)
+})

@@ -3,9 +3,19 @@ import { ContentSchema, ConversationSchema, ModelFieldSchema, PromptSchema } fro
 import { LengthControlSchema } from '../../rlhf/length-control.ts'
 import { GroupSchema } from '../../rlhf/group-advantage.ts'
 
+/** Step-level rewards: the reward the model gives if the response (the last, assistant message) ended after each
+ *  step. A list: the steps, whose concatenation is the response (the message's own content is replaced); or a
+ *  separator that splits the message's text. At most MAX_STEPS steps. */
+export const MAX_STEPS = 256
+export const StepsSchema = z.union([
+  z.array(z.string()).min(1).max(MAX_STEPS),
+  z.object({ separator: z.string().min(1) }).strict(),
+])
+export type StepsSpec = z.infer<typeof StepsSchema>
+
 export const ScoreRequestSchema = z.object({
   model: ModelFieldSchema,
-  items: z.array(z.object({ messages: ConversationSchema })).min(1),
+  items: z.array(z.object({ messages: ConversationSchema, steps: StepsSchema.optional() })).min(1),
   normalize: z.boolean().default(false),
 })
 export type ScoreRequest = z.infer<typeof ScoreRequestSchema>
