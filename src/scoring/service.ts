@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics/metrics.ts'
 import type { ModelVersion } from '../models/model-version.ts'
 import type { MediaResolver } from '../preprocess/media/types.ts'
 import type { Batcher, JobResult } from '../scheduler/batcher.ts'
-import { clusterByPrefix, shareRows } from '../scheduler/pack-shared.ts'
+import { clusterByPrefix, packedLength, shareRows } from '../scheduler/pack-shared.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
 
 /** Image and video parts of a message group (the published hd_num rule and placement count both). */
@@ -117,10 +117,18 @@ export class ScoringService {
     const packable = model.graphs.rewardPacked !== undefined && engine.runRewardPacked !== undefined && opts.packed !== false
     const groups = packable && rows.length > 1 ? clusterByPrefix(rows, MIN_SHARED, MAX_BRANCHES) : []
     const grouped = new Set(groups.flat())
-    const tasks: Array<Promise<void>> = groups.map(async (g) => {
-      const r = await batcher.submitPacked(model, shareRows(g.map((i) => rows[i]!)), opts.deadline, opts.signal)
-      g.forEach((i, k) => (out[i] = { ...r, score: r.scores[k]! }))
-    })
+    const tasks: Array<Promise<void>> = []
+    for (const g of groups) {
+      const p = shareRows(g.map((i) => rows[i]!))
+      // rows truncated on the left share little: a packed row that is not cheaper than its rows is not sent
+      if (packedLength(p) >= g.reduce((n, i) => n + rows[i]!.ids.length, 0)) {
+        g.forEach((i) => grouped.delete(i))
+        continue
+      }
+      tasks.push(
+        batcher.submitPacked(model, p, opts.deadline, opts.signal).then((r) => g.forEach((i, k) => (out[i] = { ...r, score: r.scores[k]! }))),
+      )
+    }
     rows.forEach((row, i) => {
       if (!grouped.has(i)) tasks.push(batcher.submit(model, row, opts.deadline, opts.signal).then((r) => void (out[i] = r)))
     })

@@ -232,13 +232,15 @@ class InternLM2Attention(nn.Module):
         nb, L = br.to_self.shape[2], br.to_self.shape[-1]
         kt, vt = k[:, :, :P], v[:, :, :P]
         ot = self._attend(q[:, :, :P], kt, vt, br.trunk)
-        qb = q[:, :, P:].reshape(b, heads, nb, L, d)
+        qf = q[:, :, P:]  # [b, heads, nb·L, d]: against the trunk as one matrix (no broadcast over branches)
+        qb = qf.reshape(b, heads, nb, L, d)
         kb = k[:, :, P:].reshape(b, heads, nb, L, d)
         vb = v[:, :, P:].reshape(b, heads, nb, L, d)
-        s_trunk = (qb @ kt.unsqueeze(2).transpose(-1, -2)) / math.sqrt(self.head_dim) + br.to_trunk
+        s_trunk = (qf @ kt.transpose(-1, -2)).reshape(b, heads, nb, L, P) / math.sqrt(self.head_dim) + br.to_trunk
         s_self = (qb @ kb.transpose(-1, -2)) / math.sqrt(self.head_dim) + br.to_self
         att = torch.softmax(torch.cat([s_trunk, s_self], dim=-1).float(), dim=-1).to(v.dtype)
-        ob = att[..., :P] @ vt.unsqueeze(2) + att[..., P:] @ vb  # [b, heads, nb, L, d]
+        a_trunk = att[..., :P].reshape(b, heads, nb * L, P)
+        ob = (a_trunk @ vt).reshape(b, heads, nb, L, d) + att[..., P:] @ vb  # [b, heads, nb, L, d]
         return torch.cat([ot, ob.reshape(b, heads, nb * L, d)], dim=2)
 
 
