@@ -4,6 +4,7 @@
 // as None). Other 4xx/5xx are thrown at once as RewardServiceError with the service's error code.
 import type { z } from 'zod'
 import type { GetRewardRequestSchema } from '../http/schemas/get-reward.ts'
+import type { Message } from '../conversation/types.ts'
 import type { RewardShaping } from '../rlhf/reward-shaping.ts'
 import { DEFAULT_RETRY_POLICY, RETRYABLE_STATUS, parseRetryAfter, retryDelayMs, type RetryPolicy } from './retry.ts'
 
@@ -15,12 +16,29 @@ export type RewardShapingOptions = Partial<RewardShaping>
 /** OpenRLHF's payload ({query, prompts, labels}) or the native {messages} form, as the route validates it. */
 export type GetRewardRequest = z.input<typeof GetRewardRequestSchema>
 
+/** `advantages` of /get_reward and /v1/rank when the request has `group` (GRPO and Dr. GRPO per sample). */
+export interface GroupAdvantages {
+  on: 'raw' | 'shaped' | 'normalized'
+  epsilon: number
+  size?: number
+  ids?: Array<string | number>
+  group: number[]
+  grpo: number[]
+  dr_grpo: number[]
+  group_mean: number[]
+  group_std: number[]
+}
+
 export interface GetRewardResponse {
   rewards: number[]
   scores: number[]
   extra_logs: Record<string, number[]>
+  advantages?: GroupAdvantages
   [key: string]: unknown
 }
+
+/** Step-level rewards: the response's steps, or a separator that splits it (`/v1/score` items' `steps`). */
+export type StepsOption = string[] | { separator: string }
 
 /** Request/response bodies of /v1/score, /v1/compare and /v1/rank are the service's (see openapi.yaml); the
  *  client passes them through, typed loosely so it does not pin every optional field. */
@@ -69,6 +87,13 @@ export class RewardClient {
 
   score(body: JsonObject, signal?: AbortSignal): Promise<JsonObject> {
     return this.request('POST', '/v1/score', body, signal)
+  }
+
+  /** The reward after each step of the conversation's response (its last message), from one packed pass. */
+  async stepScores(messages: Message[], steps: StepsOption, opts: { model?: string; signal?: AbortSignal } = {}): Promise<number[]> {
+    const body: JsonObject = { items: [{ messages, steps }], ...(opts.model ? { model: opts.model } : {}) }
+    const res = (await this.request('POST', '/v1/score', body, opts.signal)) as { results: Array<{ step_scores: number[] }> }
+    return res.results[0]!.step_scores
   }
 
   compare(body: JsonObject, signal?: AbortSignal): Promise<JsonObject> {

@@ -3,7 +3,7 @@
 // worker dies every pending call is rejected and health() turns false (readiness follows).
 import type { Worker } from 'node:worker_threads'
 import { spawnWorker } from '../util/worker.ts'
-import type { Engine, LoadedGraph, ModelFiles, RewardFeeds, RewardOutput, VisionOutput } from './types.ts'
+import type { Engine, LoadedGraphs, ModelFiles, PackedRewardFeeds, RewardFeeds, RewardOutput, VisionOutput } from './types.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void }
@@ -53,7 +53,7 @@ export class WorkerEngine implements Engine {
   }
 
   load(key: string, files: ModelFiles) {
-    return this.#call<{ reward: LoadedGraph; vision: LoadedGraph }>({ op: 'load', key, files })
+    return this.#call<LoadedGraphs>({ op: 'load', key, files })
   }
 
   unload(key: string) {
@@ -71,6 +71,13 @@ export class WorkerEngine implements Engine {
       feeds.readoutIndex.buffer,
     ] as ArrayBuffer[]
     return this.#call<RewardOutput>({ op: 'reward', key, feeds }, [...new Set(transfer)])
+  }
+
+  /** The feeds' buffers are transferred to the worker. */
+  runRewardPacked(key: string, feeds: PackedRewardFeeds) {
+    const f = feeds
+    const transfer = [f.inputIds, f.imageEmbeds, f.imagePositions, f.imMask, f.attentionMask, f.branchStart, f.branchMask, f.readoutIndex]
+    return this.#call<RewardOutput>({ op: 'rewardPacked', key, feeds }, [...new Set(transfer.map((a) => a.buffer as ArrayBuffer))])
   }
 
   /** `image`'s buffer is transferred to the worker. */

@@ -2,11 +2,16 @@
 // they run on, so they happen here and the event loop stays free for HTTP, health checks and batching.
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
-import { createSession, runReward, runVision, type CreatedSession } from './onnx.ts'
+import { createSession, runReward, runRewardPacked, runVision, type CreatedSession } from './onnx.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
 
 const init = workerData as WorkerInit
-const models = new Map<string, { reward: CreatedSession; vision: CreatedSession }>()
+type Sessions = { reward: CreatedSession; vision: CreatedSession; rewardPacked?: CreatedSession }
+const models = new Map<string, Sessions>()
+
+function release(m: Sessions) {
+  return Promise.all([m.reward, m.vision, m.rewardPacked].map((s) => s?.session.release()))
+}
 
 function describe(s: CreatedSession) {
   return {
@@ -28,21 +33,29 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
     case 'load': {
       const reward = await createSession(req.files.reward, init)
       let vision: CreatedSession
+      let rewardPacked: CreatedSession | undefined
       try {
         vision = await createSession(req.files.vision, init)
+        try {
+          if (req.files.rewardPacked) rewardPacked = await createSession(req.files.rewardPacked, init)
+        } catch (err) {
+          await vision.session.release()
+          throw err
+        }
       } catch (err) {
         await reward.session.release()
         throw err
       }
       const old = models.get(req.key)
-      models.set(req.key, { reward, vision })
-      if (old) await Promise.all([old.reward.session.release(), old.vision.session.release()])
-      return { result: { reward: describe(reward), vision: describe(vision) }, transfer: [] }
+      models.set(req.key, { reward, vision, rewardPacked })
+      if (old) await release(old)
+      const result = { reward: describe(reward), vision: describe(vision), ...(rewardPacked ? { rewardPacked: describe(rewardPacked) } : {}) }
+      return { result, transfer: [] }
     }
     case 'unload': {
       const m = models.get(req.key)
       models.delete(req.key)
-      if (m) await Promise.all([m.reward.session.release(), m.vision.session.release()])
+      if (m) await release(m)
       return { result: true, transfer: [] }
     }
     case 'reward': {
@@ -50,6 +63,15 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
       const scores = await runReward(sessionsOf(req.key).reward.session, req.feeds)
       const inferenceMs = performance.now() - t0
       // Copy into an owned buffer: ORT output tensors may view native memory that cannot be transferred.
+      const owned = new Float32Array(scores)
+      return { result: { scores: owned, inferenceMs }, transfer: [owned.buffer as ArrayBuffer] }
+    }
+    case 'rewardPacked': {
+      const s = sessionsOf(req.key).rewardPacked
+      if (!s) throw new Error(`model ${req.key} has no packed reward graph (this is a bug)`)
+      const t0 = performance.now()
+      const scores = await runRewardPacked(s.session, req.feeds)
+      const inferenceMs = performance.now() - t0
       const owned = new Float32Array(scores)
       return { result: { scores: owned, inferenceMs }, transfer: [owned.buffer as ArrayBuffer] }
     }

@@ -5,7 +5,7 @@ import ort from 'onnxruntime-node'
 import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import type { ProviderFallback, RewardFeeds } from './types.ts'
+import type { PackedRewardFeeds, ProviderFallback, RewardFeeds } from './types.ts'
 
 // onnxruntime-node ≥ 1.29 starts Microsoft's 1DS telemetry when it creates its environment (first session):
 // an HTTPS uploader, plus an empty `$TMPDIR/mat-debug-<pid>.log` (its trace file) and a `.ses` file left
@@ -112,6 +112,25 @@ export async function runReward(session: ort.InferenceSession, f: RewardFeeds): 
   const score = out.score
   if (!score || score.type !== 'float32' || score.dims.length !== 1 || score.dims[0] !== f.rows) {
     throw new Error(`reward.onnx returned ${score ? `${score.type}${JSON.stringify(score.dims)}` : 'no score'}`)
+  }
+  return score.data as Float32Array
+}
+
+export async function runRewardPacked(session: ort.InferenceSession, f: PackedRewardFeeds): Promise<Float32Array> {
+  const bt = [f.rows, f.seqLen]
+  const out = await session.run({
+    input_ids: new ort.Tensor('int64', f.inputIds, bt),
+    image_embeds: new ort.Tensor('float32', f.imageEmbeds, [f.embedRows, f.dim]),
+    image_positions: new ort.Tensor('int64', f.imagePositions, bt),
+    im_mask: new ort.Tensor('float32', f.imMask, bt),
+    attention_mask: new ort.Tensor('int64', f.attentionMask, [f.rows, f.trunkLen]),
+    branch_start: new ort.Tensor('int64', f.branchStart, [f.rows, f.branches]),
+    branch_mask: new ort.Tensor('int64', f.branchMask, [f.rows, f.branches, f.branchLen]),
+    readout_index: new ort.Tensor('int64', f.readoutIndex, [f.rows, f.branches]),
+  })
+  const score = out.score
+  if (!score || score.type !== 'float32' || score.dims.length !== 2 || score.dims[0] !== f.rows || score.dims[1] !== f.branches) {
+    throw new Error(`reward_packed.onnx returned ${score ? `${score.type}${JSON.stringify(score.dims)}` : 'no score'}`)
   }
   return score.data as Float32Array
 }

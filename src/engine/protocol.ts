@@ -1,6 +1,6 @@
 // Messages between engine-client.ts (main thread) and engine-worker.ts. Typed-array buffers are moved with
 // transfer lists, never copied through structured clone.
-import type { ModelFiles, RewardFeeds } from './types.ts'
+import type { ModelFiles, PackedRewardFeeds, RewardFeeds } from './types.ts'
 
 export interface WorkerInit {
   providers: readonly string[]
@@ -12,6 +12,7 @@ export type EngineRequest =
   | { id: number; op: 'load'; key: string; files: ModelFiles }
   | { id: number; op: 'unload'; key: string }
   | { id: number; op: 'reward'; key: string; feeds: RewardFeeds }
+  | { id: number; op: 'rewardPacked'; key: string; feeds: PackedRewardFeeds }
   | { id: number; op: 'vision'; key: string; image: Float32Array; height: number; width: number }
 
 export type EngineResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; message: string }

@@ -17,6 +17,31 @@ export interface RewardFeeds {
   readoutIndex: BigInt64Array
 }
 
+/** The reward_packed.onnx feeds (graph version 2, models/README.md): per row a trunk of `trunkLen` positions and
+ *  `branches` branches of `branchLen` positions, laid out one after the other in [rows, seqLen] arrays (seqLen =
+ *  trunkLen + branches·branchLen); one readout per branch. */
+export interface PackedRewardFeeds {
+  rows: number
+  seqLen: number
+  trunkLen: number
+  branches: number
+  branchLen: number
+  inputIds: BigInt64Array
+  imageEmbeds: Float32Array
+  embedRows: number
+  dim: number
+  imagePositions: BigInt64Array
+  imMask: Float32Array
+  /** [rows, trunkLen] */
+  attentionMask: BigInt64Array
+  /** [rows, branches]: trunk positions the branch sees (and its first position id) */
+  branchStart: BigInt64Array
+  /** [rows, branches, branchLen] */
+  branchMask: BigInt64Array
+  /** [rows, branches]: positions in seqLen */
+  readoutIndex: BigInt64Array
+}
+
 export interface RewardOutput {
   scores: Float32Array
   /** Wall time of the native run, measured where it happens. */
@@ -46,13 +71,23 @@ export interface LoadedGraph {
 export interface ModelFiles {
   reward: string
   vision: string
+  /** reward_packed.onnx, when the manifest has graph version 2 */
+  rewardPacked?: string
+}
+
+export interface LoadedGraphs {
+  reward: LoadedGraph
+  vision: LoadedGraph
+  rewardPacked?: LoadedGraph
 }
 
 export interface Engine {
   /** Creates the sessions of one model version under `key`; rejects if no execution provider initialises. */
-  load(key: string, files: ModelFiles): Promise<{ reward: LoadedGraph; vision: LoadedGraph }>
+  load(key: string, files: ModelFiles): Promise<LoadedGraphs>
   unload(key: string): Promise<void>
   runReward(key: string, feeds: RewardFeeds): Promise<RewardOutput>
+  /** reward_packed.onnx: scores [rows, branches] row-major. Absent in engines without the packed graph. */
+  runRewardPacked?(key: string, feeds: PackedRewardFeeds): Promise<RewardOutput>
   /** One HD-transformed image `[1, 3, height, width]` through vision.onnx. */
   runVision(key: string, image: Float32Array, height: number, width: number): Promise<VisionOutput>
   health(): Promise<boolean>

@@ -9,9 +9,10 @@ import { ConversationEncoder } from '../conversation/encode.ts'
 import type { Engine, LoadedGraph } from '../engine/types.ts'
 import { issuesText } from '../errors.ts'
 import { packRewardBatch } from '../scheduler/pack.ts'
+import { packPackedBatch, shareRows } from '../scheduler/pack-shared.ts'
 import { imageTokenCount } from '../preprocess/image/hd-transform.ts'
 import { HfTextTokenizer } from '../preprocess/text/tokenize.ts'
-import { ModelManifestSchema, REWARD_INPUTS, REWARD_OUTPUT, VISION_INPUT, VISION_OUTPUT, type ModelManifest } from './manifest.ts'
+import { ModelManifestSchema, REWARD_INPUTS, REWARD_PACKED_INPUTS, REWARD_OUTPUT, VISION_INPUT, VISION_OUTPUT, type ModelManifest } from './manifest.ts'
 import { autoBatchTokens, modelKey, type ModelVersion } from './model-version.ts'
 import type { ModelRegistry } from './registry.ts'
 
@@ -49,7 +50,7 @@ function checkNames(graph: string, side: string, want: string[], got: string[]):
 }
 
 async function verifyFiles(dir: string, m: ModelManifest): Promise<void> {
-  const needed = [m.graphs.reward.file, m.graphs.vision.file, m.tokenizer.file]
+  const needed = [m.graphs.reward.file, m.graphs.vision.file, m.tokenizer.file, ...(m.graphs.reward_packed ? [m.graphs.reward_packed.file] : [])]
   for (const f of needed) if (!m.files[f]) throw new Error(`manifest.files has no entry for ${f}`)
   for (const [f, want] of Object.entries(m.files)) {
     const file = path.join(dir, f)
@@ -65,14 +66,24 @@ async function verifyFiles(dir: string, m: ModelManifest): Promise<void> {
 function checkManifestGraphs(m: ModelManifest): void {
   checkNames('reward.onnx (manifest)', 'inputs', [...REWARD_INPUTS], m.graphs.reward.inputs.map((i) => i.name))
   checkNames('reward.onnx (manifest)', 'outputs', [REWARD_OUTPUT], m.graphs.reward.outputs.map((i) => i.name))
+  if (m.graphs.reward_packed) {
+    const p = m.graphs.reward_packed
+    checkNames('reward_packed.onnx (manifest)', 'inputs', [...REWARD_PACKED_INPUTS], p.inputs.map((i) => i.name))
+    checkNames('reward_packed.onnx (manifest)', 'outputs', [REWARD_OUTPUT], p.outputs.map((i) => i.name))
+  }
   checkNames('vision.onnx (manifest)', 'inputs', [VISION_INPUT], m.graphs.vision.inputs.map((i) => i.name))
   checkNames('vision.onnx (manifest)', 'outputs', [VISION_OUTPUT], m.graphs.vision.outputs.map((i) => i.name))
 }
 
-function checkSessions(m: ModelManifest, graphs: { reward: LoadedGraph; vision: LoadedGraph }): void {
+function checkSessions(m: ModelManifest, graphs: { reward: LoadedGraph; vision: LoadedGraph; rewardPacked?: LoadedGraph }): void {
   for (const g of ['reward', 'vision'] as const) {
     checkNames(`${g}.onnx`, 'inputs', m.graphs[g].inputs.map((i) => i.name), graphs[g].inputNames)
     checkNames(`${g}.onnx`, 'outputs', m.graphs[g].outputs.map((i) => i.name), graphs[g].outputNames)
+  }
+  const p = m.graphs.reward_packed
+  if (p && graphs.rewardPacked) {
+    checkNames('reward_packed.onnx', 'inputs', p.inputs.map((i) => i.name), graphs.rewardPacked.inputNames)
+    checkNames('reward_packed.onnx', 'outputs', p.outputs.map((i) => i.name), graphs.rewardPacked.outputNames)
   }
 }
 
@@ -99,6 +110,14 @@ async function warmUp(engine: Engine, model: ModelVersion): Promise<void> {
   const out = await engine.runReward(model.key, feeds)
   if (out.scores.length !== 1 || !Number.isFinite(out.scores[0])) {
     throw new Error(`reward.onnx warm-up gave ${out.scores.length} scores (${out.scores[0]})`)
+  }
+  if (model.graphs.rewardPacked && engine.runRewardPacked) {
+    // two branches of the empty conversation: each must give the plain graph's score (the packed graph's I/O
+    // and its equivalence, checked once at load)
+    const packed = await engine.runRewardPacked(model.key, packPackedBatch([shareRows([row, row])], m.tokenizer.pad_id, m.config.hidden_size))
+    if (packed.scores.length !== 2 || !packed.scores.every((s) => Math.abs(s - out.scores[0]!) <= 1e-4)) {
+      throw new Error(`reward_packed.onnx warm-up gave [${[...packed.scores]}], reward.onnx ${out.scores[0]}`)
+    }
   }
 }
 
@@ -145,6 +164,7 @@ export async function loadVersion(
   const graphs = await opts.engine.load(key, {
     reward: path.join(entry.dir, m.graphs.reward.file),
     vision: path.join(entry.dir, m.graphs.vision.file),
+    ...(m.graphs.reward_packed ? { rewardPacked: path.join(entry.dir, m.graphs.reward_packed.file) } : {}),
   })
   const batchTokens = opts.maxBatchTokens > 0 ? opts.maxBatchTokens : autoBatchTokens(graphs.reward.executionProvider, m.max_seq_len)
   const model: ModelVersion = { key, name: m.name, version: m.version, dir: entry.dir, manifest: m, encoder, graphs, batchTokens }

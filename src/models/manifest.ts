@@ -25,6 +25,16 @@ export const REWARD_INPUTS = [
   'attention_mask',
   'readout_index',
 ] as const
+export const REWARD_PACKED_INPUTS = [
+  'input_ids',
+  'image_embeds',
+  'image_positions',
+  'im_mask',
+  'attention_mask',
+  'branch_start',
+  'branch_mask',
+  'readout_index',
+] as const
 export const REWARD_OUTPUT = 'score'
 export const VISION_INPUT = 'image'
 export const VISION_OUTPUT = 'image_embeds'
@@ -82,7 +92,13 @@ export const ModelManifestSchema = z.looseObject({
   architecture: z.string().min(1),
   created: z.string().optional(),
   files: z.record(z.string(), z.object({ sha256: Sha256, bytes: z.number().int().nonnegative() })),
-  graphs: z.object({ vision: GraphSchema, reward: GraphSchema }),
+  // reward_packed (optional, graph version 2): a trunk and branches per row with several readouts, used for
+  // shared-prompt groups and step rewards (models/README.md "reward_packed.onnx"); without it rows run one by one.
+  graphs: z.object({
+    vision: GraphSchema,
+    reward: GraphSchema,
+    reward_packed: GraphSchema.extend({ version: z.literal(2) }).optional(),
+  }),
   config: z.looseObject({
     hidden_size: z.number().int().positive(),
     vision: z.looseObject({ patch: z.number().int().positive(), tile_size: z.number().int().positive() }),

@@ -12,7 +12,9 @@ export interface ModelVersion {
   readonly dir: string
   readonly manifest: ModelManifest
   readonly encoder: ConversationEncoder
-  readonly graphs: { readonly reward: LoadedGraph; readonly vision: LoadedGraph }
+  /** rewardPacked: reward_packed.onnx (graph version 2), when the manifest lists it: rows sharing a prefix
+   *  are scored in one packed row (src/scheduler/pack-shared.ts). */
+  readonly graphs: { readonly reward: LoadedGraph; readonly vision: LoadedGraph; readonly rewardPacked?: LoadedGraph }
   /** Padded token budget of this model's batches (MAX_BATCH_TOKENS, or chosen per execution provider). */
   readonly batchTokens?: number
 }

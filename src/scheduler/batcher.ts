@@ -7,6 +7,7 @@ import type { Engine } from '../engine/types.ts'
 import { modelLabels, type Metrics } from '../metrics/metrics.ts'
 import { paddedCost, takeNextBatch } from './batch-policy.ts'
 import { packRewardBatch } from './pack.ts'
+import { packPackedBatch, packedLength, type PackedRow } from './pack-shared.ts'
 import type { BatchLimits, BatchModel, JobTimings, QueuedJob, EncodedRow } from './types.ts'
 
 export interface BatcherOptions {
@@ -23,14 +24,21 @@ export interface JobResult extends JobTimings {
   score: number
 }
 
+/** A packed row's answer: one score per branch, in branch order. */
+export interface PackedJobResult extends JobTimings {
+  scores: number[]
+}
+
 export interface Permit {
   release(): void
 }
 
 interface Job extends QueuedJob {
   model: BatchModel
-  row: EncodedRow
-  resolve(r: JobResult): void
+  row: EncodedRow | null
+  /** a reward_packed.onnx row (batch key `<model key>#packed`): never shares a batch with plain rows */
+  packed: PackedRow | null
+  resolve(r: JobResult & { scores?: number[] }): void
   reject(e: Error): void
   timer: NodeJS.Timeout | undefined
   onAbort: (() => void) | undefined
@@ -83,17 +91,29 @@ export class Batcher {
   /** Queues one encoded row of `model`. Rejects with 504 timeout at `deadline` (performance.now() clock), and
    *  with a client_gone error as soon as `signal` aborts; either way the row is dropped if it has not run. */
   submit(model: BatchModel, row: EncodedRow, deadline: number, signal?: AbortSignal): Promise<JobResult> {
-    return new Promise<JobResult>((resolve, reject) => {
+    return this.#enqueue(model, row, null, deadline, signal)
+  }
+
+  /** Queues one packed row (rows sharing a prefix) for the model's reward_packed.onnx; same deadline and abort
+   *  rules as submit(). The engine must have the packed graph (ModelVersion.packed). */
+  async submitPacked(model: BatchModel, row: PackedRow, deadline: number, signal?: AbortSignal): Promise<PackedJobResult> {
+    const r = await this.#enqueue(model, null, row, deadline, signal)
+    return { scores: r.scores!, queueMs: r.queueMs, inferenceMs: r.inferenceMs, batchSize: r.batchSize }
+  }
+
+  #enqueue(model: BatchModel, row: EncodedRow | null, packed: PackedRow | null, deadline: number, signal?: AbortSignal) {
+    return new Promise<JobResult & { scores?: number[] }>((resolve, reject) => {
       const now = performance.now()
       const job: Job = {
-        batchKey: model.key,
-        length: row.ids.length,
+        batchKey: packed ? `${model.key}#packed` : model.key,
+        length: packed ? packedLength(packed) : row!.ids.length,
         tokenBudget: model.batchTokens,
         enqueuedAt: now,
         deadline,
         cancelled: false,
         model,
         row,
+        packed,
         timer: undefined,
         onAbort: undefined,
         signal,
@@ -183,27 +203,40 @@ export class Batcher {
     m.batchSize.observe(batch.length)
     m.batchTokens.observe(paddedCost(batch))
     try {
-      const feeds = packRewardBatch(
-        batch.map((j) => j.row),
-        model.manifest.tokenizer.pad_id,
-        model.manifest.config.hidden_size,
-      )
-      const out = await this.#o.engine.runReward(model.key, feeds)
-      m.inferenceSeconds.observe({ graph: 'reward' }, out.inferenceMs / 1000)
+      const { pad_id: padId } = model.manifest.tokenizer
+      const dim = model.manifest.config.hidden_size
+      const packed = batch[0]!.packed !== null
+      let out: { scores: Float32Array; inferenceMs: number }
+      let perRow: number
+      if (packed) {
+        const feeds = packPackedBatch(batch.map((j) => j.packed!), padId, dim)
+        if (!this.#o.engine.runRewardPacked) throw new Error('engine has no packed reward graph (this is a bug)')
+        out = await this.#o.engine.runRewardPacked(model.key, feeds)
+        perRow = feeds.branches
+      } else {
+        out = await this.#o.engine.runReward(model.key, packRewardBatch(batch.map((j) => j.row!), padId, dim))
+        perRow = 1
+      }
+      m.inferenceSeconds.observe({ graph: packed ? 'reward_packed' : 'reward' }, out.inferenceMs / 1000)
       let tokens = 0
+      let items = 0
       batch.forEach((j, i) => {
-        const score = out.scores[i]!
+        const n = j.packed ? j.packed.branches.length : 1
+        const scores = Array.from(out.scores.subarray(i * perRow, i * perRow + n))
         tokens += j.length
-        m.score.observe(modelLabels(model), score)
+        items += n
+        for (const s of scores) m.score.observe(modelLabels(model), s)
         if (j.cancelled) return // answered already (timeout / client gone); the work is done anyway
-        if (!Number.isFinite(score)) {
-          j.reject(new ServiceError('engine_error', `model returned a non-finite score (${score})`))
+        const bad = scores.find((s) => !Number.isFinite(s))
+        if (bad !== undefined) {
+          j.reject(new ServiceError('engine_error', `model returned a non-finite score (${bad})`))
           return
         }
-        j.resolve({ score, queueMs: start - j.enqueuedAt, inferenceMs: out.inferenceMs, batchSize: batch.length })
+        const timings = { queueMs: start - j.enqueuedAt, inferenceMs: out.inferenceMs, batchSize: batch.length }
+        j.resolve({ score: scores[0]!, ...(j.packed ? { scores } : {}), ...timings })
       })
       m.tokensScored.inc(modelLabels(model), tokens)
-      m.itemsScored.inc(modelLabels(model), batch.length)
+      m.itemsScored.inc(modelLabels(model), items)
     } catch (err) {
       this.#o.log.error({ err, model: model.key, rows: batch.length }, 'batch failed')
       for (const j of batch) {

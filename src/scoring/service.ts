@@ -10,7 +10,8 @@ import { ServiceError } from '../errors.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { ModelVersion } from '../models/model-version.ts'
 import type { MediaResolver } from '../preprocess/media/types.ts'
-import type { Batcher } from '../scheduler/batcher.ts'
+import type { Batcher, JobResult } from '../scheduler/batcher.ts'
+import { clusterByPrefix, packedLength, shareRows } from '../scheduler/pack-shared.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
 
 /** Image and video parts of a message group (the published hd_num rule and placement count both). */
@@ -19,6 +20,11 @@ function mediaCount(messages: readonly Message[]): number {
   for (const m of messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type !== 'text') n++
   return n
 }
+
+/** Rows sharing fewer leading positions than this are not worth a packed row. */
+const MIN_SHARED = 8
+/** Branches per packed row: bounds its attention tensors ([heads, branches, L, P + L] per layer). */
+const MAX_BRANCHES = 128
 
 export interface ScoringDeps {
   batcher: Batcher
@@ -88,7 +94,7 @@ export class ScoringService {
         await this.#resolveMedia(model, fresh, opts)
         const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
         preprocessMs += performance.now() - t1
-        const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
+        const results = await this.#submit(model, encoded, opts)
         results.forEach((r, j) => {
           scored.push({
             score: r.score,
@@ -105,6 +111,34 @@ export class ScoringService {
     } finally {
       permit.release()
     }
+  }
+
+  /** Queues the rows: those that share a prefix (a prompt's N responses, a response cut after each step) as
+   *  packed rows of the model's reward_packed.onnx when it has one, the rest one by one. Same scores either way
+   *  (to float rounding): a branch sees exactly its own row's ids, media and positions. */
+  async #submit(model: ModelVersion, rows: EncodedItem[], opts: ScoreOptions): Promise<JobResult[]> {
+    const { batcher, engine } = this.#d
+    const out = new Array<JobResult>(rows.length)
+    const packable = model.graphs.rewardPacked !== undefined && engine.runRewardPacked !== undefined && opts.packed !== false
+    const groups = packable && rows.length > 1 ? clusterByPrefix(rows, MIN_SHARED, MAX_BRANCHES) : []
+    const grouped = new Set(groups.flat())
+    const tasks: Array<Promise<void>> = []
+    for (const g of groups) {
+      const p = shareRows(g.map((i) => rows[i]!))
+      // rows truncated on the left share little: a packed row that is not cheaper than its rows is not sent
+      if (packedLength(p) >= g.reduce((n, i) => n + rows[i]!.ids.length, 0)) {
+        g.forEach((i) => grouped.delete(i))
+        continue
+      }
+      tasks.push(
+        batcher.submitPacked(model, p, opts.deadline, opts.signal).then((r) => g.forEach((i, k) => (out[i] = { ...r, score: r.scores[k]! }))),
+      )
+    }
+    rows.forEach((row, i) => {
+      if (!grouped.has(i)) tasks.push(batcher.submit(model, row, opts.deadline, opts.signal).then((r) => void (out[i] = r)))
+    })
+    await Promise.all(tasks)
+    return out
   }
 
   /** 413 when the rows' text tokens (each row capped at max_seq_len, which truncation enforces) exceed the budget. */

@@ -15,6 +15,8 @@ export interface ScoreOptions {
   signal: AbortSignal
   /** The request's uploads and media budget. */
   scope?: MediaRequestScope
+  /** false: every row on its own through reward.onnx, even where rows share a prefix (bench baseline). */
+  packed?: boolean
   /** Admit by token cost and run in pieces (large RLHF requests) instead of all rows at once. */
   pieces?: PieceOptions
 }

@@ -171,6 +171,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     ex.add_argument("--golden-set", choices=["all", "published"], default="all",
                     help="golden cases: all (held-out, synthetic; plus published ones for ixc) or published only")
 
+    pk = sub.add_parser("add-packed", help="add reward_packed.onnx (graph version 2) to a model version directory, "
+                                           "weights read back from its reward.onnx and checked against golden.json")
+    pk.add_argument("--model-dir", required=True)
+
     hf = sub.add_parser("import-hf", help="published IXC-2.5-Reward checkpoint (HF layout) -> model version directory")
     hf.add_argument("--checkpoint", required=True, help="folder with config.json, tokenizer.model and the shards")
     hf.add_argument("--out", required=True, help="models/<name>/<version>")
@@ -226,6 +230,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         rep = import_hf(ns.checkpoint, ns.out, ns.dtype, ns.attention, ns.external_threshold, ns.command_line)
         print(json.dumps({k: v for k, v in rep.items() if k != "shards"}))
+    elif ns.cmd == "add-packed":
+        from .export import add_packed
+
+        print(json.dumps(add_packed(ns.model_dir)))
     elif ns.cmd == "export":
         from .export import export
 

@@ -101,3 +101,66 @@ def pack_pairs(pairs, offsets: List[List[int]], media_tokens: List[List[int]], p
         out["allowed"][b, Lc:L, Lc:L] = torch.ones(L - Lc, L - Lc, dtype=torch.bool).tril()
         out["chosen_index"][b], out["rejected_index"][b] = Lc - 1, L - 1
     return out
+
+
+# ------------------------------------------------------------------------------ packed layout (graph version 2)
+Flat = Tuple[List[int], List[int], List[float]]  # ids, image_positions, im_mask of one full row
+
+
+def flat_row(ids: List[int], spans: Spans, offsets: List[int], media_tokens: List[int]) -> Flat:
+    """A row as per-position (id, image row, im_mask): what a packer compares to find a shared prefix."""
+    img_pos, im = [0] * len(ids), [0.0] * len(ids)
+    for start, k in spans:
+        for q in range(media_tokens[k]):
+            img_pos[start + q] = offsets[k] + q
+            im[start + q] = 1.0
+    return list(ids), img_pos, im
+
+
+def share_prefix(rows: List[Flat]) -> Dict:
+    """Full rows that share a prefix -> one packed row: the longest row is the trunk, each row a branch hung
+    after its longest common prefix with it (keeping >= 1 own position, the reward token); the trunk is cut at
+    the last position any branch sees. The same algorithm as the service's (src/scheduler/pack-shared.ts)."""
+    ref = max(range(len(rows)), key=lambda i: len(rows[i][0]))
+    r_ids, r_pos, r_im = rows[ref]
+    branches = []
+    for ids, pos, im in rows:
+        a, lim = 0, len(ids) - 1
+        while a < lim and a < len(r_ids) and ids[a] == r_ids[a] and pos[a] == r_pos[a] and im[a] == r_im[a]:
+            a += 1
+        branches.append((a, ids[a:], pos[a:], im[a:]))
+    P = max(a for a, *_ in branches)
+    return {"trunk": (r_ids[:P], r_pos[:P], r_im[:P]), "branches": branches}
+
+
+def collate_packed(packed: List[Dict], pad_id: int) -> Dict[str, torch.Tensor]:
+    """Packed rows -> reward_packed.onnx inputs except image_embeds: trunk padded to P, NB branches of L
+    positions each (padding branches start at 0 and are all padding); readout = each branch's last position."""
+    B = len(packed)
+    P = max(len(p["trunk"][0]) for p in packed)
+    NB = max(len(p["branches"]) for p in packed)
+    L = max(len(b[1]) for p in packed for b in p["branches"])
+    T = P + NB * L
+    out = {"input_ids": torch.full((B, T), pad_id, dtype=torch.long),
+           "image_positions": torch.zeros((B, T), dtype=torch.long),
+           "im_mask": torch.zeros((B, T), dtype=torch.float32),
+           "attention_mask": torch.zeros((B, P), dtype=torch.long),
+           "branch_start": torch.zeros((B, NB), dtype=torch.long),
+           "branch_mask": torch.zeros((B, NB, L), dtype=torch.long),
+           "readout_index": torch.zeros((B, NB), dtype=torch.long)}
+    for i, p in enumerate(packed):
+        ids, pos, im = p["trunk"]
+        n = len(ids)
+        out["input_ids"][i, :n] = torch.tensor(ids, dtype=torch.long)
+        out["image_positions"][i, :n] = torch.tensor(pos, dtype=torch.long)
+        out["im_mask"][i, :n] = torch.tensor(im, dtype=torch.float32)
+        out["attention_mask"][i, :n] = 1
+        for j, (start, bids, bpos, bim) in enumerate(p["branches"]):
+            s, m = P + j * L, len(bids)
+            out["input_ids"][i, s:s + m] = torch.tensor(bids, dtype=torch.long)
+            out["image_positions"][i, s:s + m] = torch.tensor(bpos, dtype=torch.long)
+            out["im_mask"][i, s:s + m] = torch.tensor(bim, dtype=torch.float32)
+            out["branch_start"][i, j] = start
+            out["branch_mask"][i, j, :m] = 1
+            out["readout_index"][i, j] = s + m - 1
+    return out

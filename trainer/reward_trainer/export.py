@@ -17,9 +17,11 @@ import torch
 from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_configs, read_result
 from .data import MediaCache
 from .config import template_config
+from .collate import collate_packed, share_prefix
 from .golden import golden_cases, golden_inputs, published_inputs, reward_feeds
-from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, model_files, validate_manifest
-from .graphs import export_graphs
+from .manifest import (PACKED_FILE, REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, model_files,
+                       packed_graph_entry, validate_manifest)
+from .graphs import export_graphs, export_packed
 from .onnx_runner import OnnxRunner
 from .tokenizer import TextTokenizer
 from .tokenizer_convert import convert, special_ids
@@ -68,10 +70,52 @@ def check_parity(stage: str, cases: List[Dict], runs: List[Dict], pad_id: int, h
     return report
 
 
+def _prefix_family(feeds: Dict, cuts: int = 4):
+    """Rows that share a prefix, cut from one golden row: its first k positions, then its last two (EOS, reward
+    token), for several k past its media: a best-of-N group / a step list at token level."""
+    ids = feeds["input_ids"][0].tolist()
+    pos = feeds["image_positions"][0].tolist()
+    im = feeds["im_mask"][0].tolist()
+    n = len(ids)
+    lo = max([i + 1 for i, v in enumerate(im) if v > 0] + [1])
+    ks = sorted({max(lo, n - 2 - d) for d in (0, 3, 7, 12, 20)[:cuts + 1]})
+    return [(ids[:k] + ids[-2:], pos[:k] + [0, 0], im[:k] + [0.0, 0.0]) for k in ks]
+
+
+def check_packed_parity(stage: str, model, runs: List[Dict], pad_id: int) -> Dict:
+    """reward_packed.onnx on shared-prefix families (text and image golden rows) against the eager PyTorch score
+    of each row on its own (the default forward); raises ParityError past ATOL."""
+    text = [r for r in runs if not r["embeds"]]
+    image = [r for r in runs if len(r["embeds"]) == 1]
+    picked = [r for r in (text[:2] + image[:1])]
+    if not picked:
+        return {}
+    packs, refs = [], []
+    with torch.no_grad():
+        for r in picked:
+            fam = _prefix_family(r["feeds"])
+            E = torch.from_numpy(np.array(r["feeds"]["image_embeds"]))
+            for ids, pos, im in fam:
+                n = len(ids)
+                refs.append(float(model(torch.tensor([ids]), E, torch.tensor([pos]), torch.tensor([im]),
+                                        torch.ones(1, n, dtype=torch.long), torch.tensor([n - 1]))[0]))
+            packs.append((share_prefix(fam), r["feeds"]["image_embeds"], len(fam)))
+    res = OnnxRunner().run([(os.path.join(stage, PACKED_FILE),
+                             {**{k: v.numpy() for k, v in collate_packed([p], pad_id).items()}, "image_embeds": E})
+                            for p, E, _ in packs])
+    got = [float(x) for (_, _, k), o in zip(packs, res) for x in o["score"][0][:k]]
+    worst = max(abs(a - b) for a, b in zip(got, refs))
+    report = {"max_abs_score_diff": worst, "rows": len(refs), "packed_rows": len(packs)}
+    print(f"packed parity: {json.dumps(report)}", file=sys.stderr)
+    if not (worst <= ATOL) or not np.isfinite(worst):
+        raise ParityError(f"reward_packed.onnx vs PyTorch parity failed: max |diff| {worst:.3g} > {ATOL}")
+    return report
+
+
 # ---------------------------------------------------------------------------------------------- export
 def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
            version: int = 1, command: Optional[str] = None, seed: int = 0, pipeline: Optional[str] = None,
-           golden_set: str = "all", loaded=None, large=None) -> Dict:
+           golden_set: str = "all", loaded=None, large=None, packed: Optional[bool] = None) -> Dict:
     """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically.
 
     pipeline: the input pipeline written to model.json and used for golden.json (default: the checkpoint's
@@ -96,6 +140,10 @@ def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Opt
         graphs = onnx_large.export_graphs(model, stage, large) if large else None
         if not large:
             export_graphs(model, stage)
+        if packed is None:
+            packed = not large and model.args.readout == "last"
+        if packed:
+            export_packed(model, stage)
         with open(os.path.join(stage, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(convert(tokenizer_model), f, ensure_ascii=False)
         rng = random.Random(seed)
@@ -105,11 +153,14 @@ def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Opt
         cases, runs = golden_cases(model, tok, MediaCache(icfg, vcfg, keep=False), state["train_config"]["max_seq_len"],
                                    raw, rng, tcfg)
         report = check_parity(stage, cases, runs, tok.pad_id, model.args.hidden_size)
+        if packed:
+            report["packed"] = check_packed_parity(stage, model, runs, tok.pad_id)
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
         for n, src in model_files(vcfg).items():  # the published video layout's label font
             shutil.copyfile(src, os.path.join(stage, n))
         extra = onnx_large.data_files(graphs) if graphs else []
+        extra += [PACKED_FILE] if packed else []
         files = {n: file_digest(os.path.join(stage, n)) for n in (*REQUIRED_FILES, *model_files(vcfg), *extra)}
         train_result = state.get("train_result") or (read_result(ckpt, TRAIN_RESULT) if ckpt else {})
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
@@ -117,6 +168,8 @@ def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Opt
                        command or " ".join(["python3", "-m", "reward_trainer"] + sys.argv[1:]),
                        train_result.get("device", "cpu"), tcfg)
         man["evaluation"]["parity"] = report
+        if packed:
+            man["graphs"]["reward_packed"] = packed_graph_entry(model.args.hidden_size)
         if graphs:
             onnx_large.annotate(man, graphs, large)
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
@@ -139,3 +192,88 @@ def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Opt
         shutil.rmtree(work, ignore_errors=True)
         if os.path.exists(stage):
             shutil.rmtree(stage, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------- packed graph for a published dir
+def add_packed(model_dir: str) -> Dict:
+    """Adds reward_packed.onnx to an existing model version whose checkpoint is not at hand: the decoder weights
+    come out of its reward.onnx (onnx_weights.py) and must reproduce every text golden score (PyTorch, <= ATOL)
+    before the packed graph is exported and checked (text and image rows, image embeddings from its vision.onnx).
+    Existing files stay byte for byte; model.json gains the file, the graph entry and the parity report."""
+    from .config import ModelArgs
+    from .model import IXCRewardModel
+    from .onnx_weights import decoder_state
+
+    torch.set_num_threads(2)
+    with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
+        man = json.load(f)
+    with open(os.path.join(model_dir, "golden.json"), encoding="utf-8") as f:
+        golden = json.load(f)
+    c = man["config"]
+    args = ModelArgs.from_dict({k: c[k] for k in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                                                  "intermediate_size", "rope_theta", "rms_norm_eps", "plora_rank",
+                                                  "plora_alpha")} | {"readout": man["score"]["readout"],
+                                                                     "vision": {k: c["vision"][k] for k in
+                                                                                ("width", "layers", "heads", "patch",
+                                                                                 "tile_size")}})
+    model = IXCRewardModel(args).eval()
+    missing = [k for k in model.state_dict() if not k.startswith(("vit.", "vision_proj", "plora_")) and k not in
+               (state := decoder_state(os.path.join(model_dir, man["graphs"]["reward"]["file"])))]
+    if missing:
+        raise ParityError(f"reward.onnx lacks decoder weights {missing[:5]}")
+    model.load_state_dict(state, strict=False)
+    D, pad = args.hidden_size, man["tokenizer"]["pad_id"]
+    runs, worst = [], 0.0
+    media = [cs for cs in golden["cases"] if cs.get("media_tokens") and len(cs["media_tokens"]) == 1][:1]
+    vis_out = []
+    if media:  # the image row's embeddings: vision.onnx on a synthetic HD tensor of the case's token count
+        S = args.vision.tile_size
+        for rows in range(1, 5):
+            for cols in range(1, 5):
+                if model.tokens_per_image(rows, cols) == media[0]["media_tokens"][0]:
+                    px = np.random.default_rng(0).standard_normal((1, 3, rows * S, cols * S)).astype(np.float32)
+                    vis_out = OnnxRunner().run([(os.path.join(model_dir, "vision.onnx"), {"image": px})])
+                    break
+            if vis_out:
+                break
+    with torch.no_grad():
+        for cs in golden["cases"]:
+            if "score" not in cs or cs.get("media_tokens"):
+                continue
+            ids = cs["input_ids"]
+            n = len(ids)
+            feeds = {"input_ids": np.array([ids]), "image_embeds": np.zeros((1, D), np.float32),
+                     "image_positions": np.zeros((1, n), np.int64), "im_mask": np.zeros((1, n), np.float32)}
+            s = float(model(torch.tensor([ids]), torch.zeros(1, D), torch.zeros(1, n, dtype=torch.long),
+                            torch.zeros(1, n), torch.ones(1, n, dtype=torch.long), torch.tensor([n - 1]))[0])
+            worst = max(worst, abs(s - cs["score"]))
+            runs.append({"embeds": [], "feeds": feeds})
+        if vis_out:
+            ids, T = media[0]["input_ids"], media[0]["media_tokens"][0]
+            start = ids.index(pad, 1)
+            pos = np.zeros((1, len(ids)), np.int64)
+            im = np.zeros((1, len(ids)), np.float32)
+            pos[0, start:start + T] = np.arange(T)
+            im[0, start:start + T] = 1
+            E = vis_out[0]["image_embeds"]
+            runs.append({"embeds": [E], "feeds": {"input_ids": np.array([ids]), "image_embeds": E,
+                                                  "image_positions": pos, "im_mask": im}})
+    if not runs or not worst <= ATOL:
+        raise ParityError(f"weights read back from reward.onnx miss the golden scores by {worst:.3g}")
+    stage = tempfile.mkdtemp(prefix=".packed-", dir=model_dir)
+    try:
+        export_packed(model, stage)
+        report = check_packed_parity(stage, model, runs, pad)
+        report["weights_vs_golden_max_abs_diff"] = worst
+        os.replace(os.path.join(stage, PACKED_FILE), os.path.join(model_dir, PACKED_FILE))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    os.chmod(os.path.join(model_dir, PACKED_FILE), 0o644)
+    man["files"][PACKED_FILE] = file_digest(os.path.join(model_dir, PACKED_FILE))
+    man["graphs"]["reward_packed"] = packed_graph_entry(D)
+    man["evaluation"].setdefault("parity", {})["packed"] = report
+    with open(os.path.join(model_dir, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(man, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    validate_manifest(model_dir)
+    return report

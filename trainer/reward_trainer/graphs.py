@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .manifest import REWARD_INPUTS
+from .manifest import REWARD_INPUTS, REWARD_PACKED_INPUTS
 
 OPSET = 17
 
@@ -18,6 +18,39 @@ class _Vision(torch.nn.Module):
 
     def forward(self, image):
         return self.m.vision_forward(image)
+
+
+class _Packed(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, *inputs):
+        return self.m.forward_packed(*inputs)
+
+
+def export_packed(model, out_dir: str) -> None:
+    """reward_packed.onnx (graph version 2: a trunk and NB branches per row, several readouts; models/README.md)."""
+    B, P, NB, L, M = 2, 6, 3, 4, 5
+    T = P + NB * L
+    bm = torch.ones(B, NB, L, dtype=torch.long)
+    bm[1, 2, 2:] = 0
+    args = (torch.randint(0, model.args.vocab_size, (B, T)), torch.randn(M, model.args.hidden_size),
+            torch.randint(0, M, (B, T)), (torch.rand(B, T) > 0.5).float(), torch.ones(B, P, dtype=torch.long),
+            torch.tensor([[6, 5, 4], [3, 6, 6]]), bm, torch.tensor([[9, 13, 17], [9, 13, 15]]))
+    with torch.no_grad():
+        torch.onnx.export(_Packed(model), args, os.path.join(out_dir, "reward_packed.onnx"),
+                          input_names=[n for n, _, _ in REWARD_PACKED_INPUTS], output_names=["score"],
+                          opset_version=OPSET,
+                          dynamic_axes={"input_ids": {0: "B", 1: "T"}, "image_embeds": {0: "M"},
+                                        "image_positions": {0: "B", 1: "T"}, "im_mask": {0: "B", 1: "T"},
+                                        "attention_mask": {0: "B", 1: "P"}, "branch_start": {0: "B", 1: "NB"},
+                                        "branch_mask": {0: "B", 1: "NB", 2: "L"}, "readout_index": {0: "B", 1: "R"},
+                                        "score": {0: "B", 1: "R"}},
+                          do_constant_folding=True)
+    import onnx
+
+    onnx.checker.check_model(onnx.load(os.path.join(out_dir, "reward_packed.onnx")))
 
 
 def export_graphs(model, out_dir: str) -> None:

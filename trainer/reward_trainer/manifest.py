@@ -17,6 +17,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 REWARD_INPUTS = [("input_ids", "int64", ["B", "T"]), ("image_embeds", "float32", ["M", "D"]),
                  ("image_positions", "int64", ["B", "T"]), ("im_mask", "float32", ["B", "T"]),
                  ("attention_mask", "int64", ["B", "T"]), ("readout_index", "int64", ["B"])]
+# graph version 2 (optional, models/README.md "reward_packed.onnx"): a trunk and branches per row, R readouts
+REWARD_PACKED_INPUTS = [("input_ids", "int64", ["B", "T"]), ("image_embeds", "float32", ["M", "D"]),
+                        ("image_positions", "int64", ["B", "T"]), ("im_mask", "float32", ["B", "T"]),
+                        ("attention_mask", "int64", ["B", "P"]), ("branch_start", "int64", ["B", "NB"]),
+                        ("branch_mask", "int64", ["B", "NB", "L"]), ("readout_index", "int64", ["B", "R"])]
+PACKED_FILE = "reward_packed.onnx"
 REQUIRED_FILES = ("vision.onnx", "reward.onnx", "tokenizer.json", "golden.json")
 # The service's contract, generated from its zod schema (npm run schema:manifest).
 SCHEMA_PATH = os.path.join(REPO_ROOT, "models", "manifest.schema.json")
@@ -96,6 +102,13 @@ def validate_manifest(model_dir: str) -> Dict:
         raise ManifestError("vision graph I/O names")
     if [i["name"] for i in r["inputs"]] != [n for n, _, _ in REWARD_INPUTS] or [o["name"] for o in r["outputs"]] != ["score"]:
         raise ManifestError("reward graph I/O names")
+    rp = m["graphs"].get("reward_packed")
+    if rp is not None:
+        if rp.get("version") != 2 or rp["file"] not in m["files"]:
+            raise ManifestError("graphs.reward_packed: version 2 and a file listed in files")
+        if [i["name"] for i in rp["inputs"]] != [n for n, _, _ in REWARD_PACKED_INPUTS] or \
+                [o["name"] for o in rp["outputs"]] != ["score"]:
+            raise ManifestError("reward_packed graph I/O names")
     if v["outputs"][0]["shape"] != ["T_img", m["config"]["hidden_size"]]:
         raise ManifestError("vision output shape must be [T_img, hidden_size]")
     tok, t = m["tokenizer"], m["template"]
@@ -156,6 +169,14 @@ def video_section(vcfg: VideoPreprocess) -> Dict:
 def model_files(vcfg: VideoPreprocess) -> Dict[str, str]:
     """Files an export copies into the model dir besides the ones it writes: {name in the dir: source path}."""
     return {media.LABEL_FONT_FILE: media.LABEL_FONT} if vcfg.layout == "published" else {}
+
+
+def packed_graph_entry(hidden_size: int) -> Dict:
+    """graphs.reward_packed of model.json."""
+    return {"file": PACKED_FILE, "version": 2,
+            "inputs": [{"name": n, "dtype": t, "shape": [hidden_size if s == "D" else s for s in sh]}
+                       for n, t, sh in REWARD_PACKED_INPUTS],
+            "outputs": [{"name": "score", "dtype": "float32", "shape": ["B", "R"]}]}
 
 
 def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePreprocess, vcfg: VideoPreprocess,

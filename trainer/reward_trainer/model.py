@@ -9,7 +9,7 @@ fused operators (fused_attention.py); the eager code below is what PyTorch alway
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -128,6 +128,18 @@ class ViTWrapper(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- decoder
+class Branches(NamedTuple):
+    """The packed layout's attention (reward_packed.onnx, graph version 2; models/README.md).
+
+    A row is a trunk of P positions (causal, right-padded) followed by NB branches of L positions each. Branch b
+    sees the first `branch_start[b]` trunk positions and itself (causal); no other branch and no later trunk
+    position. That is the block 2-D mask of N responses after one prompt, or of reward suffixes hung after each
+    step, stored in O(T) inputs; attention costs P² + NB·L·(P + L) instead of (P + NB·L)². Additive biases:"""
+    trunk: torch.Tensor  # [b, 1, P, P]
+    to_trunk: torch.Tensor  # [b, 1, NB, 1, P]
+    to_self: torch.Tensor  # [b, 1, NB, L, L]
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d: int, eps: float):
         super().__init__()
@@ -195,7 +207,9 @@ class InternLM2Attention(nn.Module):
         # GQA: query head h uses kv group h // q_per_kv
         k = k.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
         v = v.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
-        if t > QUERY_CHUNK and not torch.onnx.is_in_onnx_export():
+        if isinstance(bias, Branches):
+            o = self._attend_branches(q, k, v, bias)
+        elif t > QUERY_CHUNK and not torch.onnx.is_in_onnx_export():
             # long inputs in PyTorch: query blocks, so [b, heads, QUERY_CHUNK, t] is the largest score tensor
             # (each row's softmax is independent; same math as one block). The graph keeps one block.
             o = torch.cat([self._attend(q[:, :, i:i + QUERY_CHUNK], k, v, bias[:, :, i:i + QUERY_CHUNK])
@@ -210,6 +224,24 @@ class InternLM2Attention(nn.Module):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim) + bias
         att = torch.softmax(scores.float(), dim=-1).to(v.dtype)
         return att @ v
+
+    def _attend_branches(self, q, k, v, br: Branches):
+        """Trunk rows attend as usual; each branch's rows attend to [trunk keys | its own keys] in one softmax."""
+        b, heads, t, d = q.shape
+        P = br.trunk.shape[-1]
+        nb, L = br.to_self.shape[2], br.to_self.shape[-1]
+        kt, vt = k[:, :, :P], v[:, :, :P]
+        ot = self._attend(q[:, :, :P], kt, vt, br.trunk)
+        qf = q[:, :, P:]  # [b, heads, nb·L, d]: against the trunk as one matrix (no broadcast over branches)
+        qb = qf.reshape(b, heads, nb, L, d)
+        kb = k[:, :, P:].reshape(b, heads, nb, L, d)
+        vb = v[:, :, P:].reshape(b, heads, nb, L, d)
+        s_trunk = (qf @ kt.transpose(-1, -2)).reshape(b, heads, nb, L, P) / math.sqrt(self.head_dim) + br.to_trunk
+        s_self = (qb @ kb.transpose(-1, -2)) / math.sqrt(self.head_dim) + br.to_self
+        att = torch.softmax(torch.cat([s_trunk, s_self], dim=-1).float(), dim=-1).to(v.dtype)
+        a_trunk = att[..., :P].reshape(b, heads, nb * L, P)
+        ob = (a_trunk @ vt).reshape(b, heads, nb, L, d) + att[..., P:] @ vb  # [b, heads, nb, L, d]
+        return torch.cat([ot, ob.reshape(b, heads, nb * L, d)], dim=2)
 
 
 class InternLM2MLP(nn.Module):
@@ -319,8 +351,18 @@ class IXCRewardModel(nn.Module):
         return self.vision_proj(seq)
 
     # ---------------------------------------------------------------------------------------- reward
-    def forward(self, input_ids, image_embeds, image_positions, im_mask, attention_mask, readout_index):
-        """The reward.onnx signature. Returns score [B]."""
+    def forward(self, input_ids, image_embeds, image_positions, im_mask, attention_mask, readout_index,
+                position_ids: Optional[torch.Tensor] = None, allowed: Optional[torch.Tensor] = None):
+        """The reward.onnx signature. Returns score [B].
+
+        Optional (the eager reference of the packed layout, never exported): explicit `position_ids` [B, T],
+        a 2-D mask `allowed` [B, T(q), T(k)] and several readouts per row (`readout_index` [B, R] -> [B, R])."""
+        if position_ids is not None or allowed is not None or readout_index.dim() == 2:
+            if self.args.readout != "last":
+                raise ValueError("several readouts per row need readout = last")
+            h = self.hidden_states(input_ids, image_embeds, image_positions, im_mask, attention_mask, position_ids, allowed)
+            idx = readout_index.view(h.shape[0], -1, 1).expand(-1, -1, h.shape[-1])
+            return self.v_head(torch.gather(h, 1, idx)).squeeze(-1).view(readout_index.shape)
         h = self.hidden_states(input_ids, image_embeds, image_positions, im_mask, attention_mask)
         if self.args.readout == "mean":
             am = attention_mask.to(h.dtype).unsqueeze(-1)
@@ -330,6 +372,10 @@ class IXCRewardModel(nn.Module):
             pooled = torch.gather(h, 1, idx).squeeze(1)
         return self.v_head(pooled).squeeze(-1)
 
+    def _embed(self, input_ids, image_embeds, image_positions, im_mask):
+        m = im_mask.to(image_embeds.dtype).unsqueeze(-1)
+        return self.model.tok_embeddings(input_ids) * (1.0 - m) + F.embedding(image_positions, image_embeds) * m
+
     def hidden_states(self, input_ids, image_embeds, image_positions, im_mask, attention_mask,
                       position_ids: Optional[torch.Tensor] = None, allowed: Optional[torch.Tensor] = None):
         """Final-norm hidden states [B, T, D]. Defaults: position ids = arange(T), causal + padding mask.
@@ -337,8 +383,7 @@ class IXCRewardModel(nn.Module):
         Training passes explicit `position_ids` [B, T] and `allowed` [B, T(q), T(k)] to score a chosen and a
         rejected reply in one packed row that shares the prompt (same math as two separate rows)."""
         b, t = input_ids.shape
-        m = im_mask.to(image_embeds.dtype).unsqueeze(-1)
-        h = self.model.tok_embeddings(input_ids) * (1.0 - m) + F.embedding(image_positions, image_embeds) * m
+        h = self._embed(input_ids, image_embeds, image_positions, im_mask)
         if position_ids is None:
             pos = torch.arange(t, device=input_ids.device, dtype=torch.float32)
             freqs = pos.unsqueeze(1) * self.inv_freq.unsqueeze(0)
@@ -361,5 +406,66 @@ class IXCRewardModel(nn.Module):
             h = layer(h, plora_mask, cos, sin, bias)
         return self.model.norm(h)
 
+    def forward_packed(self, input_ids, image_embeds, image_positions, im_mask, attention_mask, branch_start,
+                       branch_mask, readout_index):
+        """The reward_packed.onnx signature (graph version 2). Per-position inputs are [B, T], T = P + NB·L (trunk,
+        then the branches one after the other); attention_mask [B, P] (trunk), branch_start [B, NB] (trunk
+        positions the branch sees, also its first position id), branch_mask [B, NB, L] (1 on real branch
+        positions, right-padded), readout_index [B, R] (positions in T). Returns score [B, R]."""
+        if self.args.readout != "last":
+            raise ValueError("the packed graph needs readout = last")
+        b = input_ids.shape[0]
+        P = attention_mask.shape[1]
+        L = branch_mask.shape[2]
+        h = self._embed(input_ids, image_embeds, image_positions, im_mask)
+        dev = input_ids.device
+        pos_t = torch.arange(P, device=dev).unsqueeze(0).expand(b, P)
+        pos_b = (branch_start.unsqueeze(-1) + torch.arange(L, device=dev)).reshape(b, -1)
+        freqs = torch.cat([pos_t, pos_b], dim=1).to(torch.float32).unsqueeze(-1) * self.inv_freq
+        emb = torch.cat([freqs, freqs], dim=-1)
+        cos, sin = emb.cos().unsqueeze(1).to(h.dtype), emb.sin().unsqueeze(1).to(h.dtype)
+        neg = torch.finfo(h.dtype).min
+        causal_p = torch.ones(P, P, device=dev, dtype=torch.bool).tril()
+        trunk_ok = causal_p.unsqueeze(0) & (attention_mask > 0).unsqueeze(1)  # [b, P, P]
+        to_trunk_ok = torch.arange(P, device=dev).view(1, 1, P) < branch_start.unsqueeze(-1)  # [b, NB, P]
+        causal_l = torch.ones(L, L, device=dev, dtype=torch.bool).tril()
+        ar_l = torch.arange(L, device=dev)
+        eye_l = ar_l.unsqueeze(0) == ar_l.unsqueeze(1)  # (EyeLike has no bool kernel in ONNX Runtime)
+        # a padded branch position still sees itself: no all-masked softmax row
+        to_self_ok = causal_l & ((branch_mask > 0).unsqueeze(2) | eye_l)  # [b, NB, L, L]
+        def bias(ok):
+            return torch.zeros(ok.shape, dtype=h.dtype, device=dev).masked_fill(~ok, neg)
+
+        br = Branches(bias(trunk_ok).unsqueeze(1), bias(to_trunk_ok).unsqueeze(2).unsqueeze(1), bias(to_self_ok).unsqueeze(1))
+        plora_mask = im_mask.to(h.dtype)
+        for layer in self.model.layers:
+            h = layer(h, plora_mask, cos, sin, br)
+        h = self.model.norm(h)
+        idx = readout_index.unsqueeze(-1).expand(-1, -1, h.shape[-1])
+        return self.v_head(torch.gather(h, 1, idx)).squeeze(-1)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def packed_dense(attention_mask: torch.Tensor, branch_start: torch.Tensor, branch_mask: torch.Tensor):
+    """The packed layout as explicit position ids [B, T] and 2-D mask `allowed` [B, T, T] for `forward`: the eager
+    reference the packed graph is checked against (a padded branch position sees only itself)."""
+    b, P = attention_mask.shape
+    nb, L = branch_mask.shape[1], branch_mask.shape[2]
+    T = P + nb * L
+    pos = torch.zeros(b, T, dtype=torch.long)
+    allowed = torch.zeros(b, T, T, dtype=torch.bool)
+    causal = torch.ones(P, P, dtype=torch.bool).tril()
+    for i in range(b):
+        pos[i, :P] = torch.arange(P)
+        allowed[i, :P, :P] = causal & (attention_mask[i] > 0).unsqueeze(0)
+        for j in range(nb):
+            s = P + j * L
+            start = int(branch_start[i, j])
+            pos[i, s:s + L] = start + torch.arange(L)
+            real = branch_mask[i, j] > 0
+            allowed[i, s:s + L, :start] = real.unsqueeze(1)
+            allowed[i, s:s + L, s:s + L] = torch.ones(L, L, dtype=torch.bool).tril() & real.unsqueeze(0) & real.unsqueeze(1)
+            allowed[i, s:s + L, s:s + L] |= torch.eye(L, dtype=torch.bool)
+    return pos, allowed

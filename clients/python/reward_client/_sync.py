@@ -90,8 +90,11 @@ def read_error(raw, status):
     return "http_%d" % status, raw[:200].decode("utf-8", "replace")
 
 
-def get_reward_body(query=None, prompts=None, labels=None, messages=None, template=None, options=None, model=None):
+def get_reward_body(query=None, prompts=None, labels=None, messages=None, template=None, options=None, model=None,
+                    group=None):
     body = {}
+    if group is not None:
+        body["group"] = group
     if query is not None:
         body["query"] = list(query)
         body["prompts"] = list(prompts) if prompts is not None else []
@@ -105,6 +108,16 @@ def get_reward_body(query=None, prompts=None, labels=None, messages=None, templa
     if model is not None:
         body["model"] = model
     return body
+
+
+def group_chunk_size(size, group):
+    """Chunks never split a GRPO group: a multiple of the group size, or no chunking with group ids."""
+    if not group or not size:
+        return size
+    if group.get("ids") is not None:
+        return None
+    g = int(group["size"])
+    return max(g, size // g * g)
 
 
 def chunks(n, size):
@@ -123,6 +136,17 @@ def merge_get_reward(parts):
         if key in out:
             out[key] = [v for p in parts for v in p.get(key, [])]
     out["extra_logs"] = {k: [v for p in parts for v in p["extra_logs"].get(k, [])] for k in parts[0].get("extra_logs", {})}
+    if "advantages" in out:
+        adv = dict(out["advantages"])
+        offset, groups = 0, []
+        for p in parts:
+            g = p["advantages"]["group"]
+            groups += [x + offset for x in g]
+            offset += max(g) + 1 if g else 0
+        for k in ("grpo", "dr_grpo", "group_mean", "group_std"):
+            adv[k] = [v for p in parts for v in p["advantages"][k]]
+        adv["group"] = groups
+        out["advantages"] = adv
     return out
 
 
@@ -176,23 +200,31 @@ class RewardClient(_Base):
 
     # --- endpoints -------------------------------------------------------------------------------------
     def get_reward(self, query=None, prompts=None, labels=None, messages=None, template=None, options=None, model=None,
-                   chunk_size=None):
+                   chunk_size=None, group=None):
         """OpenRLHF-style call: returns {"rewards": [...], "scores": [...], "extra_logs": {...}}. With
-        chunk_size (or the client's), long lists go in several requests, answers merged in order."""
+        chunk_size (or the client's), long lists go in several requests, answers merged in order. group
+        ({"size": 8} or {"ids": [...]}, optional "on": "raw" | "shaped", "epsilon") adds GRPO advantages
+        (answer["advantages"]["grpo"], ["dr_grpo"]; also extra_logs "advantage"); chunks keep groups whole."""
         n = len(query) if query is not None else len(messages or [])
         parts = []
-        for a, b in chunks(n, chunk_size or self.chunk_size):
+        for a, b in chunks(n, group_chunk_size(chunk_size or self.chunk_size, group)):
             body = get_reward_body(
                 query=None if query is None else list(query)[a:b],
                 prompts=None if prompts is None else list(prompts)[a:b] if len(prompts) else [],
                 labels=labels[a:b] if isinstance(labels, (list, tuple)) else labels,
                 messages=None if messages is None else messages[a:b],
-                template=template, options=options, model=self._model(model))
+                template=template, options=options, model=self._model(model), group=group)
             parts.append(self.post_json("/get_reward", body))
         return merge_get_reward(parts)
 
     def score(self, items, model=None, **extra):
         return self.post_json("/v1/score", dict(extra, items=items, **_opt_model(self._model(model))))
+
+    def step_scores(self, messages, steps, model=None):
+        """The reward after each step of the response (the last message), in one pass: steps = a list of steps
+        (their concatenation is the response) or {"separator": "\\n\\n"}."""
+        res = self.score([{"messages": messages, "steps": steps}], model=model)
+        return res["results"][0]["step_scores"]
 
     def compare(self, body, model=None):
         return self.post_json("/v1/compare", dict(body, **_opt_model(self._model(model))))

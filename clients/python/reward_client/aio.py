@@ -5,7 +5,7 @@ blocked threads while they back off. Chunked get_reward sends its chunks concurr
 import asyncio
 import functools
 
-from ._sync import RewardClient, _Base, _opt_model, chunks, get_reward_body, merge_get_reward
+from ._sync import RewardClient, _Base, _opt_model, chunks, get_reward_body, group_chunk_size, merge_get_reward
 
 
 class AsyncRewardClient(_Base):
@@ -17,7 +17,7 @@ class AsyncRewardClient(_Base):
         self._once = RewardClient(base_url, api_key, max_attempts=1, timeout=timeout)
 
     async def get_reward(self, query=None, prompts=None, labels=None, messages=None, template=None, options=None,
-                         model=None, chunk_size=None):
+                         model=None, chunk_size=None, group=None):
         n = len(query) if query is not None else len(messages or [])
         bodies = [
             get_reward_body(
@@ -25,13 +25,17 @@ class AsyncRewardClient(_Base):
                 prompts=None if prompts is None else list(prompts)[a:b] if len(prompts) else [],
                 labels=labels[a:b] if isinstance(labels, (list, tuple)) else labels,
                 messages=None if messages is None else messages[a:b],
-                template=template, options=options, model=self._model(model))
-            for a, b in chunks(n, chunk_size or self.chunk_size)
+                template=template, options=options, model=self._model(model), group=group)
+            for a, b in chunks(n, group_chunk_size(chunk_size or self.chunk_size, group))
         ]
         return merge_get_reward(list(await asyncio.gather(*(self.post_json("/get_reward", b) for b in bodies))))
 
     async def score(self, items, model=None, **extra):
         return await self.post_json("/v1/score", dict(extra, items=items, **_opt_model(self._model(model))))
+
+    async def step_scores(self, messages, steps, model=None):
+        res = await self.score([{"messages": messages, "steps": steps}], model=model)
+        return res["results"][0]["step_scores"]
 
     async def compare(self, body, model=None):
         return await self.post_json("/v1/compare", dict(body, **_opt_model(self._model(model))))

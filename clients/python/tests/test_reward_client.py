@@ -113,3 +113,23 @@ class RetryTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GroupAdvantageChunks(unittest.TestCase):
+    def test_chunks_keep_groups_whole_and_merge_offsets_groups(self):
+        from reward_client._sync import group_chunk_size, merge_get_reward
+
+        self.assertEqual(group_chunk_size(10, {"size": 4}), 8)
+        self.assertEqual(group_chunk_size(3, {"size": 4}), 4)
+        self.assertIsNone(group_chunk_size(10, {"ids": ["a", "b"]}))
+        self.assertEqual(group_chunk_size(10, None), 10)
+
+        def part(vals, groups):
+            adv = {"on": "shaped", "epsilon": 1e-4, "size": 2, "group": groups, "grpo": vals, "dr_grpo": vals,
+                   "group_mean": vals, "group_std": vals}
+            return {"rewards": vals, "scores": vals, "extra_logs": {"advantage": vals}, "advantages": adv}
+
+        m = merge_get_reward([part([1, -1, 1, -1], [0, 0, 1, 1]), part([-1, 1], [0, 0])])
+        self.assertEqual(m["advantages"]["group"], [0, 0, 1, 1, 2, 2])
+        self.assertEqual(m["advantages"]["grpo"], [1, -1, 1, -1, -1, 1])
+        self.assertEqual(m["extra_logs"]["advantage"], [1, -1, 1, -1, -1, 1])

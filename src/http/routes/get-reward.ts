@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Message } from '../../conversation/types.ts'
 import { ServiceError } from '../../errors.ts'
 import { DETECTED_TEMPLATE_NAMES, QueryParseError, parseQuery } from '../../rlhf/query-template.ts'
+import { advantagesAnswer, checkGroup, GroupSchema } from '../../rlhf/group-advantage.ts'
 import { mergeShaping, shapeReward } from '../../rlhf/reward-shaping.ts'
 import { sigmoid } from '../../scoring/normalize.ts'
 import { parseBody } from '../schemas/common.ts'
@@ -56,9 +57,19 @@ export default async function getRewardRoute(app: FastifyInstance) {
       templates = parsed.map((p) => p.template)
     }
 
+    // GRPO advantages: the body's group, else the URL's group_size (OpenRLHF can only set the URL)
+    const group =
+      body.group ??
+      (url.group_size !== undefined ? GroupSchema.parse({ size: url.group_size, on: url.advantage_on }) : undefined)
+    const advOn = group?.on ?? url.advantage_on ?? 'shaped'
+    if (advOn === 'normalized') throw new ServiceError('invalid_request', 'group.on: /get_reward has raw or shaped rewards (normalize is part of shaping)')
+    if (group) checkGroup(conversations.length, group)
     const shapingEcho = { template: templateName, ...shaping, scores: app.config.rlhf.scores }
     if (conversations.length === 0) {
-      return { rewards: [], scores: [], extra_logs: emptyLogs(), shaping: shapingEcho, templates: [] }
+      const logs = emptyLogs()
+      if (group) Object.assign(logs, { advantage: [], advantage_dr_grpo: [] })
+      const advantages = group ? { advantages: advantagesAnswer(group, advOn, []) } : {}
+      return { rewards: [], scores: [], extra_logs: logs, shaping: shapingEcho, templates: [], ...advantages }
     }
 
     const { maxQueries, maxRequestTokens } = app.config.rlhf
@@ -70,7 +81,16 @@ export default async function getRewardRoute(app: FastifyInstance) {
     })
     // Prompt and response are separate groups of the row (as /v1/rank does) so the response length is known
     // without a second tokenization.
-    const scored = await run.score(conversations.map((c) => [c.slice(0, -1), c.slice(-1)]))
+    // A GRPO batch repeats each prompt once per sample: identical prompts become one group object, so the prompt
+    // is tokenized and its media resolved once, and its rows pack into one reward_packed.onnx row.
+    const prompts = new Map<string, Message[]>()
+    const rows = conversations.map((c) => {
+      const p = c.slice(0, -1)
+      const key = JSON.stringify(p)
+      if (!prompts.has(key)) prompts.set(key, p)
+      return [prompts.get(key)!, c.slice(-1)]
+    })
+    const scored = await run.score(rows)
     const responseTokens = scored.map((s) => s.groupTokens[1]!)
 
     const shaped = scored.map((s, i) => shapeReward(s.score, responseTokens[i]!, shaping, run.z ?? undefined))
@@ -84,6 +104,11 @@ export default async function getRewardRoute(app: FastifyInstance) {
     }
     // The template each sample was read with, one-hot (its mean in OpenRLHF's logs = the share of samples).
     for (const name of DETECTED_TEMPLATE_NAMES) extraLogs[`template_${name}`] = templates.map((t) => (t === name ? 1 : 0))
+    const advantages = group && advantagesAnswer(group, advOn, advOn === 'raw' ? extraLogs.raw_reward! : rewards)
+    if (advantages) {
+      extraLogs.advantage = advantages.grpo
+      extraLogs.advantage_dr_grpo = advantages.dr_grpo
+    }
     return {
       rewards,
       scores: app.config.rlhf.scores === 'sigmoid' ? rewards.map(sigmoid) : rewards,
@@ -91,6 +116,7 @@ export default async function getRewardRoute(app: FastifyInstance) {
       model: run.ref,
       shaping: shapingEcho,
       templates,
+      ...(advantages ? { advantages } : {}),
     }
   })
 }

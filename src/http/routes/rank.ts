@@ -2,6 +2,8 @@
 // keep input order), the best index and each candidate's own token count. The prompt is tokenized (and its
 // media resolved) once and shared by every candidate row.
 import type { FastifyInstance } from 'fastify'
+import { ServiceError } from '../../errors.ts'
+import { advantagesAnswer, checkGroup } from '../../rlhf/group-advantage.ts'
 import { describeLengths, selectWithLengthControl } from '../../rlhf/length-control.ts'
 import { parseBody } from '../schemas/common.ts'
 import { RankRequestSchema } from '../schemas/score.ts'
@@ -10,6 +12,10 @@ import { scoringRequest } from '../scoring-request.ts'
 export default async function rankRoute(app: FastifyInstance) {
   app.post('/v1/rank', async (request) => {
     const body = parseBody(RankRequestSchema, request.body)
+    const advOn = body.group?.on ?? 'raw'
+    if (advOn === 'shaped') throw new ServiceError('invalid_request', 'group.on: /v1/rank has raw or normalized scores (shaped is /get_reward\'s)')
+    if (advOn === 'normalized' && !body.normalize) throw new ServiceError('invalid_request', 'group.on = normalized needs normalize: true')
+    if (body.group) checkGroup(body.candidates.length, body.group)
     const run = scoringRequest(app, request, { model: body.model, rows: body.candidates.length, normalize: body.normalize })
     const prompt = body.prompt
     const scored = await run.score(body.candidates.map((c) => [prompt, [{ role: 'assistant', content: c }]]))
@@ -35,6 +41,8 @@ export default async function rankRoute(app: FastifyInstance) {
       ...(body.length_control ? { length_controlled: selectWithLengthControl(scores, candidateTokens, body.length_control) } : {}),
       tokens: scored.map((s) => s.tokens),
       truncated: scored.map((s) => s.truncated),
+      ...(body.group ? { advantages: advantagesAnswer(body.group, advOn, advOn === 'normalized' ? scores.map(z!) : scores) } : {}),
     }
   })
 }
+

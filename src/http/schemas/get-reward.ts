@@ -4,6 +4,7 @@
 // other way to pass options.
 import { z } from 'zod'
 import { ConversationSchema, ModelFieldSchema } from './common.ts'
+import { GroupSchema } from '../../rlhf/group-advantage.ts'
 import { QUERY_TEMPLATE_NAMES } from '../../rlhf/query-template.ts'
 import { ClipSchema, LengthPenaltySchema, parseClipSpec, parseLengthPenaltySpec, specField } from '../../rlhf/reward-shaping.ts'
 
@@ -24,6 +25,8 @@ export const GetRewardRequestSchema = z
     messages: z.array(ConversationSchema).optional(),
     template: z.enum(QUERY_TEMPLATE_NAMES).optional(),
     options: GetRewardOptionsSchema.optional(),
+    /** GRPO group advantages (src/rlhf/group-advantage.ts); `on`: shaped (default, the returned rewards) | raw */
+    group: GroupSchema.optional(),
     model: ModelFieldSchema,
   })
   .refine((b) => (b.query === undefined) !== (b.messages === undefined), 'give either query (OpenRLHF) or messages (native), not both')
@@ -53,6 +56,9 @@ export const GetRewardUrlSchema = z
     clip_min: urlNumber.optional(),
     clip_max: urlNumber.optional(),
     length_penalty: specField(parseLengthPenaltySpec).optional(),
+    /** GRPO group advantages for OpenRLHF (no body field to set): ?group_size=8&advantage_on=raw */
+    group_size: z.string().regex(/^[1-9]\d*$/, 'a positive integer').transform(Number).optional(),
+    advantage_on: z.enum(['raw', 'shaped']).optional(),
     model: ModelFieldSchema,
   })
   .refine((u) => (u.clip_min === undefined) === (u.clip_max === undefined), 'give both clip_min and clip_max')
