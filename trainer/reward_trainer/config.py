@@ -202,7 +202,7 @@ class FinetuneConfig:
     max_seq_len: int = _f(0, "max tokens per conversation (0: the init's)")
     ckpt_every: int = _f(100, "sharded checkpoint every N optimizer steps (0: only at the end)")
     keep_ckpts: int = _f(2, "sharded checkpoints kept")
-    ckpt_shard_mb: int = _f(1024, "size of one checkpoint shard file")
+    ckpt_shard_mb: float = _f(1024.0, "size of one checkpoint shard file (MiB; parameters and their optimizer states)")
     resume: bool = _f(True, "resume from the newest sharded checkpoint in out/ckpt")
     eval_every: int = _f(0, "evaluate on --eval every N steps (0: only at the end)")
     threads: int = _f(2, "torch.set_num_threads per process")

@@ -75,6 +75,17 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
+def torchrun_compat_args() -> List[str]:
+    """Launcher flags that make torchrun work where its Std flag parsing is broken: torch 1.13 on Python 3.11
+    (Debian) parses the default `--redirects 0 --tee 0` to None ("'NoneType' object has no attribute 'get'")
+    because enum iteration skips the zero flag there. A mapping that names no launched rank (9; at most 9 local ranks) means "none" too."""
+    try:
+        from torch.distributed.elastic.multiprocessing.api import Std
+    except Exception:
+        return []
+    return [] if Std.from_str("0") is not None else ["--redirects", "9:0", "--tee", "9:0"]
+
+
 def fsdp_status() -> Tuple[bool, str]:
     """FSDP needs torch >= 2.0 here: torch 1.13's torch.distributed.fsdp fails to import on Python 3.11
     (a dataclass default in torch.distributed._shard) and runs on cuda only."""

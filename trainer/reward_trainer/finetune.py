@@ -272,7 +272,7 @@ def finetune(cfg: FinetuneConfig, command: str = "python3 -m reward_trainer fine
             meta = {"trainable": cfg.trainable, "seed": cfg.seed, "batch_pairs": cfg.batch_pairs,
                     "train_pairs": len(train_ex), "world": d.world, "elapsed_s": elapsed_before + time.time() - t0,
                     "init": os.path.abspath(cfg.init)}
-            path = shards.save(ckpt_dir, step, params, nopt, meta, cfg.ckpt_shard_mb << 20, cfg.keep_ckpts)
+            path = shards.save(ckpt_dir, step, params, nopt, meta, int(cfg.ckpt_shard_mb * (1 << 20)), cfg.keep_ckpts)
             say(f"checkpoint {path}")
         dd.barrier(d)
 
@@ -356,6 +356,7 @@ def finetune(cfg: FinetuneConfig, command: str = "python3 -m reward_trainer fine
               "num_params": model.num_params(), "trainable_params": n_trainable, "trainable": cfg.trainable,
               "device": "cuda" if cuda else "cpu", "processes": d.world, "init": os.path.abspath(cfg.init),
               "init_kind": kind, "loss_curve": [round(r["loss"], 6) for r in curve],
+              "grad_norm_curve": [round(r["grad_norm"], 6) for r in curve],
               "peak_cuda_bytes": torch.cuda.max_memory_allocated(d.device) if cuda else None}
     if d.main:
         sd = {k[len("reward."):]: v for k, v in full_sd.items()} if use_fsdp else \
@@ -374,7 +375,7 @@ def finetune(cfg: FinetuneConfig, command: str = "python3 -m reward_trainer fine
             write_result(ckpt, EVAL_RESULT, heldout)
         if cfg.export_out:
             result["export"] = export_result(ckpt, cfg, tok_path, kind, command)
-        say(json.dumps({k: v for k, v in result.items() if k != "loss_curve"}))
+        say(json.dumps({k: v for k, v in result.items() if not k.endswith("_curve")}))
     dd.shutdown(d)
     return result
 
