@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Type
 
-from .config import GenConfig, ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, VisionArgs
+from .config import FinetuneConfig, GenConfig, ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, VisionArgs
 
 TRAINER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(TRAINER_DIR)
@@ -184,6 +184,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     hf.add_argument("--external-threshold", type=int, default=None,
                     help="weight bytes above which a graph uses ONNX external data (default 2 GiB)")
 
+    ft = sub.add_parser("finetune", help="fine-tune a published (HF layout) or trainer checkpoint on preference data; "
+                        "several processes: torchrun --nproc_per_node N -m reward_trainer finetune ...")
+    _add_dataclass(ft, FinetuneConfig)
+    for flag, choices in (("--trainable", ["head", "plora", "decoder", "all"]), ("--bad-lines", ["skip", "fatal"]),
+                          ("--data-format", ["jsonl", "hh-rlhf", "llamafactory"]), ("--fsdp", ["auto", "on", "off"]),
+                          ("--device", ["auto", "cpu", "cuda"]), ("--export-attention", ["auto", "fused", "eager"])):
+        ft._option_string_actions[flag].choices = choices
+
     ns = ap.parse_args(argv)
     ns.command_line = "python3 -m reward_trainer " + " ".join(shlex.quote(a) for a in argv)
     if ns.cmd == "generate":
@@ -234,6 +242,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         from .export import add_packed
 
         print(json.dumps(add_packed(ns.model_dir)))
+    elif ns.cmd == "finetune":
+        from .finetune import finetune
+
+        fcfg = _take(ns, FinetuneConfig)
+        if not fcfg.init or not fcfg.data:
+            ap.error("finetune needs --init and --data")
+        finetune(fcfg, ns.command_line)
     elif ns.cmd == "export":
         from .export import export
 

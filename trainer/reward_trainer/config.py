@@ -160,3 +160,53 @@ class TrainConfig:
     threads: int = _f(2, "torch.set_num_threads")
     pipeline: str = _f("default", "input pipeline: default (ours) | ixc (the published get_score: layout, no "
                                   "stripping, special tokens, decode, hd_num 9/6 counting videos; overrides --image-hd-num*)")
+
+
+@dataclass
+class FinetuneConfig:
+    """`finetune`: a pretrained model (published HF checkpoint or a trainer checkpoint) on your preference data."""
+    init: str = _f("", "published-layout HF checkpoint folder (config.json, tokenizer.model, shards) or a trainer "
+                       "checkpoint (ckpt.pt, or its run folder)")
+    data: str = _f("", "training preference file")
+    eval: Optional[str] = _f(None, "evaluation file: accuracy per category at the end (and every --eval-every steps)")
+    data_format: str = _f("jsonl", "format of --data/--eval: jsonl (the trainer's) | hh-rlhf | llamafactory (importers)")
+    bad_lines: str = _f("skip", "a bad line (invalid JSON, missing field, missing or unreadable media): skip (reported "
+                                "with file:line) | fatal")
+    out: str = _f("runs/finetune", "run folder: sharded checkpoints ckpt/, log.jsonl, final ckpt.pt, results")
+    tokenizer: Optional[str] = _f(None, "SentencePiece model (default: the HF folder's tokenizer.model, or the "
+                                        "trainer checkpoint's)")
+    trainable: str = _f("plora", "what trains: head (v_head) | plora (Plora_A/B + v_head) | decoder (decoder layers, "
+                                 "final norm, v_head; embeddings and vision frozen) | all")
+    device: str = _f("auto", "auto (cuda when available) | cpu | cuda; under torchrun each process takes cuda:LOCAL_RANK")
+    bf16: bool = _f(True, "bf16 autocast on cuda (fp32 master weights, grads and optimizer states); ignored on cpu")
+    activation_checkpointing: bool = _f(False, "recompute each decoder (and trainable ViT) layer in backward: "
+                                               "keeps one layer's activations instead of all")
+    fsdp: str = _f("auto", "auto (FSDP for --trainable all with more than one process, DDP otherwise) | on | off")
+    seed: int = _f(0, "seed of the data order and of every rank")
+    epochs: float = _f(1.0, "passes over the (filtered) training pairs")
+    max_steps: int = _f(0, "optimizer steps (0: epochs decide)")
+    time_budget_s: float = _f(0.0, "stop after this many seconds (0: none)")
+    batch_pairs: int = _f(16, "pairs per optimizer step, over all processes (the effective batch; independent of "
+                              "the process count)")
+    micro_pairs: int = _f(4, "pairs per forward pass on one process; gradient accumulation steps = batch_pairs / "
+                             "(processes * micro_pairs)")
+    lr: float = _f(1e-5, "peak learning rate")
+    min_lr_ratio: float = _f(0.1, "final lr = lr * ratio (cosine)")
+    warmup_ratio: float = _f(0.03, "warmup steps / total steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay (matrices only)")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.95, "AdamW beta2")
+    grad_clip: float = _f(1.0, "global grad-norm clip (0: off)")
+    length_ratio: float = _f(2.5, "the paper's length constraint on --data: drop pairs with len(chosen) > ratio * "
+                                  "len(rejected) characters; 0 = off")
+    max_seq_len: int = _f(0, "max tokens per conversation (0: the init's)")
+    ckpt_every: int = _f(100, "sharded checkpoint every N optimizer steps (0: only at the end)")
+    keep_ckpts: int = _f(2, "sharded checkpoints kept")
+    ckpt_shard_mb: float = _f(1024.0, "size of one checkpoint shard file (MiB; parameters and their optimizer states)")
+    resume: bool = _f(True, "resume from the newest sharded checkpoint in out/ckpt")
+    eval_every: int = _f(0, "evaluate on --eval every N steps (0: only at the end)")
+    threads: int = _f(2, "torch.set_num_threads per process")
+    export_out: Optional[str] = _f(None, "export the result to this model version directory models/<name>/<version> "
+                                         "(the service hot-loads a new version)")
+    export_attention: str = _f("auto", "graph attention of the export: auto (fused for an HF init, as import-hf; "
+                                       "eager for a trainer checkpoint) | fused | eager")

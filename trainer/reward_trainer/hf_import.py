@@ -197,16 +197,12 @@ def peak_rss_bytes() -> int:
 
 
 # ------------------------------------------------------------------------------------------------ import
-def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "fused",
-              external_threshold: Optional[int] = None, command: Optional[str] = None) -> Dict:
-    from .export import export
+def load_published(checkpoint: str, dtype: str = "fp32"):
+    """A published-layout checkpoint -> (model in `dtype`, eval mode; the trainer-state dict that declares the
+    published input pipeline; the load report). Shared by import-hf and finetune --init."""
     from .model import IXCRewardModel
-    from .onnx_large import GraphOptions
     from .tokenizer_convert import load_proto, special_ids
 
-    if dtype not in DTYPES:
-        raise HFImportError(f"--dtype {dtype}: this build exports {sorted(DTYPES)} (fp16 graphs: not yet)")
-    t0 = time.time()
     cfg_path, tok_path = os.path.join(checkpoint, "config.json"), os.path.join(checkpoint, "tokenizer.model")
     for p in (cfg_path, tok_path):
         if not os.path.isfile(p):
@@ -231,8 +227,8 @@ def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "
         torch.set_default_dtype(prev)
     rss_model = peak_rss_bytes()
     rep = load_weights(model, checkpoint)
-    t_load = time.time() - t0
     rep["peak_rss_after_load"] = peak_rss_bytes()
+    rep["rss_after_model_build"] = rss_model
     S = args.vision.tile_size
     real = S == DOC_VISION["image_size"]
     # The imported model declares the published input pipeline (models/README.md): template, decode and hd_num
@@ -243,6 +239,20 @@ def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "
              "train_config": {"max_seq_len": int(cfg.get("max_length", 16384)) if real else 1024, "length_ratio": 0.0,
                               "pipeline": "ixc"},
              "train_result": {"device": "cpu", "steps": 0, "train_pairs": 0}}
+    return model, state, rep
+
+
+def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "fused",
+              external_threshold: Optional[int] = None, command: Optional[str] = None) -> Dict:
+    from .export import export
+    from .onnx_large import GraphOptions
+
+    if dtype not in DTYPES:
+        raise HFImportError(f"--dtype {dtype}: this build exports {sorted(DTYPES)} (fp16 graphs: not yet)")
+    t0 = time.time()
+    model, state, rep = load_published(checkpoint, dtype)
+    t_load = time.time() - t0
+    tok_path = os.path.join(checkpoint, "tokenizer.model")
     opts = GraphOptions(attention=attention, external_threshold=external_threshold)
     name, version = os.path.basename(os.path.dirname(os.path.abspath(out))), os.path.basename(os.path.abspath(out))
     if not version.isdigit():
@@ -250,8 +260,7 @@ def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "
     parity = export(None, out, tok_path, None, name=name, version=int(version),
                     command=command or "python3 -m reward_trainer import-hf", loaded=(model, state), large=opts)
     rep.update({"parity": parity, "seconds_load": round(t_load, 1), "seconds_total": round(time.time() - t0, 1),
-                "peak_rss": peak_rss_bytes(), "rss_after_model_build": rss_model,
-                "num_params": model.num_params()})
+                "peak_rss": peak_rss_bytes(), "num_params": model.num_params()})
     rep["peak_rss_x_checkpoint"] = round(rep["peak_rss"] / rep["checkpoint_bytes"], 2)
     rep["peak_rss_load_x_checkpoint"] = round(rep["peak_rss_after_load"] / rep["checkpoint_bytes"], 2)
     print(json.dumps({k: v for k, v in rep.items() if k != "shards"}), file=sys.stderr)

@@ -13,13 +13,16 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 LAYERS = [
     # 0: no package imports
-    ("config", "losses", "tokenizer_convert", "template", "collate", "onnx_runner", "safetensors", "fused_attention"),
+    ("config", "losses", "tokenizer_convert", "template", "collate", "onnx_runner", "safetensors", "fused_attention",
+     "distributed", "shards"),
     # 1: primitives
     ("media", "tokenizer", "model"),
     # 2: the data set and the checkpoint
     ("data", "checkpoint"),
     # 3: parts the stages share
     ("model_io", "importers", "golden", "manifest"),
+    # 3a: checked preference files (importers + data) for fine-tuning
+    ("dataset",),
     # 3b: graph writers (plain, then fused attention / external data on top)
     ("graphs",),
     ("onnx_large",),
@@ -28,6 +31,8 @@ LAYERS = [
     # 5: a composite stage (checkpoint import -> export), then the command line that chains them, then its
     # `python3 -m` entry
     ("hf_import",),
+    # fine-tuning: an init (hf_import or a checkpoint) -> train.lr_at / evaluate.summarize -> export
+    ("finetune",),
     ("cli",),
     ("__main__",),
 ]
