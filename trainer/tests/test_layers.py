@@ -14,7 +14,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LAYERS = [
     # 0: no package imports
     ("config", "losses", "tokenizer_convert", "template", "collate", "onnx_runner", "safetensors", "fused_attention",
-     "distributed", "shards"),
+     "distributed", "shards", "onnx_weights"),
     # 1: primitives
     ("media", "tokenizer", "model"),
     # 2: the data set and the checkpoint
