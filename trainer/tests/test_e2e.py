@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
 def test_manifest_schema_and_checksums(tiny_run):
     _, out = tiny_run
     man = validate_manifest(str(out))  # raises on any schema / checksum problem
-    assert set(os.listdir(out)) == {"model.json", "vision.onnx", "reward.onnx", "tokenizer.json", "golden.json"}
+    assert set(os.listdir(out)) == {"model.json", "vision.onnx", "reward.onnx", "reward_packed.onnx", "tokenizer.json", "golden.json"}
     for name, f in man["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == f["sha256"]
     assert man["config"]["hidden_size"] == 64 and man["graphs"]["vision"]["outputs"][0]["shape"] == ["T_img", 64]
