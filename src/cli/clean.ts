@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { RewardServiceError, type RewardClient } from '../client/reward-client.ts'
+import { RewardServiceError, type RewardClient } from '../../clients/typescript/index.js'
 import { COMMON_ARGS, connectFromArgs, runIfEntry } from './connect.ts'
 import {
   DATASET_FORMATS,

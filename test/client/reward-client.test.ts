@@ -2,7 +2,7 @@
 import t from 'tap'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { RewardClient, RewardServiceError } from '../../src/client/reward-client.ts'
+import { RewardClient, RewardServiceError } from '../../clients/typescript/index.js'
 
 type Script = Array<{ status: number; headers?: Record<string, string>; body: unknown }>
 
