@@ -1,18 +1,16 @@
 // clean and bon CLI logic over real HTTP against the app with the fake engine (fast; the real-model runs are in
 // cli-e2e.test.ts): outputs, resume, a refused sample isolated as an error line, bon's per-n table.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { RewardClient } from '../../clients/typescript/index.js'
 import { runClean, readDone, type CleanOptions } from '../../src/cli/clean.ts'
 import { runBon, summarise, nValues, parseLengthControl, formatSummary, plotPath, renderBonPng } from '../../src/cli/bon.ts'
 import { decodeImage } from '../../src/preprocess/image/sharp.ts'
 import { buildTestApp } from '../helpers/build-app.ts'
+import { runCli } from '../helpers/run-cli.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /** The fake-engine app listening on 127.0.0.1, a client for it, and a temp dir; all removed after the test. */
 async function setup(t: { teardown: (fn: () => unknown) => void }) {
@@ -135,15 +133,7 @@ t.test('bon helpers', async (t) => {
   ])
 })
 
-/** A CLI as a child process (async: the server it talks to lives in this process). */
-function cli(name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli', `${name}.ts`), ...args], { cwd: root })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
-  return new Promise((resolve) => child.once('close', (status) => resolve({ status, stdout, stderr })))
-}
+const cli = runCli
 
 const pair = (i: number, q = 'question') => ({ id: `r${i}`, messages: [{ role: 'user', content: `${q} ${i}` }], chosen: `good ${i}`, rejected: `bad ${i}` })
 
