@@ -52,6 +52,34 @@ export function retryDelayMs(retry: number, retryAfterMs: number | null, policy:
  * @property {LengthPenalty | null} [length_penalty]
  */
 /**
+ * GRPO group advantages wanted with the rewards: groups as a size (consecutive samples, as TRL, verl and OpenRLHF
+ * lay out a prompt's completions) or one id per sample; `on`: which reward they are computed on
+ * (/get_reward: `shaped` (default) | `raw`; /v1/rank: `raw` | `normalized`).
+ * @typedef {object} GroupSpec
+ * @property {number} [size]
+ * @property {Array<string | number>} [ids]
+ * @property {'raw' | 'shaped' | 'normalized'} [on]
+ * @property {number} [epsilon] added to the group std (default 1e-4)
+ */
+/**
+ * `advantages` of /get_reward and /v1/rank when the request has `group`: GRPO's (r - mean_g) / (std_g + epsilon)
+ * and Dr. GRPO's r - mean_g per sample, with each sample's group index, mean and (unbiased) std.
+ * @typedef {object} GroupAdvantages
+ * @property {'raw' | 'shaped' | 'normalized'} on
+ * @property {number} epsilon
+ * @property {number} [size]
+ * @property {Array<string | number>} [ids]
+ * @property {number[]} group
+ * @property {number[]} grpo
+ * @property {number[]} dr_grpo
+ * @property {number[]} group_mean
+ * @property {number[]} group_std
+ */
+/**
+ * Step-level rewards: the response's steps (their concatenation is the response), or a separator that splits it.
+ * @typedef {string[] | { separator: string }} StepsOption
+ */
+/**
  * POST /get_reward: OpenRLHF's payload (`query`, `prompts`, `labels`) or the native form (`messages`, one
  * conversation per sample, media as parts). Give exactly one of `query` and `messages`.
  * @typedef {object} GetRewardRequest
@@ -61,6 +89,7 @@ export function retryDelayMs(retry: number, retryAfterMs: number | null, policy:
  * @property {Message[][]} [messages]
  * @property {QueryTemplate} [template]
  * @property {RewardShapingOptions} [options]
+ * @property {GroupSpec} [group] GRPO group advantages
  * @property {string} [model]
  */
 /**
@@ -68,6 +97,7 @@ export function retryDelayMs(retry: number, retryAfterMs: number | null, policy:
  * @property {number[]} rewards shaped rewards (what a trainer uses)
  * @property {number[]} scores raw reward-model logits
  * @property {Record<string, unknown[]>} extra_logs per-sample logs; every key is present, `[]` for an empty shard
+ * @property {GroupAdvantages} [advantages] when the request has `group`
  */
 /**
  * Best-of-N length control for /v1/rank.
@@ -127,6 +157,18 @@ export class RewardClient {
     private readonly policy;
     /** POST /v1/score. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
     score(body: JsonObject, signal?: AbortSignal): Promise<JsonObject>;
+    /**
+     * The reward after each step of the conversation's response (its last message), from one packed pass
+     * (POST /v1/score with `steps`).
+     * @param {Message[]} messages
+     * @param {StepsOption} steps
+     * @param {{ model?: string, signal?: AbortSignal }} [opts]
+     * @returns {Promise<number[]>}
+     */
+    stepScores(messages: Message[], steps: StepsOption, opts?: {
+        model?: string;
+        signal?: AbortSignal;
+    }): Promise<number[]>;
     /** POST /v1/compare. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
     compare(body: JsonObject, signal?: AbortSignal): Promise<JsonObject>;
     /** POST /v1/rank. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
@@ -216,6 +258,41 @@ export type RewardShapingOptions = {
     length_penalty?: LengthPenalty | null | undefined;
 };
 /**
+ * GRPO group advantages wanted with the rewards: groups as a size (consecutive samples, as TRL, verl and OpenRLHF
+ * lay out a prompt's completions) or one id per sample; `on`: which reward they are computed on
+ * (/get_reward: `shaped` (default) | `raw`; /v1/rank: `raw` | `normalized`).
+ */
+export type GroupSpec = {
+    size?: number | undefined;
+    ids?: (string | number)[] | undefined;
+    on?: "raw" | "shaped" | "normalized" | undefined;
+    /**
+     * added to the group std (default 1e-4)
+     */
+    epsilon?: number | undefined;
+};
+/**
+ * `advantages` of /get_reward and /v1/rank when the request has `group`: GRPO's (r - mean_g) / (std_g + epsilon)
+ * and Dr. GRPO's r - mean_g per sample, with each sample's group index, mean and (unbiased) std.
+ */
+export type GroupAdvantages = {
+    on: "raw" | "shaped" | "normalized";
+    epsilon: number;
+    size?: number | undefined;
+    ids?: (string | number)[] | undefined;
+    group: number[];
+    grpo: number[];
+    dr_grpo: number[];
+    group_mean: number[];
+    group_std: number[];
+};
+/**
+ * Step-level rewards: the response's steps (their concatenation is the response), or a separator that splits it.
+ */
+export type StepsOption = string[] | {
+    separator: string;
+};
+/**
  * POST /get_reward: OpenRLHF's payload (`query`, `prompts`, `labels`) or the native form (`messages`, one
  * conversation per sample, media as parts). Give exactly one of `query` and `messages`.
  */
@@ -226,6 +303,10 @@ export type GetRewardRequest = {
     messages?: Message[][] | undefined;
     template?: QueryTemplate | undefined;
     options?: RewardShapingOptions | undefined;
+    /**
+     * GRPO group advantages
+     */
+    group?: GroupSpec | undefined;
     model?: string | undefined;
 };
 export type GetRewardResponse = {
@@ -241,6 +322,10 @@ export type GetRewardResponse = {
      * per-sample logs; every key is present, `[]` for an empty shard
      */
     extra_logs: Record<string, unknown[]>;
+    /**
+     * when the request has `group`
+     */
+    advantages?: GroupAdvantages | undefined;
 };
 /**
  * Best-of-N length control for /v1/rank.

@@ -45,6 +45,34 @@
  * @property {LengthPenalty | null} [length_penalty]
  */
 /**
+ * GRPO group advantages wanted with the rewards: groups as a size (consecutive samples, as TRL, verl and OpenRLHF
+ * lay out a prompt's completions) or one id per sample; `on`: which reward they are computed on
+ * (/get_reward: `shaped` (default) | `raw`; /v1/rank: `raw` | `normalized`).
+ * @typedef {object} GroupSpec
+ * @property {number} [size]
+ * @property {Array<string | number>} [ids]
+ * @property {'raw' | 'shaped' | 'normalized'} [on]
+ * @property {number} [epsilon] added to the group std (default 1e-4)
+ */
+/**
+ * `advantages` of /get_reward and /v1/rank when the request has `group`: GRPO's (r - mean_g) / (std_g + epsilon)
+ * and Dr. GRPO's r - mean_g per sample, with each sample's group index, mean and (unbiased) std.
+ * @typedef {object} GroupAdvantages
+ * @property {'raw' | 'shaped' | 'normalized'} on
+ * @property {number} epsilon
+ * @property {number} [size]
+ * @property {Array<string | number>} [ids]
+ * @property {number[]} group
+ * @property {number[]} grpo
+ * @property {number[]} dr_grpo
+ * @property {number[]} group_mean
+ * @property {number[]} group_std
+ */
+/**
+ * Step-level rewards: the response's steps (their concatenation is the response), or a separator that splits it.
+ * @typedef {string[] | { separator: string }} StepsOption
+ */
+/**
  * POST /get_reward: OpenRLHF's payload (`query`, `prompts`, `labels`) or the native form (`messages`, one
  * conversation per sample, media as parts). Give exactly one of `query` and `messages`.
  * @typedef {object} GetRewardRequest
@@ -54,6 +82,7 @@
  * @property {Message[][]} [messages]
  * @property {QueryTemplate} [template]
  * @property {RewardShapingOptions} [options]
+ * @property {GroupSpec} [group] GRPO group advantages
  * @property {string} [model]
  */
 /**
@@ -61,6 +90,7 @@
  * @property {number[]} rewards shaped rewards (what a trainer uses)
  * @property {number[]} scores raw reward-model logits
  * @property {Record<string, unknown[]>} extra_logs per-sample logs; every key is present, `[]` for an empty shard
+ * @property {GroupAdvantages} [advantages] when the request has `group`
  */
 /**
  * Best-of-N length control for /v1/rank.
@@ -177,6 +207,21 @@ export class RewardClient {
   /** POST /v1/score. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
   score(body, signal) {
     return this.request('POST', '/v1/score', body, signal)
+  }
+
+  /**
+   * The reward after each step of the conversation's response (its last message), from one packed pass
+   * (POST /v1/score with `steps`).
+   * @param {Message[]} messages
+   * @param {StepsOption} steps
+   * @param {{ model?: string, signal?: AbortSignal }} [opts]
+   * @returns {Promise<number[]>}
+   */
+  async stepScores(messages, steps, opts = {}) {
+    /** @type {JsonObject} */
+    const body = { items: [{ messages, steps }], ...(opts.model ? { model: opts.model } : {}) }
+    const res = /** @type {{ results: Array<{ step_scores: number[] }> }} */ (/** @type {unknown} */ (await this.request('POST', '/v1/score', body, opts.signal)))
+    return res.results[0].step_scores
   }
 
   /** POST /v1/compare. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */

@@ -109,3 +109,12 @@ t.test('per-attempt timeout retries; caller abort does not', async (t) => {
   t.equal(aborted.name, 'AbortError')
   t.notOk(retried)
 })
+
+t.test('stepScores: one /v1/score item with steps, model passed, the step scores returned', async (t) => {
+  const srv = await startServer(t, [{ status: 200, body: { results: [{ score: 0.4, step_scores: [0.1, 0.4] }], scores: [0.4] } }])
+  const client = new RewardClient({ baseUrl: srv.url })
+  const messages = [{ role: 'user' as const, content: 'q' }, { role: 'assistant' as const, content: 'a. b.' }]
+  t.same(await client.stepScores(messages, { separator: '. ' }, { model: 'rm' }), [0.1, 0.4])
+  t.equal(srv.seen[0].url, '/v1/score')
+  t.same(JSON.parse(srv.seen[0].body), { items: [{ messages, steps: { separator: '. ' } }], model: 'rm' })
+})
