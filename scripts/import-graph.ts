@@ -3,7 +3,7 @@
 //
 // Edges are every relative import/export-from, dynamic import('./x.ts') and worker entry
 // (new URL('./x.ts', import.meta.url)) between files of src/; type-only imports count too (a type is a
-// dependency of the reader). node_modules are left out. A "folder" is a directory directly under src/; a file
+// dependency of the reader). node_modules and files outside src/ (the client package) are external edges. A "folder" is a directory directly under src/; a file
 // directly in src/ (app.ts, config.ts, ...) is a folder of its own, named without the extension.
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -49,7 +49,9 @@ export function fileImports(file: string, src = SRC): ImportEdge[] {
     if (spec.startsWith('node:')) return
     if (spec.startsWith('.')) {
       const to = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec))
-      out.push({ from: file, to, typeOnly, external: false })
+      // Out of src/ (the TypeScript client package, clients/typescript): external, named by its repo path.
+      if (to.startsWith('../')) out.push({ from: file, to: to.slice(3), typeOnly, external: true })
+      else out.push({ from: file, to, typeOnly, external: false })
     } else out.push({ from: file, to: packageName(spec), typeOnly, external: true })
   }
   const visit = (node: ts.Node) => {

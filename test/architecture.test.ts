@@ -11,11 +11,11 @@
 //                          │         └─> scheduler ─> engine                │           │
 //   shared leaves, importable from anywhere above them: errors, util, metrics
 //
-// client (the TypeScript client) reads request/response types only (http schemas, rlhf, conversation).
+// The TypeScript client is its own package (clients/typescript, no server code); cli uses it.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { closure, folderCycles, folderGraph, importEdges, report, SCORE_ROUTE, SRC, sourceFiles } from '../scripts/import-graph.ts'
+import { closure, folderCycles, folderGraph, folderOf, importEdges, report, SCORE_ROUTE, SRC, sourceFiles } from '../scripts/import-graph.ts'
 
 const ALLOWED: Record<string, readonly string[]> = {
   errors: [],
@@ -32,8 +32,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   http: ['scoring', 'models', 'rlhf', 'conversation', 'preprocess', 'scheduler', 'engine', 'metrics', 'config', 'errors', 'util'],
   app: ['http', 'scoring', 'models', 'scheduler', 'preprocess', 'engine', 'metrics', 'config', 'errors'],
   server: ['app', 'http', 'config'],
-  client: ['http', 'rlhf', 'conversation'],
-  cli: ['app', 'client', 'config', 'conversation', 'rlhf', 'preprocess'],
+  cli: ['app', 'config', 'conversation', 'rlhf', 'preprocess'],
 }
 
 const edges = importEdges()
@@ -62,6 +61,17 @@ t.test('Fastify is imported only under src/http/ (and by the composition root sr
   const outside = edges.filter((e) => e.external && FASTIFY.test(e.to) && !e.from.startsWith('http/') && e.from !== 'app.ts')
   // The CLI's in-process mode hands an app to fetch: a type, no Fastify code.
   t.same(outside.filter((e) => !(e.from === 'cli/connect.ts' && e.typeOnly)).map((e) => `${e.from} -> ${e.to}`), [])
+})
+
+t.test('src/ reaches outside itself only for the client package, which imports nothing', async (t) => {
+  const outside = edges.filter((e) => e.external && e.to.includes('/') && !e.to.startsWith('@'))
+  t.ok(outside.length > 0, 'the CLIs use the client package')
+  t.same([...new Set(outside.map((e) => e.to))], ['clients/typescript/index.js'])
+  t.same([...new Set(outside.map((e) => folderOf(e.from)))], ['cli'], 'only the CLIs')
+  // The package stands alone: no imports at all (node: built-ins included), so no server code can leak in.
+  const pkg = readFileSync(path.join(SRC, '../clients/typescript/index.js'), 'utf8')
+  t.notMatch(pkg, /^\s*(import|export)\b[^\n]*\bfrom\s/m, 'no import/export-from in clients/typescript/index.js')
+  t.notMatch(pkg, /\bimport\s*\(|\brequire\s*\(/, 'no dynamic import or require')
 })
 
 t.test('one file per native dependency, one for prom-client', async (t) => {

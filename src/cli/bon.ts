@@ -2,7 +2,9 @@
 // preferring longer answers? For each prompt with N candidates it ranks all N once (scores are per candidate,
 // so the best of the first n is known for every n <= N without more calls) and reports, per n = 1, 2, 4 … N,
 // the mean score and mean token length of the picks; n = 1 (the first candidate, i.e. one policy sample) is
-// the baseline. With --length-control the length-controlled picks are reported too.
+// the baseline. With --length-control the length-controlled picks are reported too. The table goes to stdout
+// (and --summary as JSON); the score-vs-N and length-vs-N curves to a PNG next to it (--plot, or x.png beside
+// --summary x.json / --out x.jsonl).
 //
 //   node --import tsx src/cli/bon.ts --input prompts.jsonl [--out picks.jsonl] [--length-control ratio:1.5]
 // Input lines: {"id"?, "prompt": string | messages, "candidates": [string | parts, ...]}; media parts as in our
@@ -11,9 +13,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import readline from 'node:readline'
 import { parseArgs } from 'node:util'
-import type { RewardClient } from '../client/reward-client.ts'
+import type { RewardClient } from '../../clients/typescript/index.js'
 import { LengthControlSchema, argmax, selectWithLengthControl, type LengthControl } from '../rlhf/length-control.ts'
 import { COMMON_ARGS, connectFromArgs, runIfEntry } from './connect.ts'
+import { Canvas, drawLineChart, type ChartLayout, type Rgb } from './chart.ts'
 import { ourContent } from './datasets.ts'
 import { createProgress } from './progress.ts'
 
@@ -115,29 +118,48 @@ export async function runBon(client: RewardClient, opts: BonOptions): Promise<{ 
   const baseDir = path.dirname(path.resolve(opts.input))
   const rl = readline.createInterface({ input: fs.createReadStream(opts.input), crlfDelay: Infinity })
   let lineNo = 0
-  for await (const line of rl) {
-    lineNo++
-    if (!line.trim()) continue
-    const r = JSON.parse(line) as { id?: string | number; prompt?: unknown; candidates?: unknown; responses?: unknown }
-    const candidates = r.candidates ?? r.responses
-    if (r.prompt === undefined || !Array.isArray(candidates) || candidates.length === 0) {
-      throw new Error(`${opts.input}:${lineNo}: each line needs "prompt" and a non-empty "candidates" list`)
+  try {
+    for await (const line of rl) {
+      lineNo++
+      if (!line.trim()) continue
+      // Every problem with a line is fatal and names the file and line: a best-of-N table over a silently
+      // smaller set of prompts would not compare with another run's.
+      const where = `${opts.input}:${lineNo}`
+      let r: { id?: string | number; prompt?: unknown; candidates?: unknown; responses?: unknown }
+      try {
+        r = JSON.parse(line)
+      } catch (err) {
+        throw new Error(`${where}: not valid JSON (${(err as Error).message})`)
+      }
+      const candidates = r?.candidates ?? r?.responses
+      if (!r || typeof r !== 'object' || r.prompt === undefined || !Array.isArray(candidates) || candidates.length === 0) {
+        throw new Error(`${where}: each line needs "prompt" and a non-empty "candidates" list`)
+      }
+      if (typeof r.prompt !== 'string' && !Array.isArray(r.prompt)) throw new Error(`${where}: "prompt" must be a string or a list of messages`)
+      try {
+        // Media parts may name files ({"type": "image", "path": "img/1.png"}, relative to the input file).
+        const prompt =
+          typeof r.prompt === 'string'
+            ? r.prompt
+            : await Promise.all((r.prompt as Array<{ role: string; content: unknown }>).map(async (m) => ({ ...m, content: await ourContent(m?.content, baseDir) })))
+        lines.push({
+          id: r.id === undefined ? `line-${lineNo}` : String(r.id),
+          body: {
+            prompt,
+            candidates: await Promise.all(candidates.map((c) => ourContent(c, baseDir))),
+            ...(opts.model ? { model: opts.model } : {}),
+            ...(opts.lengthControl ? { length_control: opts.lengthControl } : {}),
+          },
+        })
+      } catch (err) {
+        throw new Error(`${where}: ${(err as Error).message}`)
+      }
     }
-    // Media parts may name files ({"type": "image", "path": "img/1.png"}, relative to the input file).
-    const prompt =
-      typeof r.prompt === 'string'
-        ? r.prompt
-        : await Promise.all((r.prompt as Array<{ role: string; content: unknown }>).map(async (m) => ({ ...m, content: await ourContent(m.content, baseDir) })))
-    lines.push({
-      id: r.id === undefined ? `line-${lineNo}` : String(r.id),
-      body: {
-        prompt,
-        candidates: await Promise.all(candidates.map((c) => ourContent(c, baseDir))),
-        ...(opts.model ? { model: opts.model } : {}),
-        ...(opts.lengthControl ? { length_control: opts.lengthControl } : {}),
-      },
-    })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code) throw new Error(`${opts.input}: cannot read (${(err as NodeJS.ErrnoException).code})`)
+    throw err
   }
+  if (lines.length === 0) throw new Error(`${opts.input} has no prompts (one JSON object per line: {"prompt", "candidates"})`)
   const progress = opts.progress ? createProgress('bon', lines.length) : undefined
   const picks = new Array<BonPick>(lines.length)
   let next = 0
@@ -168,6 +190,43 @@ export async function runBon(client: RewardClient, opts: BonOptions): Promise<{ 
   progress?.done()
   if (opts.out) fs.writeFileSync(opts.out, picks.map((p) => JSON.stringify(p)).join('\n') + (picks.length ? '\n' : ''))
   return { picks, summary: summarise(picks, opts.lengthControl) }
+}
+
+const BLUE: Rgb = [31, 119, 180]
+const ORANGE: Rgb = [255, 127, 14]
+
+/** Mean score and mean length of the pick vs N, side by side (with the length-controlled picks when asked). */
+export async function renderBonPng(s: BonSummary): Promise<{ png: Buffer; layouts: ChartLayout[] }> {
+  const canvas = new Canvas(1200, 400)
+  const x = s.rows.map((r) => r.n)
+  const lc = s.length_control !== null
+  const series = (pick: (r: BonRow) => number | undefined, lcPick: (r: BonRow) => number | undefined) => [
+    { label: 'best of N', color: BLUE, y: s.rows.map(pick) },
+    ...(lc ? [{ label: 'length-controlled', color: ORANGE, y: s.rows.map(lcPick) }] : []),
+  ]
+  const common = { xLabel: 'N (candidates per prompt)', x, log2: true }
+  const layouts = [
+    await drawLineChart(canvas, { x: 0, y: 0, width: 600, height: 400 }, {
+      ...common,
+      title: `Score of the pick vs N (${s.prompts} prompts)`,
+      yLabel: 'mean reward score',
+      series: series((r) => r.mean_score, (r) => r.controlled_mean_score),
+    }),
+    await drawLineChart(canvas, { x: 600, y: 0, width: 600, height: 400 }, {
+      ...common,
+      title: 'Length of the pick vs N',
+      yLabel: 'mean tokens',
+      series: series((r) => r.mean_tokens, (r) => r.controlled_mean_tokens),
+    }),
+  ]
+  return { png: await canvas.png(), layouts }
+}
+
+/** Where the curves go: --plot, else next to the summary (x.json → x.png) or the picks (x.jsonl → x.png). */
+export function plotPath(values: { plot?: string; summary?: string; out?: string }): string | undefined {
+  if (values.plot) return values.plot
+  const nextTo = values.summary ?? values.out
+  return nextTo ? nextTo.replace(/\.(jsonl?|txt)$/i, '') + '.png' : undefined
 }
 
 export function formatSummary(s: BonSummary): string {
@@ -201,7 +260,7 @@ export function parseLengthControl(spec: string): LengthControl {
   return parsed.data
 }
 
-const USAGE = `usage: bon --input prompts.jsonl [--out picks.jsonl] [--summary summary.json]
+const USAGE = `usage: bon --input prompts.jsonl [--out picks.jsonl] [--summary summary.json] [--plot curves.png]
            [--url http://127.0.0.1:8080 | --in-process [--models-dir models]] [--model NAME] [--api-key KEY]
            [--length-control ratio:K | penalty:PER_TOKEN[:THRESHOLD]] [--concurrency 4] [--no-progress]`
 
@@ -210,6 +269,7 @@ export async function main(argv: string[]): Promise<number> {
     args: argv,
     options: {
       summary: { type: 'string' },
+      plot: { type: 'string' },
       ...COMMON_ARGS,
       'length-control': { type: 'string' },
     },
@@ -232,6 +292,11 @@ export async function main(argv: string[]): Promise<number> {
     })
     if (values.summary) fs.writeFileSync(values.summary, JSON.stringify(summary, null, 2) + '\n')
     process.stdout.write(formatSummary(summary) + '\n')
+    const plot = plotPath(values)
+    if (plot) {
+      fs.writeFileSync(plot, (await renderBonPng(summary)).png)
+      process.stdout.write(`score-vs-N and length-vs-N curves: ${plot}\n`)
+    }
     return 0
   } finally {
     await conn.close()

@@ -3,13 +3,16 @@
 //   scores.jsonl   one line per sample (append-only; a rerun skips ids already there, so a killed run resumes)
 //   flagged.jsonl  samples flagged by the rules (lowest k %, below a threshold, z-score outliers) with reasons
 //   report.md|html summary, score histograms (PNG) and the flagged examples
+//   run.json       what the scores are of (input path and sha256, format, model): a rerun with anything else
+//                  starts afresh instead of resuming, and every output is rewritten, none left from a past run
 //
 //   node --import tsx src/cli/clean.ts --input data.jsonl.gz --out cleaned/ [--url http://127.0.0.1:8080]
 //   node --import tsx src/cli/clean.ts --input data.jsonl --out cleaned/ --in-process --models-dir models
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { RewardServiceError, type RewardClient } from '../client/reward-client.ts'
+import { RewardServiceError, type RewardClient } from '../../clients/typescript/index.js'
 import { COMMON_ARGS, connectFromArgs, runIfEntry } from './connect.ts'
 import {
   DATASET_FORMATS,
@@ -46,6 +49,8 @@ export interface CleanOptions {
 /** One line of scores.jsonl. */
 export interface ScoreLine {
   id: string
+  /** "file:line" of the record (skipped and refused samples). */
+  at?: string
   category?: string
   chosen_score?: number
   rejected_score?: number
@@ -76,6 +81,22 @@ export interface CleanSummary {
   value_stats: { n: number; mean: number; std: number; min: number; max: number; lowestCutoff: number | null }
   elapsed_s: number
   samples_per_s: number
+  /** Why the previous outputs in --out were discarded, if they were. */
+  restarted: string | null
+  /** The most frequent reasons for skipped and refused samples, with the first place each happened. */
+  skip_reasons: Array<{ reason: string; count: number; first_at: string | null }>
+}
+
+function topReasons(lines: readonly ScoreLine[], k = 5): CleanSummary['skip_reasons'] {
+  const by = new Map<string, { reason: string; count: number; first_at: string | null }>()
+  for (const l of lines) {
+    const reason = l.skipped ?? (l.error ? `refused: ${l.error.message}` : undefined)
+    if (reason === undefined) continue
+    const r = by.get(reason) ?? { reason, count: 0, first_at: l.at ?? null }
+    r.count++
+    by.set(reason, r)
+  }
+  return [...by.values()].sort((a, b) => b.count - a.count).slice(0, k)
 }
 
 // ------------------------------------------------------------------------------------------------ scoring
@@ -140,15 +161,61 @@ async function scoreBatch(client: RewardClient, samples: DatasetSample[], model:
         }
         return out
       }
-      return { lines: [{ id: samples[0]!.id, category: samples[0]!.category, error: { code: err.code, message: err.message } }] }
+      const s = samples[0]!
+      return { lines: [{ id: s.id, ...(s.where ? { at: s.where } : {}), category: s.category, error: { code: err.code, message: err.message } }] }
     }
     throw err
   }
 }
 
+/** What a scores.jsonl is of. A resume only continues scores of the same input bytes, format and model. */
+interface RunIdentity {
+  input: string
+  sha256: string
+  format: DatasetFormat
+  model: string | null
+}
+
+const OUTPUTS = /^(scores\.jsonl|flagged\.jsonl|summary\.json|report\.(md|html)|histogram-[\w-]+\.png)$/
+
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+/** Creates --out, or finds what a previous run left there: kept (same run identity: resume) or removed (another
+ *  input, format or model: scores of that would be mixed in). Returns why it started afresh, if it did. */
+export async function prepareOutDir(opts: CleanOptions): Promise<string | null> {
+  fs.mkdirSync(opts.out, { recursive: true })
+  const identity: RunIdentity = {
+    input: path.resolve(opts.input),
+    sha256: await fileSha256(opts.input).catch(() => ''),
+    format: opts.format,
+    model: opts.model ?? null,
+  }
+  const runFile = path.join(opts.out, 'run.json')
+  let previous: RunIdentity | null = null
+  try {
+    previous = JSON.parse(fs.readFileSync(runFile, 'utf8')) as RunIdentity
+  } catch {
+    // None (first run, or a directory from before run.json): resume whatever scores.jsonl holds.
+  }
+  let reason: string | null = null
+  if (previous) {
+    const changed = (['input', 'sha256', 'format', 'model'] as const).filter((k) => previous![k] !== identity[k])
+    if (changed.length > 0) {
+      reason = `${opts.out} held the outputs of another run (${changed.map((k) => (k === 'sha256' ? 'input content' : k)).join(', ')} changed); starting afresh`
+      for (const f of fs.readdirSync(opts.out)) if (OUTPUTS.test(f)) fs.rmSync(path.join(opts.out, f), { force: true })
+    }
+  }
+  fs.writeFileSync(runFile, JSON.stringify(identity, null, 2) + '\n')
+  return reason
+}
+
 export async function runClean(client: RewardClient, opts: CleanOptions): Promise<CleanSummary> {
   const started = Date.now()
-  fs.mkdirSync(opts.out, { recursive: true })
+  const restarted = await prepareOutDir(opts)
   const scoresFile = path.join(opts.out, 'scores.jsonl')
   const { done } = readDone(scoresFile)
   const resumed = done.size
@@ -185,7 +252,7 @@ export async function runClean(client: RewardClient, opts: CleanOptions): Promis
       if (failure || seen++ >= total) break
       if (done.has(row.id)) continue
       if ('skip' in row) {
-        write({ id: row.id, skipped: row.skip })
+        write({ id: row.id, at: row.where, skipped: row.skip })
         progress?.tick()
         continue
       }
@@ -203,14 +270,14 @@ export async function runClean(client: RewardClient, opts: CleanOptions): Promis
     progress?.done()
   }
   if (failure) throw failure
-  const summary = await writeOutputs(opts, { modelName, resumed, scoredThisRun, total, started })
+  const summary = await writeOutputs(opts, { modelName, resumed, scoredThisRun, total, started, restarted })
   return summary
 }
 
 // ------------------------------------------------------------------------------------------------ outputs
 async function writeOutputs(
   opts: CleanOptions,
-  run: { modelName: string | null; resumed: number; scoredThisRun: number; total: number; started: number },
+  run: { modelName: string | null; resumed: number; scoredThisRun: number; total: number; started: number; restarted: string | null },
 ): Promise<CleanSummary> {
   const lines = [...readDone(path.join(opts.out, 'scores.jsonl')).latest.values()]
   const errorLines = lines.filter((l) => l.error)
@@ -244,6 +311,8 @@ async function writeOutputs(
     value_stats: stats,
     elapsed_s: elapsed,
     samples_per_s: elapsed > 0 ? run.scoredThisRun / elapsed : 0,
+    restarted: run.restarted,
+    skip_reasons: topReasons(lines),
   }
   fs.writeFileSync(summaryFile, JSON.stringify(summary, null, 2) + '\n')
 
@@ -255,8 +324,13 @@ async function writeOutputs(
   const valueSeries: HistogramSeries[] = [{ label: pairs.length ? 'margin' : 'score', values: scored.map((l) => l.value!), color: [44, 160, 44] }]
   const scoreHist = binValues(scoreSeries, 30)
   const valueHist = binValues(valueSeries, 30)
-  const scoresPng = await renderHistogramPng(scoreSeries, scoreHist)
-  const valuesPng = await renderHistogramPng(valueSeries, valueHist)
+  const scoresPng = (await renderHistogramPng(scoreSeries, scoreHist, { title: `Reward scores (${scored.length} samples)`, xLabel: 'score (reward-model logit)' })).png
+  const valuesPng = (
+    await renderHistogramPng(valueSeries, valueHist, {
+      title: pairs.length ? `Margin chosen - rejected (${pairs.length} pairs)` : `Scores (${scored.length} samples)`,
+      xLabel: pairs.length ? 'chosen score - rejected score' : 'score (reward-model logit)',
+    })
+  ).png
   fs.writeFileSync(path.join(opts.out, 'histogram-scores.png'), scoresPng)
   fs.writeFileSync(path.join(opts.out, 'histogram-margin.png'), valuesPng)
 
@@ -272,6 +346,8 @@ async function writeOutputs(
     images: { scores: scoresPng, values: valuesPng },
   })
   fs.writeFileSync(path.join(opts.out, `report.${opts.report}`), report)
+  // A report of the other kind from an earlier run would describe other numbers.
+  fs.rmSync(path.join(opts.out, `report.${opts.report === 'md' ? 'html' : 'md'}`), { force: true })
   return summary
 }
 
@@ -336,6 +412,8 @@ function summaryRows(s: CleanSummary): Array<[string, string]> {
         .filter(Boolean)
         .join(', ') || 'none',
     ],
+    ...s.skip_reasons.map((r): [string, string] => [`skipped/refused: ${r.reason}`, `${r.count}${r.first_at ? ` (first at ${r.first_at})` : ''}`]),
+    ...(s.restarted ? [['restarted', s.restarted] as [string, string]] : []),
     ['flagged', `${s.flagged} (lowest_pct ${s.flag_counts.lowest_pct}, below_threshold ${s.flag_counts.below_threshold}, zscore_outlier ${s.flag_counts.zscore_outlier})`],
     ['throughput this run', `${fmt(s.samples_per_s, 1)} samples/s over ${fmt(s.elapsed_s, 1)} s`],
   ]
@@ -436,8 +514,10 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got ${v}`)
     return n
   }
-  if (!(DATASET_FORMATS as readonly string[]).includes(values.format!)) throw new Error(`--format must be one of ${DATASET_FORMATS.join(', ')}`)
-  if (values.report !== 'md' && values.report !== 'html') throw new Error('--report must be md or html')
+  if (!(DATASET_FORMATS as readonly string[]).includes(values.format!)) {
+    throw new Error(`--format ${JSON.stringify(values.format)} is not a dataset format; use one of ${DATASET_FORMATS.join(', ')}`)
+  }
+  if (values.report !== 'md' && values.report !== 'html') throw new Error(`--report must be md or html, got ${JSON.stringify(values.report)}`)
   const opts: CleanOptions = {
     input: values.input,
     out: values.out,
@@ -458,6 +538,12 @@ export async function main(argv: string[]): Promise<number> {
   const conn = await connectFromArgs(values)
   try {
     const s = await runClean(conn.client, opts)
+    if (s.restarted) process.stderr.write(`clean: ${s.restarted}\n`)
+    const failed = nothingScored(s)
+    if (failed) {
+      process.stderr.write(`clean: ${failed}\n`)
+      return 1
+    }
     process.stdout.write(
       `scored ${s.scored} (this run ${s.scored_this_run}, resumed ${s.resumed}), skipped ${s.skipped}, errors ${s.errors}, ` +
         `flagged ${s.flagged}; pair accuracy ${fmt(s.pair_accuracy)}; ${fmt(s.samples_per_s, 1)} samples/s\n` +
@@ -467,6 +553,15 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     await conn.close()
   }
+}
+
+/** Why a run that scored nothing at all is a failure (wrong --format, wrong file, service refusing everything);
+ *  null when something was scored. The outputs are still written, for the details. */
+export function nothingScored(s: CleanSummary): string | null {
+  if (s.scored > 0) return null
+  if (s.total_lines === 0) return `${s.input} has no records`
+  const reasons = s.skip_reasons.map((r) => `${r.count} × ${r.reason}${r.first_at ? ` (first at ${r.first_at})` : ''}`).join('; ')
+  return `no record of ${s.input} could be scored (${s.skipped} skipped, ${s.errors} refused): ${reasons}`
 }
 
 runIfEntry(import.meta.url, 'clean', main)

@@ -3,7 +3,7 @@
 // through RewardClient, so retries, errors and response shapes are identical.
 import { pathToFileURL } from 'node:url'
 import type { FastifyInstance } from 'fastify'
-import { RewardClient } from '../client/reward-client.ts'
+import { RewardClient } from '../../clients/typescript/index.js'
 
 export interface ConnectOptions {
   url?: string

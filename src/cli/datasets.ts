@@ -13,6 +13,8 @@ export type DatasetFormat = (typeof DATASET_FORMATS)[number]
 
 export interface DatasetSample {
   id: string
+  /** "file:line" of the record. */
+  where?: string
   category?: string
   /** prompt + chosen response (or the only response of an unpaired sample). */
   chosen: Message[]
@@ -23,6 +25,8 @@ export interface DatasetSample {
 export interface DatasetSkip {
   id: string
   skip: string
+  /** "file:line" of the record. */
+  where: string
 }
 
 export type DatasetRow = DatasetSample | DatasetSkip
@@ -36,28 +40,108 @@ export class DatasetError extends Error {
 
 type Json = Record<string, unknown>
 
-/** Streams the raw records of a .json (array), .jsonl or .jsonl.gz file with their 0-based index. */
-export async function* readRecords(file: string): AsyncGenerator<{ index: number; record: unknown }> {
+/** Streams the raw records of a .json (array), .jsonl or .jsonl.gz file with their 0-based index and where they
+ *  are ("file:line", 1-based line of the record's first character), so that every complaint names its line. */
+export async function* readRecords(file: string): AsyncGenerator<{ index: number; record: unknown; where: string }> {
   if (/\.json$/i.test(file)) {
-    const rows = JSON.parse(await fs.promises.readFile(file, 'utf8')) as unknown
-    if (!Array.isArray(rows)) throw new DatasetError(`${file}: a .json dataset must be an array of records`)
-    for (let i = 0; i < rows.length; i++) yield { index: i, record: rows[i] }
+    const text = await readText(file)
+    let rows: unknown
+    try {
+      rows = JSON.parse(text)
+    } catch (err) {
+      throw new DatasetError(`${file}:${jsonErrorLine(err as Error, text)}: not valid JSON (${(err as Error).message})`)
+    }
+    if (!Array.isArray(rows)) throw new DatasetError(`${file}:1: a .json dataset must be an array of records`)
+    const lines = arrayElementLines(text)
+    for (let i = 0; i < rows.length; i++) yield { index: i, record: rows[i], where: `${file}:${lines[i] ?? 1}` }
     return
   }
   let input: NodeJS.ReadableStream = fs.createReadStream(file)
   if (/\.gz$/i.test(file)) input = input.pipe(zlib.createGunzip())
   const lines = readline.createInterface({ input, crlfDelay: Infinity })
   let index = 0
-  for await (const line of lines) {
-    if (line.trim() === '') continue
-    let record: unknown
-    try {
-      record = JSON.parse(line)
-    } catch {
-      record = { __invalid_json: line.slice(0, 80) }
+  let lineNo = 0
+  try {
+    for await (const line of lines) {
+      lineNo++
+      if (line.trim() === '') continue
+      let record: unknown
+      try {
+        record = JSON.parse(line)
+      } catch (err) {
+        record = { __invalid_json: (err as Error).message }
+      }
+      yield { index: index++, record, where: `${file}:${lineNo}` }
     }
-    yield { index: index++, record }
+  } catch (err) {
+    throw new DatasetError(`${file}:${lineNo + 1}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    return await fs.promises.readFile(file, 'utf8')
+  } catch (err) {
+    throw new DatasetError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+}
+
+/** The line of a JSON.parse error: from the message when it has one (Node 22: "line L column C"; older V8:
+ *  "at position N"), else the first line of the first top-level array element that does not parse alone. */
+export function jsonErrorLine(err: Error, text: string): number {
+  const line = /\bline (\d+)/.exec(err.message)
+  if (line) return Number(line[1])
+  const pos = /position (\d+)/.exec(err.message)
+  if (pos) return text.slice(0, Number(pos[1])).split('\n').length
+  for (const e of arrayElements(text)) {
+    try {
+      JSON.parse(text.slice(e.start, e.end))
+    } catch {
+      return e.line
+    }
+  }
+  return text.split('\n').length
+}
+
+/** 1-based line where each top-level element of a JSON array starts. */
+export function arrayElementLines(text: string): number[] {
+  return arrayElements(text).map((e) => e.line)
+}
+
+/** Top-level elements of a JSON array: [start, end) offsets and first line (a scan that skips strings and
+ *  nesting; it does not validate). */
+function arrayElements(text: string): Array<{ start: number; end: number; line: number }> {
+  const out: Array<{ start: number; end: number; line: number }> = []
+  let line = 1
+  let depth = 0
+  let inString = false
+  let expectElement = false
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!
+    if (ch === '\n') line++
+    if (inString) {
+      if (ch === '\\') i++
+      else if (ch === '"') inString = false
+      continue
+    }
+    if (/\s/.test(ch)) continue
+    if (depth === 1 && expectElement && ch !== ']') {
+      out.push({ start: i, end: text.length, line })
+      expectElement = false
+    }
+    if (ch === '"') inString = true
+    else if (ch === '[' || ch === '{') {
+      depth++
+      if (depth === 1) expectElement = true
+    } else if (ch === ']' || ch === '}') {
+      if (depth === 1 && out.length) out[out.length - 1]!.end = Math.min(out[out.length - 1]!.end, i)
+      depth--
+    } else if (ch === ',' && depth === 1) {
+      if (out.length) out[out.length - 1]!.end = i
+      expectElement = true
+    }
+  }
+  return out
 }
 
 /** Number of records, for the progress bar (one cheap pass; gzip included). */
@@ -67,14 +151,14 @@ export async function countRecords(file: string): Promise<number> {
   return n
 }
 
-export function detectFormat(record: unknown): Exclude<DatasetFormat, 'auto'> {
+export function detectFormat(record: unknown, where = 'first record'): Exclude<DatasetFormat, 'auto'> {
   const r = record as Json
   if (r && typeof r === 'object') {
     if ('conversations' in r || 'chosen_messages' in r || 'instruction' in r) return 'llamafactory'
     if ('messages' in r) return 'ours'
     if (typeof r.chosen === 'string' && typeof r.rejected === 'string' && r.chosen.includes('\n\nHuman:')) return 'hh-rlhf'
   }
-  throw new DatasetError('cannot detect the dataset format from its first record; pass --format')
+  throw new DatasetError(`${where}: cannot detect the dataset format from the first record; pass --format (${DATASET_FORMATS.slice(1).join(', ')})`)
 }
 
 export interface ReadDatasetOptions {
@@ -86,21 +170,24 @@ export interface ReadDatasetOptions {
 export async function* readDataset(file: string, opts: ReadDatasetOptions): AsyncGenerator<DatasetRow> {
   const baseDir = path.dirname(path.resolve(file))
   let format: Exclude<DatasetFormat, 'auto'> | undefined = opts.format === 'auto' ? undefined : opts.format
-  for await (const { index, record } of readRecords(file)) {
-    format ??= detectFormat(record)
+  for await (const { index, record, where } of readRecords(file)) {
+    format ??= detectFormat(record, where)
     const category = opts.category ?? format
     const fallbackId = `${category}-${index}`
     try {
-      if (!record || typeof record !== 'object' || '__invalid_json' in (record as Json)) {
-        throw new DatasetError('not a JSON object')
+      if (record && typeof record === 'object' && '__invalid_json' in (record as Json)) {
+        throw new DatasetError(`not valid JSON (${(record as Json).__invalid_json})`)
       }
+      if (!record || typeof record !== 'object' || Array.isArray(record)) throw new DatasetError('not a JSON object')
       const r = record as Json
-      if (format === 'ours') yield await fromOurs(r, baseDir, fallbackId)
-      else if (format === 'hh-rlhf') yield fromHh(r, fallbackId, category)
-      else yield await fromLlamaFactory(r, baseDir, fallbackId, category)
+      let sample: DatasetSample
+      if (format === 'ours') sample = await fromOurs(r, baseDir, fallbackId)
+      else if (format === 'hh-rlhf') sample = fromHh(r, fallbackId, category)
+      else sample = await fromLlamaFactory(r, baseDir, fallbackId, category)
+      yield { ...sample, where }
     } catch (err) {
       const id = typeof (record as Json)?.id === 'string' ? String((record as Json).id) : fallbackId
-      yield { id, skip: (err as Error).message }
+      yield { id, skip: (err as Error).message, where }
     }
   }
 }

@@ -4,10 +4,13 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { RewardClient } from '../../src/client/reward-client.ts'
+import { RewardClient } from '../../clients/typescript/index.js'
 import { runClean, readDone, type CleanOptions } from '../../src/cli/clean.ts'
-import { runBon, summarise, nValues, parseLengthControl, formatSummary } from '../../src/cli/bon.ts'
+import { runBon, summarise, nValues, parseLengthControl, formatSummary, plotPath, renderBonPng } from '../../src/cli/bon.ts'
+import { decodeImage } from '../../src/preprocess/image/sharp.ts'
 import { buildTestApp } from '../helpers/build-app.ts'
+import { runCli } from '../helpers/run-cli.ts'
+
 
 /** The fake-engine app listening on 127.0.0.1, a client for it, and a temp dir; all removed after the test. */
 async function setup(t: { teardown: (fn: () => unknown) => void }) {
@@ -128,4 +131,112 @@ t.test('bon helpers', async (t) => {
     [1, 2, 9],
     [2, 1, 30],
   ])
+})
+
+const cli = runCli
+
+const pair = (i: number, q = 'question') => ({ id: `r${i}`, messages: [{ role: 'user', content: `${q} ${i}` }], chosen: `good ${i}`, rejected: `bad ${i}` })
+
+t.test('clean: a rerun on another input starts afresh, and no report of an earlier run stays', async (t) => {
+  const { client, dir } = await setup(t)
+  const a = path.join(dir, 'a.jsonl')
+  const b = path.join(dir, 'b.jsonl')
+  fs.writeFileSync(a, [0, 1, 2, 3].map((i) => JSON.stringify(pair(i))).join('\n') + '\n')
+  fs.writeFileSync(b, [7, 8].map((i) => JSON.stringify(pair(i, 'other'))).join('\n') + '\n')
+  const out = path.join(dir, 'out')
+  const first = await runClean(client, cleanOpts(a, out, { report: 'html' }))
+  t.equal(first.scored, 4)
+  t.equal(first.restarted, null)
+  t.ok(fs.existsSync(path.join(out, 'report.html')))
+  // Same input again: a resume (nothing new), no restart.
+  const again = await runClean(client, cleanOpts(a, out, { report: 'html' }))
+  t.equal(again.resumed, 4)
+  t.equal(again.restarted, null)
+  // Another file into the same --out: the old scores must not be mixed in, and report.html must not survive
+  // next to the new report.md.
+  const second = await runClean(client, cleanOpts(b, out))
+  t.match(second.restarted, /held the outputs of another run \(input, input content changed\)/)
+  t.equal(second.resumed, 0)
+  t.equal(second.scored, 2)
+  t.same([...readDone(path.join(out, 'scores.jsonl')).latest.keys()].sort(), ['r7', 'r8'])
+  t.notOk(fs.existsSync(path.join(out, 'report.html')), 'stale report.html removed')
+  t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /restarted/)
+  t.same(JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')).input, b)
+  // The same path with other content (the dataset was regenerated) also starts afresh.
+  fs.writeFileSync(b, JSON.stringify(pair(9)) + '\n')
+  const third = await runClean(client, cleanOpts(b, out))
+  t.match(third.restarted, /\(input content changed\)/)
+  t.same([...readDone(path.join(out, 'scores.jsonl')).latest.keys()], ['r9'])
+})
+
+t.test('clean: a file where every record is skipped, or an unknown --format, exits non-zero with the reason', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-exit-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const input = path.join(dir, 'ours.jsonl')
+  fs.writeFileSync(input, [0, 1, 2].map((i) => JSON.stringify(pair(i))).join('\n') + '\n')
+  // Our JSONL read as hh-rlhf: every record skipped before any request (no server needed).
+  const out = path.join(dir, 'out')
+  const skipped = await cli('clean', ['--input', input, '--out', out, '--format', 'hh-rlhf', '--url', 'http://127.0.0.1:9', '--no-progress'])
+  t.equal(skipped.status, 1, skipped.stderr)
+  t.match(skipped.stderr, /no record of .*ours\.jsonl could be scored \(3 skipped, 0 refused\): 3 × conversation does not end with an assistant response \(first at .*ours\.jsonl:1\)/)
+  t.ok(fs.existsSync(path.join(out, 'summary.json')), 'outputs still written, for the details')
+  const bogus = await cli('clean', ['--input', input, '--out', out, '--format', 'sharegpt'])
+  t.equal(bogus.status, 1)
+  t.match(bogus.stderr, /--format "sharegpt" is not a dataset format; use one of auto, ours, hh-rlhf, llamafactory/)
+  const empty = path.join(dir, 'empty.jsonl')
+  fs.writeFileSync(empty, '\n')
+  const none = await cli('clean', ['--input', empty, '--out', path.join(dir, 'o2'), '--url', 'http://127.0.0.1:9', '--no-progress'])
+  t.equal(none.status, 1)
+  t.match(none.stderr, /empty\.jsonl has no records/)
+})
+
+t.test('bon: errors name the file and line; the curves are drawn as a PNG next to the table', async (t) => {
+  const { dir } = await setup(t)
+  const { app } = await buildTestApp()
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const bad = path.join(dir, 'bad.jsonl')
+  const ok = { prompt: 'Q?', candidates: ['a', 'bb', 'a much longer answer than the others'] }
+  fs.writeFileSync(bad, [JSON.stringify(ok), '', '{"prompt": "Q?", "candidates": ["a"', JSON.stringify(ok)].join('\n') + '\n')
+  const client = new RewardClient({ baseUrl: url })
+  await t.rejects(runBon(client, { input: bad, concurrency: 1, progress: false }), new RegExp(`bad\\.jsonl:3: not valid JSON`))
+  fs.writeFileSync(bad, JSON.stringify(ok) + '\n' + JSON.stringify({ prompt: 'Q', candidates: [] }) + '\n')
+  await t.rejects(runBon(client, { input: bad, concurrency: 1, progress: false }), /bad\.jsonl:2: each line needs "prompt" and a non-empty "candidates" list/)
+  fs.writeFileSync(bad, JSON.stringify({ prompt: 'Q', candidates: [[{ type: 'image', path: 'nope.png' }]] }) + '\n')
+  await t.rejects(runBon(client, { input: bad, concurrency: 1, progress: false }), /bad\.jsonl:1: cannot read image .*nope\.png: ENOENT/)
+  fs.writeFileSync(bad, '\n')
+  await t.rejects(runBon(client, { input: bad, concurrency: 1, progress: false }), /bad\.jsonl has no prompts/)
+
+  const input = path.join(dir, 'p.jsonl')
+  fs.writeFileSync(input, Array.from({ length: 4 }, (_, i) => JSON.stringify({ ...ok, id: `q${i}`, candidates: [...ok.candidates, `x${i}`] })).join('\n') + '\n')
+  const summaryFile = path.join(dir, 'bon-summary.json')
+  const res = await cli('bon', ['--input', input, '--summary', summaryFile, '--url', url, '--length-control', 'ratio:2', '--no-progress'])
+  t.equal(res.status, 0, res.stderr)
+  const png = path.join(dir, 'bon-summary.png')
+  t.match(res.stdout, new RegExp(`curves: ${png.replace(/[.]/g, '\\.')}`))
+  const img = await decodeImage(fs.readFileSync(png), 'png', { maxPixels: 1e7, timeoutSeconds: 10 })
+  t.same([img.width, img.height], [1200, 400])
+  // The curves: each row's point is drawn (a marker in the series colour) where the chart's axes put it.
+  const summary = JSON.parse(fs.readFileSync(summaryFile, 'utf8'))
+  const { layouts } = await renderBonPng(summary)
+  t.same(layouts.map((l) => l.xTicks.map((tk) => tk.label)), [['1', '2', '4'], ['1', '2', '4']])
+  t.same(layouts.map((l) => l.legend.map((x) => x.label)), [['best of N', 'length-controlled'], ['best of N', 'length-controlled']])
+  const px = (x: number, y: number) => Array.from(img.data.subarray((y * 1200 + x) * 3, (y * 1200 + x) * 3 + 3))
+  const rows = summary.rows as Array<{ n: number; mean_score: number; mean_tokens: number }>
+  for (const [k, key] of [[0, 'mean_score'], [1, 'mean_tokens']] as const) {
+    const l = layouts[k]!
+    const yOf = (v: number) => {
+      const [a, b] = [l.yTicks[0]!, l.yTicks[l.yTicks.length - 1]!]
+      return Math.round(a.px + ((v - a.value) / (b.value - a.value)) * (b.px - a.px))
+    }
+    for (const r of rows) {
+      const x = l.xTicks.find((tk) => tk.value === r.n)!.px
+      const c = px(x, yOf(r[key]))
+      t.ok(c[2]! > 150 && c[0]! < 120 || c[0]! > 200 && c[2]! < 80, `${key} at n=${r.n}: a series marker (${c})`)
+    }
+  }
+  t.equal(plotPath({ out: 'picks.jsonl' }), 'picks.png')
+  t.equal(plotPath({ summary: 's.json', out: 'picks.jsonl' }), 's.png')
+  t.equal(plotPath({ plot: 'x.png', summary: 's.json' }), 'x.png')
+  t.equal(plotPath({}), undefined)
 })

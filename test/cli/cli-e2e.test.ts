@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { buildApp } from '../../src/app.ts'
 import { readDataset, type DatasetSample } from '../../src/cli/datasets.ts'
 import { testConfig } from '../helpers/build-app.ts'
+import { runCli } from '../helpers/run-cli.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const HH = path.resolve(root, '../shared/fixtures/preference/hh-rlhf-harmless-base-test.jsonl.gz')
@@ -24,17 +25,7 @@ const app = buildApp(testConfig({ MODELS_DIR: path.join(root, 'models'), EXECUTI
 const base = await app.listen({ port: 0, host: '127.0.0.1' })
 t.teardown(() => app.close())
 
-/** Runs a CLI as a child process. Async on purpose: the server lives in this process, so a spawnSync would
- *  block the event loop that has to answer the CLI. */
-function cli(name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli', `${name}.ts`), ...args], { cwd: root })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
-  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000)
-  return new Promise((resolve) => child.once('close', (status) => (clearTimeout(timer), resolve({ status, stdout, stderr }))))
-}
+const cli = runCli
 
 const readJsonl = (file: string) =>
   fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>)

@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { countRecords, detectFormat, readDataset, splitHhTranscript, type DatasetRow } from '../../src/cli/datasets.ts'
+import { arrayElementLines, countRecords, detectFormat, readDataset, splitHhTranscript, type DatasetRow } from '../../src/cli/datasets.ts'
 import { encodePng } from '../../src/preprocess/image/sharp.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -80,5 +80,40 @@ t.test('our JSONL: media paths inlined at the start of the first user turn; bad 
   t.match((got[3] as { skip: string }).skip, /unknown role "robot"/)
   const p5 = got[4] as Extract<DatasetRow, { chosen: unknown }>
   t.equal(p5.rejected, undefined, 'unpaired sample')
-  t.match((got[5] as { skip: string }).skip, /not a JSON object/)
+  t.match((got[5] as { skip: string }).skip, /not valid JSON/)
+  // Every row says where it came from.
+  t.same(got.map((r) => r.where), [1, 2, 3, 4, 5, 6].map((n) => `${file}:${n}`))
+})
+
+t.test('input errors name the file and line: JSONL skips, a .json array, bad JSON, undetectable format', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clean-lines-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const good = { messages: [{ role: 'user', content: 'q' }], chosen: 'a', rejected: 'b' }
+  // JSONL with blank lines: line numbers are the file's, not the record's.
+  const jsonl = path.join(dir, 'd.jsonl')
+  fs.writeFileSync(jsonl, [JSON.stringify(good), '', '{"messages": [', '', JSON.stringify({ ...good, messages: 'x' })].join('\n') + '\n')
+  const rows = await take(jsonl, 10)
+  t.same(rows.map((r) => [r.where, 'skip' in r ? r.skip.split(' (')[0] : 'ok']), [
+    [`${jsonl}:1`, 'ok'],
+    [`${jsonl}:3`, 'not valid JSON'],
+    [`${jsonl}:5`, '"messages" must be a list'],
+  ])
+  // A .json array, pretty-printed: each record's first line (strings with brackets and commas do not confuse it).
+  const json = path.join(dir, 'd.json')
+  fs.writeFileSync(json, JSON.stringify([good, { ...good, chosen: 'a, [b] {c} "d"' }, { messages: 5 }], null, 2))
+  const jrows = await take(json, 10)
+  const starts = fs.readFileSync(json, 'utf8').split('\n').flatMap((l, i) => (l === '  {' ? [i + 1] : []))
+  t.equal(starts.length, 3)
+  t.same(jrows.map((r) => r.where), starts.map((n) => `${json}:${n}`))
+  t.match((jrows[2] as { skip: string }).skip, /"messages" must be a list/)
+  t.same(arrayElementLines('[1,\n "a,]",\n [2, 3], {"x": [4]}]'), [1, 2, 3, 3])
+  // Invalid JSON in a .json file: the error names the line (Node 20 reports a position, Node 22 a line).
+  const broken = path.join(dir, 'broken.json')
+  fs.writeFileSync(broken, '[\n  {"a": 1},\n  {"b": }\n]')
+  await t.rejects(take(broken, 1), new RegExp(`${broken.replace(/[.]/g, '\\.')}:3: not valid JSON`))
+  // No recognisable first record: the message names where and what to pass.
+  const odd = path.join(dir, 'odd.jsonl')
+  fs.writeFileSync(odd, '\n{"text": "hello"}\n')
+  await t.rejects(take(odd, 1), new RegExp(`${odd.replace(/[.]/g, '\\.')}:2: cannot detect the dataset format .*--format \\(ours, hh-rlhf, llamafactory\\)`))
+  await t.rejects(take(path.join(dir, 'missing.jsonl'), 1), /missing\.jsonl:1: cannot read \(ENOENT\)/)
 })

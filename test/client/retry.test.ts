@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DEFAULT_RETRY_POLICY, parseRetryAfter, retryDelayMs } from '../../src/client/retry.ts'
+import { DEFAULT_RETRY_POLICY, parseRetryAfter, retryDelayMs } from '../../clients/typescript/index.js'
 
 t.test('parseRetryAfter: delta-seconds, HTTP-date, garbage', async (t) => {
   const now = Date.parse('Thu, 26 Nov 2026 05:00:00 GMT')

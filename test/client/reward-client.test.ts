@@ -2,7 +2,7 @@
 import t from 'tap'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { RewardClient, RewardServiceError } from '../../src/client/reward-client.ts'
+import { RewardClient, RewardServiceError } from '../../clients/typescript/index.js'
 
 type Script = Array<{ status: number; headers?: Record<string, string>; body: unknown }>
 
@@ -108,4 +108,13 @@ t.test('per-attempt timeout retries; caller abort does not', async (t) => {
   const aborted = await client.models(ac.signal).catch((e) => e)
   t.equal(aborted.name, 'AbortError')
   t.notOk(retried)
+})
+
+t.test('stepScores: one /v1/score item with steps, model passed, the step scores returned', async (t) => {
+  const srv = await startServer(t, [{ status: 200, body: { results: [{ score: 0.4, step_scores: [0.1, 0.4] }], scores: [0.4] } }])
+  const client = new RewardClient({ baseUrl: srv.url })
+  const messages = [{ role: 'user' as const, content: 'q' }, { role: 'assistant' as const, content: 'a. b.' }]
+  t.same(await client.stepScores(messages, { separator: '. ' }, { model: 'rm' }), [0.1, 0.4])
+  t.equal(srv.seen[0].url, '/v1/score')
+  t.same(JSON.parse(srv.seen[0].body), { items: [{ messages, steps: { separator: '. ' } }], model: 'rm' })
 })

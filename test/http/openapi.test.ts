@@ -15,6 +15,7 @@ import YAML from 'yaml'
 import { buildApp } from '../../src/app.ts'
 import { OPENAPI_PATH } from '../../src/http/plugins/docs.ts'
 import { ModelRegistry } from '../../src/models/registry.ts'
+import { QUERY_TEMPLATE_NAMES } from '../../src/rlhf/query-template.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { FakeEngine } from '../helpers/fake-engine.ts'
 import { fakeModel } from '../helpers/fake-model.ts'
@@ -191,6 +192,59 @@ t.test('documented examples are accepted and real responses match the spec', asy
       t.ok(v(payload), `${method} ${p} request matches the spec: ${ajv.errorsText(v.errors)}`)
     }
   }
+})
+
+t.test('/get_reward as documented: clip=min:max, clip_min/clip_max, every template name, tool messages', async (t) => {
+  const { app } = await appWith()
+  t.teardown(() => app.close())
+  const op = spec.paths['/get_reward'].post
+  const param = (name: string) => op.parameters.map(deref).find((p: { name: string }) => p.name === name)
+  // The documented template names are exactly the ones the route accepts.
+  t.same([...deref(spec.components.schemas.QueryTemplate).enum].sort(), [...QUERY_TEMPLATE_NAMES].sort(), 'QueryTemplate enum')
+  // URL clip forms: the spec's pattern and the route agree on each value, and the clip applied is the one asked for.
+  const q = '<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\na<|im_end|>'
+  const post = (url: string, payload: object = { query: [q] }) => app.inject({ method: 'POST', url, payload })
+  const clipPattern = new RegExp(param('clip').schema.pattern)
+  for (const [value, clip] of [['-5:5', { min: -5, max: 5 }], [' -0.5 : 2.5 ', { min: -0.5, max: 2.5 }], ['1e-3:1', { min: 0.001, max: 1 }], ['off', null], ['-5,5', { min: -5, max: 5 }]] as const) {
+    t.match(value, clipPattern, `clip=${value} fits the documented pattern`)
+    const res = await post(`/get_reward?clip=${encodeURIComponent(value)}`)
+    t.equal(res.statusCode, 200, res.body)
+    t.same(res.json().shaping.clip, clip, `clip=${value}`)
+    t.equal(specProblems('/get_reward', 'POST', res), '')
+  }
+  t.notMatch('5', clipPattern)
+  t.equal((await post('/get_reward?clip=5')).statusCode, 422, 'one number is not a clip')
+  t.equal((await post('/get_reward?clip=5:-5')).statusCode, 422, 'min > max')
+  for (const name of ['clip_min', 'clip_max']) t.match(param(name).example, new RegExp(param(name).schema.pattern), `${name} documented`)
+  const two = await post('/get_reward?clip_min=-1&clip_max=1')
+  t.equal(two.statusCode, 200, two.body)
+  t.same(two.json().shaping.clip, { min: -1, max: 1 }, 'clip_min/clip_max = clip=min:max')
+  t.equal((await post('/get_reward?clip_min=-1')).statusCode, 422, 'clip_min alone')
+  // Templates beyond the original families, as the spec documents them; responses match the spec.
+  const gemma = await post('/get_reward?template=gemma', { query: ['<bos><start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\na<end_of_turn>\n'] })
+  t.equal(gemma.statusCode, 200, gemma.body)
+  t.same(gemma.json().templates, ['gemma'])
+  t.equal(specProblems('/get_reward', 'POST', gemma), '')
+  const plain = await post('/get_reward', { query: ['q a'], prompts: ['q'], template: 'auto_or_plain' })
+  t.equal(plain.statusCode, 200, plain.body)
+  t.same(plain.json().templates, ['plain'])
+  t.equal(specProblems('/get_reward', 'POST', plain), '')
+  // Tool messages and null content: the request matches the documented schema and is accepted.
+  const tools = {
+    messages: [
+      [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: null, tool_calls: [{ type: 'function', id: 'c1', function: { name: 'weather', arguments: '{"city": "Paris"}' } }] },
+        { role: 'tool', content: '18 C', tool_call_id: 'c1', name: 'weather' },
+        { role: 'assistant', content: 'It is 18 C.' },
+      ],
+    ],
+  }
+  const v = ajv.getSchema('spec#/components/schemas/GetRewardRequest')!
+  t.ok(v(tools), `tool messages match the spec: ${ajv.errorsText(v.errors)}`)
+  const res = await post('/get_reward', tools)
+  t.equal(res.statusCode, 200, res.body)
+  t.equal(specProblems('/get_reward', 'POST', res), '')
 })
 
 t.test('multipart/form-data, as documented, is accepted by every scoring route', async (t) => {

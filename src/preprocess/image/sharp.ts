@@ -2,7 +2,7 @@
 // (format and pixel limit checked before any pixel is decoded), then a strict decode (every libvips warning, e.g.
 // truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white;
 // or, for models whose preprocess.image.decode is `published`, exactly PIL's convert('RGB') (decodePublished).
-// It also encodes the CLI report charts as PNG (encodePng at the end).
+// It also encodes the CLI report charts as PNG and renders their labels (encodePng, renderLabelCoverage at the end).
 import sharp, { type Metadata, type SharpOptions } from 'sharp'
 import { ServiceError } from '../../errors.ts'
 import type { RgbImage } from './rgb.ts'
@@ -213,6 +213,18 @@ export async function renderTextCoverage(text: string, fontFile: string, family:
   const markup = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
   // dpi 72: one point is one pixel, so the size is PIL's pixel size; the comma ends the family name
   const { data, info } = await sharp({ text: { text: markup, font: `${family}, ${sizePx}`, fontfile: fontFile, dpi: 72 } })
+    .extractChannel(0)
+    .raw()
+    .toBuffer({ resolveWithObject: true })
+  return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }
+}
+
+/** Antialiased coverage of one line of text in a system font (fontconfig's default configuration; DejaVu Sans is
+ *  what scripts/install-deps.sh installs), for the CLI report charts' tick labels, axis titles and legends. Pango's
+ *  text operation, not an image loader: the loaders blocked above stay blocked. */
+export async function renderLabelCoverage(text: string, sizePx: number, family = 'DejaVu Sans'): Promise<{ width: number; height: number; data: Uint8Array }> {
+  const markup = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+  const { data, info } = await sharp({ text: { text: markup, font: `${family}, ${sizePx}`, dpi: 72 } })
     .extractChannel(0)
     .raw()
     .toBuffer({ resolveWithObject: true })
