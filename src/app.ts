@@ -75,7 +75,7 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   const media =
     deps.mediaResolver ??
     new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
-  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize })
+  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars })
 
   // PLUGINS, in the order their request hooks run: shutdown refusal and request context, API keys, early
   // multipart refusals, hot reload's request count, pressure shedding, rate limiting.

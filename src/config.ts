@@ -60,9 +60,12 @@ const EnvSchema = z.object({
   MAX_PENDING_ITEMS: intFrom(512, 1),
   /** Items one request may carry (score items, rank candidates). Must be <= MAX_PENDING_ITEMS. */
   MAX_CLIENT_BATCH_SIZE: intFrom(128, 1),
-  /** Characters of text per conversation, checked before tokenizing (tokenization runs on the event loop;
-   *  left truncation keeps only max_seq_len tokens anyway). Over it: 422 input_too_long. */
+  /** Characters of text per conversation, checked before tokenizing (each text's head beyond what max_seq_len
+   *  can use is cut before tokenizing anyway). Over it: 422 input_too_long. */
   MAX_ITEM_CHARS: intFrom(400_000, 1),
+  /** Characters of text per request (all its conversations together), checked before any tokenization: bounds
+   *  the tokenizer's work per request. Over it: 422 input_too_long. */
+  MAX_REQUEST_CHARS: intFrom(4_000_000, 1),
   /** Seconds sent in Retry-After with 503 overloaded / shutting_down. */
   RETRY_AFTER_S: intFrom(1, 0, 3600),
   /** Per-request deadline from arrival to answer; past it the request gets 504 and its queued work is dropped. */
@@ -129,6 +132,7 @@ export interface Config {
   readonly maxPendingItems: number
   readonly maxClientBatchSize: number
   readonly maxItemChars: number
+  readonly maxRequestChars: number
   readonly retryAfterS: number
   readonly requestTimeoutMs: number
   readonly bodyLimitBytes: number
@@ -211,6 +215,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxPendingItems: e.MAX_PENDING_ITEMS,
     maxClientBatchSize: e.MAX_CLIENT_BATCH_SIZE,
     maxItemChars: e.MAX_ITEM_CHARS,
+    maxRequestChars: e.MAX_REQUEST_CHARS,
     retryAfterS: e.RETRY_AFTER_S,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

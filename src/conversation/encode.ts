@@ -7,7 +7,25 @@
 // prefix; it lets /v1/rank tokenize a shared prompt once and lets media resolve in place.
 import { ServiceError } from '../errors.ts'
 import type { TextTokenizer } from '../preprocess/text/tokenize.ts'
-import type { EncodedItem, MediaBlock, Message, Segment } from './types.ts'
+import { neutralizeControlText } from './control-text.ts'
+import type { EncodedItem, MediaBlock, MediaPart, Message, Segment } from './types.ts'
+
+type Run = string[] | { kind: 'media'; part: MediaPart }
+
+/** Ids of margin when cutting a long text's head (see keepChars). */
+const CUT_MARGIN_IDS = 64
+
+/** The last `keep` characters of `text`, starting after a space when one is near the cut (BPE words then split
+ *  exactly as in the whole text), never inside a surrogate pair. */
+function tailOf(text: string, keep: number): string {
+  if (text.length <= keep) return text
+  let from = text.length - keep
+  const space = text.indexOf(' ', from)
+  if (space >= 0 && space - from < keep / 8) from = space
+  const c = text.charCodeAt(from)
+  if (c >= 0xdc00 && c <= 0xdfff) from++
+  return text.slice(from)
+}
 
 export interface TemplateSpec {
   turn: string
@@ -20,8 +38,11 @@ export interface EncoderSpec {
   template: TemplateSpec
   padId: number
   maxSeqLen: number
-  /** Hard cap on characters per conversation, checked before tokenizing (tokenizing is main-thread CPU). */
+  /** Hard cap on characters per conversation, checked before tokenizing. */
   maxChars: number
+  /** Safe mode (default true): control strings in content are cut so they tokenize as plain text
+   *  (control-text.ts). false = the published pipeline's behaviour, unsafe for RL. */
+  safeControlText?: boolean
 }
 
 export class ConversationEncoder {
@@ -29,10 +50,12 @@ export class ConversationEncoder {
   readonly #spec: EncoderSpec
   readonly #head: string
   readonly #tail: string
+  readonly #controls: readonly string[]
 
   constructor(tokenizer: TextTokenizer, spec: EncoderSpec) {
     this.#tok = tokenizer
     this.#spec = spec
+    this.#controls = tokenizer.controlStrings ?? []
     const at = spec.template.turn.indexOf('{content}')
     this.#head = spec.template.turn.slice(0, at)
     this.#tail = spec.template.turn.slice(at + '{content}'.length)
@@ -42,9 +65,33 @@ export class ConversationEncoder {
     return this.#spec.maxSeqLen
   }
 
-  /** Renders and tokenizes messages into segments (no prefix/suffix); media parts become empty media segments
-   *  that the media resolver fills in. */
+  /** Renders and tokenizes messages into segments (no prefix/suffix) on the calling thread; media parts become
+   *  empty media segments that the media resolver fills in. */
   turns(messages: readonly Message[]): Segment[] {
+    const plan = this.#render(messages)
+    return this.#assemble(plan, (texts) => texts.map((x) => this.#tok.encode(x)))
+  }
+
+  /** turns() for many message groups with one tokenizer call (a worker thread for the real tokenizer). */
+  async turnsBatch(groups: ReadonlyArray<readonly Message[]>): Promise<Segment[][]> {
+    const plans = groups.map((g) => this.#render(g))
+    const texts = plans.flatMap((p) => p.flatMap((r) => (Array.isArray(r) ? r : [])))
+    const ids = this.#tok.encodeBatch ? await this.#tok.encodeBatch(texts) : texts.map((x) => this.#tok.encode(x))
+    let at = 0
+    const take = (n: readonly string[]) => ids.slice(at, (at += n.length))
+    return plans.map((p) => this.#assemble(p, take))
+  }
+
+  /** Characters of one text part that can still reach the row: left truncation keeps max_seq_len ids, and n
+   *  characters give at least n / maxPieceChars ids, so a longer text's head is cut before tokenizing (with
+   *  a margin of ids, dropped by the truncation anyway, for merges that would have crossed the cut). */
+  get keepChars(): number {
+    return (this.#spec.maxSeqLen + CUT_MARGIN_IDS) * (this.#tok.maxPieceChars ?? 16)
+  }
+
+  /** The rendered conversation as runs to tokenize: each run is a list of strings tokenized separately and
+   *  concatenated (safe mode cuts control strings in content there), or a media part. */
+  #render(messages: readonly Message[]): Run[] {
     let chars = 0
     for (const m of messages) {
       if (typeof m.content === 'string') chars += m.content.length
@@ -53,19 +100,22 @@ export class ConversationEncoder {
     if (chars > this.#spec.maxChars) {
       throw new ServiceError('input_too_long', `conversation has ${chars} characters; the limit is ${this.#spec.maxChars}`)
     }
-    const out: Segment[] = []
-    let run = ''
+    const controls = this.#spec.safeControlText === false ? [] : this.#controls
+    const keep = this.keepChars
+    const out: Run[] = []
+    let run: string[] = ['']
+    const add = (text: string, asContent: boolean) => {
+      const pieces = asContent ? neutralizeControlText(text, controls) : [text]
+      run[run.length - 1] += pieces[0]!
+      for (let i = 1; i < pieces.length; i++) run.push(pieces[i]!)
+    }
     const flush = () => {
-      const ids = this.#tok.encode(run)
-      if (ids.length > 0) {
-        const last = out[out.length - 1]
-        if (last?.kind === 'text') last.ids = last.ids.concat(ids)
-        else out.push({ kind: 'text', ids })
-      }
-      run = ''
+      const texts = run.filter((x) => x.length > 0)
+      if (texts.length > 0) out.push(texts)
+      run = ['']
     }
     for (const m of messages) {
-      run += this.#head.replace('{role}', m.role)
+      add(this.#head.replace('{role}', m.role), false)
       const parts = typeof m.content === 'string' ? [{ type: 'text' as const, text: m.content }] : m.content
       const textIdx = parts.flatMap((p, i) => (p.type === 'text' ? [i] : []))
       const first = textIdx[0]
@@ -77,15 +127,32 @@ export class ConversationEncoder {
             if (i === first) text = text.trimStart()
             if (i === last) text = text.trimEnd()
           }
-          run += text
+          add(tailOf(text, keep), true)
         } else {
           flush()
           out.push({ kind: 'media', part: p })
         }
       })
-      run += this.#tail
+      add(this.#tail, false)
     }
     flush()
+    return out
+  }
+
+  #assemble(plan: readonly Run[], encode: (texts: readonly string[]) => number[][]): Segment[] {
+    const out: Segment[] = []
+    for (const r of plan) {
+      if (!Array.isArray(r)) {
+        out.push({ kind: 'media', part: r.part })
+        continue
+      }
+      const parts = encode(r)
+      if (parts.every((p) => p.length === 0)) continue
+      const prev = out[out.length - 1]
+      const ids = prev?.kind === 'text' ? prev.ids : []
+      for (const p of parts) for (let i = 0; i < p.length; i++) ids.push(p[i]!)
+      if (prev?.kind !== 'text') out.push({ kind: 'text', ids })
+    }
     return out
   }
 

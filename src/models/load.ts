@@ -119,7 +119,7 @@ export async function readVersion(
   }
   checkManifestGraphs(m)
   await verifyFiles(entry.dir, m)
-  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer)
+  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer, { worker: true })
   checkTokenizer(tokenizer, m)
   const encoder = new ConversationEncoder(tokenizer, {
     template: m.template,

@@ -20,6 +20,17 @@ export interface ScoringDeps {
   metrics: Metrics
   /** Rows one request may carry (MAX_CLIENT_BATCH_SIZE). */
   maxRows: number
+  /** Text characters one request may carry over all its distinct message groups (MAX_REQUEST_CHARS). */
+  maxRequestChars: number
+}
+
+function textChars(messages: readonly Message[]): number {
+  let n = 0
+  for (const m of messages) {
+    if (typeof m.content === 'string') n += m.content.length
+    else for (const p of m.content) if (p.type === 'text') n += p.text.length
+  }
+  return n
 }
 
 export class ScoringService {
@@ -40,8 +51,13 @@ export class ScoringService {
     const permit = batcher.admit(rows.length)
     try {
       const t0 = performance.now()
-      const segments = new Map<readonly Message[], Segment[]>()
-      for (const row of rows) for (const group of row) if (!segments.has(group)) segments.set(group, model.encoder.turns(group))
+      const groups = [...new Set(rows.flat())]
+      const chars = groups.reduce((n, g) => n + textChars(g), 0)
+      if (chars > this.#d.maxRequestChars) {
+        throw new ServiceError('input_too_long', `request has ${chars} characters of text; the limit is ${this.#d.maxRequestChars}`)
+      }
+      const turns = await model.encoder.turnsBatch(groups)
+      const segments = new Map<readonly Message[], Segment[]>(groups.map((g, i) => [g, turns[i]!]))
       await this.#resolveMedia(model, [...segments.values()], opts)
       const encoded: EncodedItem[] = rows.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
       const preprocessMs = performance.now() - t0
