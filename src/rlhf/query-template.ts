@@ -240,10 +240,47 @@ export function resolveQueryTemplate(name: string): QueryTemplate | 'plain' | 'a
   return t
 }
 
-/** query (+ its prompt) -> messages, with the template named in config/request (`auto` detects it). */
+/**
+ * Where the response starts in a templated query. The response is the policy's output and may itself contain
+ * the template's markers (a policy can emit them), so it is never parsed into turns. With the prompt
+ * (OpenRLHF sends prompts[i]) the response is what follows it; without it, what follows the first assistant
+ * turn header (the turns before it come from the dataset; send prompts when prompts have assistant turns).
+ */
+function responseStart(query: string, prompt: string | undefined, template: QueryTemplate): number {
+  const p = prompt === undefined ? '' : prompt
+  if (p.length > 0) {
+    const at = query.indexOf(p)
+    if (at >= 0) return at + p.length
+    const overlap = suffixPrefixOverlap(p, query) // the prompt's head was cut by left truncation
+    if (overlap > 0) return overlap
+  }
+  for (let pos = query.indexOf(template.turnStart); pos >= 0; pos = query.indexOf(template.turnStart, pos + 1)) {
+    const roleStart = pos + template.turnStart.length
+    const roleEnd = query.indexOf(template.roleEnd, roleStart)
+    const next = query.indexOf(template.turnStart, roleStart)
+    if (roleEnd < 0 || (next >= 0 && next < roleEnd)) continue
+    if (normaliseRole(query.slice(roleStart, roleEnd)) === 'assistant') return roleEnd + template.roleEnd.length
+  }
+  return query.length
+}
+
+/** A templated query as the prompt's turns plus one assistant message holding the whole response. */
+export function parseTemplatedQuerySafe(query: string, prompt: string | undefined, template: QueryTemplate): Message[] {
+  const at = responseStart(query, prompt, template)
+  const messages = parseTemplatedQuery(query.slice(0, at), template)
+  const response = stripEdgeTokens(query.slice(at), [...template.strip, template.turnEnd])
+  const last = messages[messages.length - 1]!
+  // the prompt ends with the generation header: parseTemplatedQuery gave it as an empty assistant turn
+  if (last.role === 'assistant' && last.content === '') last.content = response
+  else messages.push({ role: 'assistant', content: response })
+  return messages
+}
+
+/** query (+ its prompt) -> messages, with the template named in config/request (`auto` detects it). The
+ *  response is always one assistant message (see responseStart). */
 export function parseQuery(query: string, prompt: string | undefined, templateName: string): Message[] {
   const resolved = resolveQueryTemplate(templateName)
   const template = resolved === 'auto' ? detectQueryTemplate(query) : resolved
   if (template === 'plain') return splitPlainQuery(query, prompt)
-  return parseTemplatedQuery(query, template)
+  return parseTemplatedQuerySafe(query, prompt, template)
 }
