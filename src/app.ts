@@ -57,6 +57,15 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
       return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : crypto.randomUUID()
     },
     return503OnClosing: false, // server.ts answers 503 shutting_down through the error table instead
+    // Slow senders are dropped (408) instead of holding a connection, the in-flight count and the shutdown
+    // forever; Node checks these every connectionsCheckingInterval, so that is kept well below them.
+    requestTimeout: config.http.bodyTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    http: {
+      requestTimeout: config.http.bodyTimeoutMs,
+      headersTimeout: config.http.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(250, Math.floor(config.http.headersTimeoutMs / 4))),
+    },
   })
 
   const engine =
@@ -77,17 +86,18 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
   const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars })
 
-  // PLUGINS, in the order their request hooks run: shutdown refusal and request context, API keys, early
-  // multipart refusals, hot reload's request count, pressure shedding, rate limiting.
+  // PLUGINS, in the order their request hooks run: shutdown refusal and request context, rate limiting (by
+  // address before auth, so wrong keys are throttled too), API keys, early multipart refusals, hot reload's
+  // request count, pressure shedding.
   app.register(servicesPlugin, { config, engine, models, batcher, metrics, media, scoring, ownsEngine: deps.engine === undefined })
   app.register(errorHandlerPlugin)
   app.register(requestContextPlugin)
   app.register(metricsPlugin)
+  app.register(rateLimitPlugin)
   app.register(authPlugin)
   app.register(multipartPlugin)
   app.register(hotReloadPlugin, { watch: !deps.models, load: deps.loadModelVersion })
   app.register(pressurePlugin)
-  app.register(rateLimitPlugin)
 
   // ROUTES — one line per route plugin (registered after the hooks above, which apply to them).
   app.register(healthRoutes)
