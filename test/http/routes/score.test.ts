@@ -103,15 +103,50 @@ t.test("Fastify's own errors and 404s go through the table", async (t) => {
 })
 
 t.test('a failing batch fails only its own requests (500, generic message)', async (t) => {
-  const { app, engine } = await buildTestApp()
+  // While a first request holds the engine, four more queue up; they run as two batches of two. The first of
+  // those fails: its two requests get 500, the two of the next batch are scored (a batcher that failed the
+  // whole queue, or the wrong batch, fails this).
+  const { app, engine } = await buildTestApp({ MAX_BATCH_SIZE: '2' })
   t.teardown(() => app.close())
-  engine.failNext = true
-  const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a', 'b')] } })
-  t.equal(res.statusCode, 500)
-  t.equal(res.json().error.code, 'engine_error')
-  t.notMatch(res.json().error.message, /fake engine failure/)
-  const ok = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a', 'b')] } })
-  t.equal(ok.statusCode, 200)
+  const enc = fakeModel().encoder
+  const score = (c: ReturnType<typeof conv>) => app.inject({ method: 'POST', url: '/v1/score', payload: { items: [c] } })
+  engine.hold()
+  const head = score(conv('x', 'y'))
+  await engine.started(1)
+  const failing = [conv('a', 'b'), conv('c', 'd')].map(score)
+  const later = [conv('e', 'f'), conv('g', 'h')]
+  const queued = later.map(score)
+  await new Promise((r) => setTimeout(r, 50))
+  engine.failRun = 1
+  engine.release()
+  t.equal((await head).statusCode, 200)
+  for (const res of await Promise.all(failing)) {
+    t.equal(res.statusCode, 500)
+    t.equal(res.json().error.code, 'engine_error')
+    t.notMatch(res.json().error.message, /fake engine failure/)
+  }
+  const ok = await Promise.all(queued)
+  ok.forEach((res, i) => {
+    t.equal(res.statusCode, 200, 'a request of the next batch is scored')
+    t.ok(Math.abs(res.json().scores[0] - fakeRowScore(enc.finish(enc.turns(later[i]!.messages as never)).ids)) < 1e-5, 'with its own score')
+  })
+  t.same(engine.batches, [1, 2, 2], 'the failing batch held two concurrent requests')
+})
+
+t.test('a request with more than 10 items prints no MaxListenersExceededWarning', async (t) => {
+  const { app } = await buildTestApp()
+  t.teardown(() => app.close())
+  const warnings: string[] = []
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`)
+  process.on('warning', onWarning)
+  t.teardown(() => process.off('warning', onWarning))
+  const items = Array.from({ length: 40 }, (_, i) => conv(`q${i}`, `a${i}`))
+  // over real HTTP: the abort signal is the socket's
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const res = await fetch(`${base}/v1/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ items }) })
+  t.equal(res.status, 200)
+  await new Promise((r) => setImmediate(r))
+  t.same(warnings.filter((w) => /MaxListeners/.test(w)), [])
 })
 
 t.test('x-request-id: a sane caller id is echoed, anything else replaced', async (t) => {
