@@ -78,6 +78,12 @@ const EnvSchema = z.object({
   HEADERS_TIMEOUT_MS: intFrom(10_000, 100),
   /** An idle keep-alive connection is closed after this long (Fastify's default). */
   KEEP_ALIVE_TIMEOUT_MS: intFrom(72_000, 1),
+  /** multipart uploads being received or held at once (each is stored in MEDIA_TEMP_DIR until its request
+   *  ends); beyond it an upload gets 503 + Retry-After before a byte of it is read. */
+  MAX_CONCURRENT_UPLOADS: intFrom(16, 1),
+  /** Bytes of multipart uploads in flight (declared Content-Length; MEDIA_MAX_REQUEST_BYTES when none is
+   *  declared): the temp dir is often RAM-backed. Beyond it: 503 + Retry-After before reading. */
+  MAX_UPLOAD_BYTES_IN_FLIGHT: intFrom(256 * 1024 * 1024, 1),
   /** Largest request body accepted (JSON with inline base64 media counts here). */
   BODY_LIMIT_BYTES: intFrom(32 * 1024 * 1024, 1024),
   /** Comma-separated bearer keys; empty = no auth. Health, readiness and metrics stay public. */
@@ -149,6 +155,7 @@ export interface Config {
   readonly requestTimeoutMs: number
   readonly http: { readonly bodyTimeoutMs: number; readonly headersTimeoutMs: number; readonly keepAliveTimeoutMs: number }
   readonly bodyLimitBytes: number
+  readonly uploads: { readonly maxConcurrent: number; readonly maxBytesInFlight: number }
   readonly apiKeys: readonly string[]
   readonly shutdownGraceMs: number
   readonly logLevel: string
@@ -237,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     http: { bodyTimeoutMs: e.BODY_TIMEOUT_MS, headersTimeoutMs: e.HEADERS_TIMEOUT_MS, keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS },
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    uploads: { maxConcurrent: e.MAX_CONCURRENT_UPLOADS, maxBytesInFlight: e.MAX_UPLOAD_BYTES_IN_FLIGHT },
     apiKeys,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     logLevel: e.LOG_LEVEL,

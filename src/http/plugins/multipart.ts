@@ -1,7 +1,8 @@
 // multipart/form-data for the scoring routes: one JSON field `request` carrying the usual body, plus files that
 // media parts reference by field name. The files themselves are handled by src/preprocess/media/uploads.ts;
-// this plugin parses the body, refuses early (boundary, declared length, a full server) and removes the
-// request's directory when the request ends, however it ends.
+// this plugin parses the body, refuses early (boundary, declared length, a full server, too many uploads or
+// upload bytes in flight: all in onRequest, before a byte of the body is read) and removes the request's
+// directory when the request ends, however it ends.
 import multipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
@@ -29,6 +30,13 @@ async function mediaUploads(app: FastifyInstance): Promise<void> {
   const cfg = config.media
   const bodyLimit = config.bodyLimitBytes
   const uploads = new WeakMap<FastifyRequest, RequestUploads>()
+  // uploads admitted and not yet ended, and the bytes they may store (admission before reading)
+  const inFlight = { count: 0, bytes: 0 }
+  const refuse = (reply: { header(k: string, v: string): unknown }, message: string) => {
+    reply.header('connection', 'close')
+    metrics.rejected.inc({ reason: 'overloaded' })
+    return new ServiceError('overloaded', message, { 'retry-after': String(config.retryAfterS) })
+  }
 
   const readBody = async (request: FastifyRequest): Promise<unknown> => {
     const files = await RequestUploads.open(cfg, mediaScopeOf(request))
@@ -65,11 +73,17 @@ async function mediaUploads(app: FastifyInstance): Promise<void> {
     }
     // a full server refuses now, not after receiving and storing the upload (admission proper happens in the
     // scoring service, once the item count is known)
-    if (batcher.pendingItems >= config.maxPendingItems) {
-      reply.header('connection', 'close')
-      metrics.rejected.inc({ reason: 'overloaded' })
-      throw new ServiceError('overloaded', 'server is at capacity; retry the upload later', { 'retry-after': String(config.retryAfterS) })
-    }
+    if (batcher.pendingItems >= config.maxPendingItems) throw refuse(reply, 'server is at capacity; retry the upload later')
+    // what the upload may store: its declared length, or the per-request media limit when it declares none
+    const reserve = Number.isFinite(declared) && declared >= 0 ? declared : cfg.maxRequestBytes
+    if (inFlight.count >= config.uploads.maxConcurrent) throw refuse(reply, `${inFlight.count} uploads in flight; retry the upload later`)
+    if (inFlight.bytes + reserve > config.uploads.maxBytesInFlight) throw refuse(reply, 'too many upload bytes in flight; retry the upload later')
+    inFlight.count++
+    inFlight.bytes += reserve
+    request.onEnd(() => {
+      inFlight.count--
+      inFlight.bytes -= reserve
+    })
   })
   app.addHook('preValidation', async (request, reply) => {
     if (!request.isMultipart()) return
