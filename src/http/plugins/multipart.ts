@@ -6,7 +6,7 @@
 import multipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { ServiceError } from '../../errors.ts'
+import { ServiceError, storageError } from '../../errors.ts'
 import { mediaScopeOf } from '../../preprocess/media/request-scope.ts'
 import { RequestUploads } from '../../preprocess/media/uploads.ts'
 
@@ -14,14 +14,21 @@ export const REQUEST_FIELD = 'request'
 // RFC 2046: boundaries are at most 70 characters; longer ones stalled busboy's search (GHSA-xjh9-v7x6-24jw)
 const BOUNDARY = /;\s*boundary=(?:"([^"]*)"|([^;\s]*))/i
 
-function toServiceError(err: unknown): unknown {
+function toServiceError(err: unknown, retryAfterS: number): unknown {
   if (err instanceof ServiceError) return err
+  const storage = storageError(err, retryAfterS)
+  if (storage) return storage
   const e = err as { code?: string; statusCode?: number; message?: string }
   if (e?.code === 'FST_REQ_FILE_TOO_LARGE' || e?.statusCode === 413) {
     return new ServiceError('payload_too_large', `upload over a limit (${e.code ?? 'too large'})`)
   }
   if (typeof e?.code === 'string' && e.code.startsWith('FST_')) return new ServiceError('bad_request', `malformed multipart body: ${e.message ?? e.code}`)
   if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') return new ServiceError('bad_request', 'upload ended early')
+  // busboy's own parse errors carry no code ("Unexpected end of multipart data", "Malformed part header", ...):
+  // a truncated or garbage body is the client's
+  if (err instanceof Error && e.code === undefined && /multipart|part|boundary|form|header/i.test(err.message)) {
+    return new ServiceError('bad_request', `malformed multipart body: ${e.message}`)
+  }
   return err
 }
 
@@ -92,7 +99,7 @@ async function mediaUploads(app: FastifyInstance): Promise<void> {
     } catch (err) {
       // stop reading the rest of an upload we have refused
       reply.header('connection', 'close')
-      throw toServiceError(err)
+      throw toServiceError(err, config.retryAfterS)
     }
   })
   const cleanup = async (request: FastifyRequest) => {

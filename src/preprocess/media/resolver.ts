@@ -8,6 +8,7 @@ import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types
 import { ServiceError } from '../../errors.ts'
 import { decodeImage } from '../image/sharp.ts'
 import type { ImageTensor } from '../image/hd-transform.ts'
+import { ffmpegAvailable } from '../video/ffmpeg.ts'
 import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
 import { loadPartBytes } from './input.ts'
@@ -48,6 +49,11 @@ export class IxcMediaResolver implements MediaResolver {
     this.cache = new EmbeddingCache(cfg.embeddingCacheBytes, metrics)
     this.videoSlots = new Slots(cfg.videoMaxConcurrent)
     this.transformer = createTransformer(cfg.workers)
+  }
+
+  // What this host can decode: video needs the ffmpeg/ffprobe binaries (/readyz reports their absence).
+  async capabilities(): Promise<{ video: boolean }> {
+    return { video: await ffmpegAvailable({ ffmpeg: this.cfg.ffmpegPath, ffprobe: this.cfg.ffprobePath }) }
   }
 
   // Stops the transform workers (app close).
