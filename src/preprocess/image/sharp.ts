@@ -25,6 +25,7 @@ export interface ImageHeader {
   height: number
   sixteenBit: boolean
   grey: boolean // one colour channel (with or without alpha)
+  alpha: boolean
 }
 
 function inputOptions(limits: ImageDecodeLimits): SharpOptions {
@@ -68,7 +69,7 @@ export async function readImageHeader(buf: Uint8Array, expected: ImageFormat, li
   const swapped = (meta.orientation ?? 1) >= 5
   const sixteenBit = meta.depth === 'ushort'
   const grey = (meta.channels ?? 3) - (meta.hasAlpha ? 1 : 0) === 1
-  return { format: expected, width: swapped ? h : w, height: swapped ? w : h, sixteenBit, grey }
+  return { format: expected, width: swapped ? h : w, height: swapped ? w : h, sixteenBit, grey, alpha: meta.hasAlpha === true }
 }
 
 // 8 bits per channel the way PIL gets there: 16-bit colour or alpha images keep the high byte (PIL's PNG
@@ -104,23 +105,29 @@ function flattenOnWhite(rgba: Uint8Array, pixels: number): Uint8Array {
   return out
 }
 
-export async function decodeImage(buf: Uint8Array, expected: ImageFormat, limits: ImageDecodeLimits): Promise<RgbImage> {
-  const header = await readImageHeader(buf, expected, limits)
+/** `header`: from readImageHeader when the caller already has it (the media path reads it first to reserve
+ *  decode memory). */
+export async function decodeImage(buf: Uint8Array, expected: ImageFormat, limits: ImageDecodeLimits, header?: ImageHeader): Promise<RgbImage> {
+  header ??= await readImageHeader(buf, expected, limits)
+  // 16-bit colour or alpha images go straight to 8 bits inside libvips: its 16->8 conversion keeps the high byte,
+  // which is PIL's (checked on the 16-bit fixtures), and the decoded image then holds half the memory. Only
+  // 16-bit grey without alpha needs PIL's v/257 rounding (to8bit).
+  const wide = header.sixteenBit && header.grey && !header.alpha
   try {
     const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: true })
       .timeout({ seconds: limits.timeoutSeconds })
-      .toColourspace(header.sixteenBit ? 'rgb16' : 'srgb')
-      .raw({ depth: header.sixteenBit ? 'ushort' : 'uchar' })
+      .toColourspace(wide ? 'rgb16' : 'srgb')
+      .raw({ depth: wide ? 'ushort' : 'uchar' })
       .toBuffer({ resolveWithObject: true })
     const pixels = info.width * info.height
     const channels = info.channels
     if (channels !== 3 && channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${channels}`)
-    // always a buffer of our own (it may be transferred to a worker thread, which libvips' memory is not)
-    const bytes = header.sixteenBit
-      ? to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), header.grey && channels === 3)
-      : new Uint8Array(data)
-    if (bytes.length !== pixels * channels) throw new Error('decoded size mismatch')
-    return { width: info.width, height: info.height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : bytes }
+    if (data.length !== pixels * channels * (wide ? 2 : 1)) throw new Error('decoded size mismatch')
+    // the result is always a buffer of our own (it may be transferred to a worker thread, which libvips' memory
+    // is not): to8bit and flattenOnWhite allocate one, plain RGB is copied
+    if (wide) return { width: info.width, height: info.height, data: to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), channels === 3) }
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.length)
+    return { width: info.width, height: info.height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : new Uint8Array(bytes) }
   } catch (err) {
     throw err instanceof ServiceError ? err : mapSharpError(err)
   }
