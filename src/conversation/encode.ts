@@ -82,6 +82,14 @@ export class ConversationEncoder {
     return plans.map((p) => this.#assemble(p, take))
   }
 
+  /** Whether any text of `messages` contains a string safe mode cuts (so its ids differ from the published
+   *  pipeline's on purpose). */
+  hasControlText(messages: readonly Message[]): boolean {
+    if (this.#controls.length === 0) return false
+    const texts = messages.flatMap((m) => (typeof m.content === 'string' ? [m.content] : m.content.flatMap((p) => (p.type === 'text' ? [p.text] : []))))
+    return texts.some((x) => this.#controls.some((c) => x.includes(c)))
+  }
+
   /** Characters of one text part that can still reach the row: left truncation keeps max_seq_len ids, and n
    *  characters give at least n / maxPieceChars ids, so a longer text's head is cut before tokenizing (with
    *  a margin of ids, dropped by the truncation anyway, for merges that would have crossed the cut). */

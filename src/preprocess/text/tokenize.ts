@@ -10,7 +10,7 @@ export interface TextTokenizer {
   encode(text: string): number[]
   /** Many texts at once, off the event loop where the tokenizer can (a worker thread); same ids as encode(). */
   encodeBatch?(texts: readonly string[]): Promise<number[][]>
-  /** Strings this tokenizer can turn into a single added/control id (safe mode cuts them in content). */
+  /** Strings this tokenizer matches atomically in text (its added tokens): safe mode cuts them in content. */
   readonly controlStrings?: readonly string[]
   /** Characters in the longest ordinary vocab piece: a text of n characters gives at least n / this many ids. */
   readonly maxPieceChars?: number
@@ -47,6 +47,7 @@ export class HfTextTokenizer implements TextTokenizer {
   /** Whether text is split into words before BPE (see wordSplitIsExact). */
   readonly wordSplit: boolean
   readonly controlStrings: readonly string[]
+  readonly controlPieces: readonly string[]
   readonly maxPieceChars: number
   #worker: TokenizerWorker | null = null
 
@@ -54,12 +55,13 @@ export class HfTextTokenizer implements TextTokenizer {
     const controlIds = new Set([control.bos_id, control.eos_id, control.pad_id, control.unk_id])
     const vocab = ((json.model as { vocab?: Record<string, number> } | undefined)?.vocab ?? {}) as Record<string, number>
     const addedContents = new Set((json.added_tokens ?? []).map((t) => t.content))
-    // every string that maps to one added or control id: the added tokens and the vocab pieces of the control ids
-    const controls = new Set(addedContents)
-    for (const [piece, id] of Object.entries(vocab)) if (controlIds.has(id)) controls.add(piece)
-    this.controlStrings = [...controls].filter((c) => c.length > 1)
+    // the strings matched atomically in text: the added tokens left after dropping the control pieces (those are
+    // plain characters in text already, see below)
+    this.controlStrings = (json.added_tokens ?? []).filter((t) => !controlIds.has(t.id) && t.content.length > 1).map((t) => t.content)
+    /** the vocab pieces of the control ids (<s>, </s>, <unk>): load checks that typing them gives no control id */
+    this.controlPieces = Object.entries(vocab).filter(([, id]) => controlIds.has(id)).map(([piece]) => piece)
     let longest = 1
-    for (const piece of Object.keys(vocab)) if (!addedContents.has(piece) && !controls.has(piece)) longest = Math.max(longest, [...piece].length)
+    for (const [piece, id] of Object.entries(vocab)) if (!addedContents.has(piece) && !controlIds.has(id)) longest = Math.max(longest, [...piece].length)
     this.maxPieceChars = longest
     if (opts.file) this.#worker = new TokenizerWorker({ file: opts.file, control, wordSplit: opts.wordSplit })
     // Hugging Face tokenizers split text on every added token; SentencePiece never matches control pieces in
