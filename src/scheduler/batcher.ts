@@ -194,7 +194,8 @@ export class Batcher {
       batch.forEach((j, i) => {
         const score = out.scores[i]!
         tokens += j.length
-        m.score.observe({ model: model.key }, score)
+        // a non-finite score fails its own row only (prom-client would throw on it and fail the whole batch)
+        if (Number.isFinite(score)) m.score.observe({ model: model.key }, score)
         if (j.cancelled) return // answered already (timeout / client gone); the work is done anyway
         if (!Number.isFinite(score)) {
           j.reject(new ServiceError('engine_error', `model returned a non-finite score (${score})`))

@@ -150,3 +150,18 @@ t.test('a cancelled request kills its decoder; another request waiting for the s
   t.equal(engine.visionRuns.length, 1)
   t.equal(liveFfmpegChildren(), 0)
 })
+
+t.test('a vision graph that returns the wrong token count is an engine error (500), never a silent misalignment', async (t) => {
+  const { app, engine } = await buildMediaApp()
+  t.teardown(() => app.close())
+  const runVision = engine.runVision.bind(engine)
+  engine.runVision = async (key, image, h, w) => {
+    const out = await runVision(key, image, h, w)
+    const tokens = out.tokens - 1 // one token short of what the HD grid needs
+    return { ...out, tokens, embeds: out.embeds.subarray(0, tokens * out.dim) }
+  }
+  const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [imageConv(webp)] } })
+  t.equal(res.statusCode, 500)
+  t.equal(res.json().error.code, 'engine_error')
+  t.equal(engine.rowsRun.length, 0, 'nothing was scored')
+})
