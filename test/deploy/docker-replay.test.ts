@@ -10,6 +10,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { versionDirs } from '../../src/models/load.ts'
+import { readGolden } from '../helpers/real-model.ts'
 import { envOf, parseDockerfile, readRepo, repoPath } from './helpers.ts'
 
 const df = parseDockerfile(readRepo('docker/Dockerfile.cpu'))
@@ -109,13 +110,17 @@ t.test('runtime stage: CMD serves, HEALTHCHECK passes, SIGTERM exits 0', { timeo
       if (ready !== 200) await new Promise((r) => setTimeout(r, 250))
     }
     t.equal(ready, 200, 'ready with the baked model')
+    // a golden.json case of the baked model: the image scores it as the trainer did
+    const latest = (await versionDirs(models)).sort((a, b) => b.version - a.version)[0]!
+    const golden = readGolden(latest.dir).cases.find((c) => c.kind === 'text')!
     const scored = await fetch(`http://127.0.0.1:${port}/v1/score`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ items: [{ messages: [{ role: 'user', content: 'What is 2 + 2?' }, { role: 'assistant', content: '4' }] }] }),
+      body: JSON.stringify({ model: latest.name, items: [{ messages: golden.messages }] }),
     })
     t.equal(scored.status, 200)
-    t.ok(Number.isFinite((await scored.json()).scores[0]), 'a finite score')
+    const score = ((await scored.json()) as { scores: number[] }).scores[0]!
+    t.ok(Math.abs(score - golden.score) <= 1e-3, `golden ${golden.id}: ${score} vs ${golden.score}`)
   } else {
     t.comment('no model under models/ yet: readiness and scoring not replayed')
   }
