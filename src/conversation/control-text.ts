@@ -20,8 +20,9 @@ export function neutralizeControlText(text: string, controls: readonly string[])
   if (controls.length === 0 || text.length === 0) return [text]
   const cuts: number[] = []
   for (const c of controls) {
-    if (c.length < 2) continue
-    for (let at = text.indexOf(c); at >= 0; at = text.indexOf(c, at + 1)) cuts.push(at + 1)
+    if ([...c].length < 2) continue // a one-character piece is that character's own id: nothing to forge
+    // after the first character (a surrogate pair stays whole)
+    for (let at = text.indexOf(c); at >= 0; at = text.indexOf(c, at + 1)) cuts.push(at + (text.codePointAt(at)! > 0xffff ? 2 : 1))
   }
   if (cuts.length === 0) return [text]
   cuts.sort((a, b) => a - b)
