@@ -1,68 +1,58 @@
-// One command (npm run bench): the raw engine and the service, measured in one run on this machine.
-//  1. raw: the model's reward.onnx in this process (src/engine/onnx.ts, same threads/spin settings as the
-//     service), the same conversations tokenized the same way, batches of length-sorted rows (least padding:
-//     the strictest baseline) at sizes 1..32 -> items/s; the best size is the baseline.
-//  2. service: src/server.ts as a child process; autocannon at concurrency 1..64, one conversation per request,
-//     a fixed number of requests per level (so slow levels are counted fully).
-//  3. headline: BENCH_ROUNDS interleaved rounds of raw-vs-service at saturation, and concurrency-1 latency as
-//     paired differences (each conversation raw then via HTTP with a keep-alive client, performance.now()).
-// Env: BENCH_SECONDS (target seconds per level, default 8), BENCH_ITEMS (dataset size, default 256), and the
-// server's own knobs (MODELS_DIR, DEFAULT_MODEL, THREADS, MAX_BATCH_SIZE, ...), which both sides read.
+// One command (npm run bench): the raw engine and the service, measured side by side in one run on this machine.
+//
+// Every measurement is a *segment* that processes the same BENCH_ITEMS hh-rlhf conversations once and is timed
+// from the first item sent to the last result received (performance.now() in this process):
+//   raw b     the model's reward.onnx in this process (src/engine/onnx.ts, the service's threads/spin settings),
+//             rows tokenized the same way up front, length-sorted batches of b (least padding: the strictest
+//             baseline) in shuffled order, b = 1..32;
+//   svc c     src/server.ts as a child process, POST /v1/score with one conversation per request from a small
+//             load generator here (keep-alive, exactly c requests in flight until the list is exhausted),
+//             c = 1..64;
+//   paired    BENCH_PAIRED conversations one at a time, each scored raw and then via HTTP: concurrency-1 overhead
+//             as paired differences (load changes on a shared host hit both halves of a pair alike).
+// BENCH_ROUNDS rounds; each round runs every segment once, in a fresh seeded order, so slow phases of the host
+// spread over all segments instead of favouring whichever ran at a quiet moment. Reported: median and min–max
+// over rounds; ratios are taken within a round and then summarised. The headline saturation ratio then comes
+// from BENCH_HEADLINE_BLOCKS ABBA blocks (raw, service, service, raw, back to back) at the sweep's best batch
+// size. Absolute items/s depend on what else runs on the host; the ratios are the result.
+//
+// Why not autocannon: with a fixed `amount` it returns at its next 1 s sampling tick, so its duration (and every
+// ratio computed from it) was quantised to whole seconds (8/k ratios: 0.62, 0.72, 0.80, 0.89, 1.00, 1.14).
+//
+// Env: BENCH_ROUNDS (5), BENCH_HEADLINE_BLOCKS (8), BENCH_ITEMS (160), BENCH_PAIRED (48), BENCH_SEED (1), and the server's own knobs
+// (MODELS_DIR, DEFAULT_MODEL, THREADS, MAX_BATCH_SIZE, ...), which both sides read.
 import { once } from 'node:events'
 import http from 'node:http'
+import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
 import { loadConfig } from '../src/config.ts'
 import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
+import { abbaRatio, drive, post } from './load.ts'
 import { startServer } from './server.ts'
+import { fmtSpread, median, mulberry32, pct, shuffled } from './stats.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn' })
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 8)
-const N_ITEMS = Number(process.env.BENCH_ITEMS ?? 256)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+const N_ITEMS = Number(process.env.BENCH_ITEMS ?? 160)
+const N_PAIRED = Number(process.env.BENCH_PAIRED ?? 48)
+const SEED = Number(process.env.BENCH_SEED ?? 1)
+const HEADLINE_BLOCKS = Number(process.env.BENCH_HEADLINE_BLOCKS ?? 8)
 const CONCURRENCY = [1, 2, 4, 8, 16, 32, 64]
 const SATURATION = 64
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const BATCHES = [1, 2, 4, 8, 16, 32].filter((b) => b <= config.batch.maxBatchSize)
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
-}
 const f = (x: number, d = 1) => x.toFixed(d)
 const pad = (x: string | number, n: number) => String(x).padStart(n)
 
-/** Deterministic shuffle (mulberry32) so runs are comparable. */
-function shuffled<T>(xs: T[], seed = 7): T[] {
-  const out = [...xs]
-  let a = seed
-  const rnd = () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1))
-    ;[out[i], out[j]] = [out[j]!, out[i]!]
-  }
-  return out
-}
-
-function post(agent: http.Agent, url: string, body: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume()
-      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+interface Segment {
+  name: string
+  run: () => Promise<void>
 }
 
 async function main() {
@@ -73,13 +63,13 @@ async function main() {
   const { manifest, encoder } = await readVersion(entry, { maxBatchTokens: config.batch.maxBatchTokens, maxItemChars: config.maxItemChars })
   const convs = loadConversations(root, N_ITEMS)
   const rows = convs.map((c) => encoder.finish(encoder.turns(c)))
-  const meanTokens = rows.reduce((a, r) => a + r.ids.length, 0) / rows.length
+  const totalTokens = rows.reduce((a, r) => a + r.ids.length, 0)
   console.log(
-    `model ${entry.name}/${entry.version}; ${rows.length} hh-rlhf conversations, mean ${f(meanTokens)} tokens ` +
-      `(max_seq_len ${manifest.max_seq_len}); threads ${config.threads}, spin ${config.ortSpin}; ~${SECONDS}s per level`,
+    `model ${entry.name}/${entry.version}; ${rows.length} hh-rlhf conversations per segment, mean ${f(totalTokens / rows.length)} tokens ` +
+      `(max_seq_len ${manifest.max_seq_len}); threads ${config.threads}, spin ${config.ortSpin}; ${ROUNDS} rounds, seed ${SEED}; ` +
+      `${os.cpus().length} cpus, load average ${os.loadavg()[0]!.toFixed(1)} at start`,
   )
 
-  // ---- raw engine --------------------------------------------------------------------------------------
   const { session, executionProvider } = await createSession(path.join(entry.dir, manifest.graphs.reward.file), {
     providers: ['cpu'],
     threads: config.threads,
@@ -88,112 +78,120 @@ async function main() {
   const padId = manifest.tokenizer.pad_id
   const dim = manifest.config.hidden_size
   const byLength = [...rows].sort((a, b) => a.ids.length - b.ids.length)
-  await runReward(session, packRewardBatch(byLength.slice(0, 2), padId, dim)) // warm-up
-  console.log(`\nraw engine (in-process, ${executionProvider}; length-sorted batches in shuffled order)`)
-  console.log('batch  items/s  tokens/s  ms/batch p50')
-  /** Runs length-sorted batches of size b (in shuffled order) for ~seconds; items/s, tokens/s, per-batch ms. */
-  const measureRaw = async (b: number, seconds: number) => {
-    const batches = shuffled(Array.from({ length: Math.ceil(byLength.length / b) }, (_, i) => byLength.slice(i * b, i * b + b)))
+  /** One pass over all rows in length-sorted batches of b (in shuffled order). */
+  const rawPass = async (b: number) => {
+    const batches = shuffled(Array.from({ length: Math.ceil(byLength.length / b) }, (_, i) => byLength.slice(i * b, i * b + b)), 7 + b)
     const times: number[] = []
-    let items = 0
-    let tokens = 0
     const t0 = performance.now()
-    for (let i = 0; performance.now() - t0 < seconds * 1000 || i < 2; i++) {
-      const batch = batches[i % batches.length]!
+    for (const batch of batches) {
       const s = performance.now()
       await runReward(session, packRewardBatch(batch, padId, dim))
       times.push(performance.now() - s)
-      items += batch.length
-      tokens += batch.reduce((a, r) => a + r.ids.length, 0)
     }
-    const secs = (performance.now() - t0) / 1000
-    return { itemsPerS: items / secs, tokensPerS: tokens / secs, p50: pct(times, 50) }
-  }
-  let rawBest = { b: 0, itemsPerS: 0 }
-  for (const b of BATCHES) {
-    const r = await measureRaw(b, SECONDS)
-    if (r.itemsPerS > rawBest.itemsPerS) rawBest = { b, itemsPerS: r.itemsPerS }
-    console.log(`${pad(b, 5)}  ${pad(f(r.itemsPerS), 7)}  ${pad(f(r.tokensPerS, 0), 8)}  ${pad(f(r.p50, 2), 12)}`)
+    return { itemsPerS: (rows.length / (performance.now() - t0)) * 1000, batchP50: pct(times, 50) }
   }
 
-  // ---- service -----------------------------------------------------------------------------------------
   const { child, base } = await startServer({ MODELS_DIR: modelsDir, MAX_PENDING_ITEMS: '4096' })
   try {
-    const bodies = convs.map((c) => JSON.stringify({ items: [{ messages: c }] }))
-    // Warm the service path (JIT, first batches) before measuring.
-    const warm = new http.Agent({ keepAlive: true })
-    await Promise.all(bodies.slice(0, 4).map((b) => post(warm, `${base}/v1/score`, b)))
-    warm.destroy()
+    const url = `${base}/v1/score`
+    const bodies = shuffled(convs.map((c) => JSON.stringify({ items: [{ messages: c }] })), 11)
+    const byConv = convs.map((c) => JSON.stringify({ items: [{ messages: c }] }))
 
-    // Concurrency-1 overhead, paired: each conversation is scored raw (in-process) and then through the service,
-    // alternately, so load changes on the shared host hit both sides of each pair alike.
-    const measurePaired = async (seconds: number) => {
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-      const raw: number[] = []
-      const svc: number[] = []
-      const s0 = performance.now()
-      for (let i = 0; performance.now() - s0 < seconds * 1000 || i < 5; i++) {
-        const k = i % rows.length
-        let s = performance.now()
-        await runReward(session, packRewardBatch([rows[k]!], padId, dim))
-        raw.push(performance.now() - s)
-        s = performance.now()
-        await post(agent, `${base}/v1/score`, bodies[k]!)
-        svc.push(performance.now() - s)
-      }
-      agent.destroy()
-      return { n: raw.length, raw: pct(raw, 50), svc: pct(svc, 50), diff: pct(svc.map((x, i) => x - raw[i]!), 50) }
-    }
-    let next = 0
-    console.log(`\nservice (HTTP/1.1 keep-alive, autocannon, 1 conversation per request; raw best = batch ${rawBest.b})`)
-    console.log('conc  requests  items/s  tokens/s  p50 ms  p99 ms  errors  service/raw')
-    for (const connections of CONCURRENCY) {
-      const amount = Math.max(4 * connections, Math.ceil(rawBest.itemsPerS * SECONDS))
-      const r = await autocannon({
-        url: `${base}/v1/score`,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        connections,
-        amount,
-        timeout: 600,
-        requests: [{ setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length] }) }],
-      })
-      const ok = r['2xx']
-      const itemsPerS = ok / r.duration
-      console.log(
-        `${pad(connections, 4)}  ${pad(ok, 8)}  ${pad(f(itemsPerS), 7)}  ${pad(f(itemsPerS * meanTokens, 0), 8)}  ` +
-          `${pad(f(r.latency.p50), 6)}  ${pad(f(r.latency.p99), 6)}  ${pad(r.errors + r.non2xx, 6)}  ${pad(f(itemsPerS / rawBest.itemsPerS, 2), 11)}`,
-      )
-    }
-    // The host is shared (other jobs come and go), so the headline ratios come from interleaved rounds: each
-    // round measures raw and service back to back, and the medians over rounds are reported.
-    console.log(`\nheadline (${ROUNDS} interleaved rounds: raw batch ${rawBest.b} vs service at concurrency ${SATURATION}; then the same conversations one at a time, raw and service alternately)`)
-    console.log('round  raw items/s  service items/s  ratio  raw single p50 ms  service c=1 p50 ms  paired overhead p50')
-    const ratios: number[] = []
-    const overheads: number[] = []
+    // Warm-up, not counted: JIT, ORT arenas and the service's first batches on both sides.
+    await rawPass(2)
+    await drive(url, bodies.slice(0, 32), 8)
+
+    const raw = new Map<number, Array<{ itemsPerS: number; batchP50: number }>>(BATCHES.map((b) => [b, []]))
+    const svc = new Map<number, Array<Awaited<ReturnType<typeof drive>>>>(CONCURRENCY.map((c) => [c, []]))
+    const paired: Array<{ raw: number; svc: number; diff: number }> = []
+    const segments: Segment[] = [
+      ...BATCHES.map((b) => ({ name: `raw b=${b}`, run: async () => void raw.get(b)!.push(await rawPass(b)) })),
+      ...CONCURRENCY.map((c) => ({ name: `svc c=${c}`, run: async () => void svc.get(c)!.push(await drive(url, bodies, c)) })),
+      {
+        name: 'paired c=1',
+        run: async () => {
+          const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+          const r: number[] = []
+          const s: number[] = []
+          for (let i = 0; i < N_PAIRED; i++) {
+            const k = i % rows.length
+            let t = performance.now()
+            await runReward(session, packRewardBatch([rows[k]!], padId, dim))
+            r.push(performance.now() - t)
+            t = performance.now()
+            await post(agent, url, byConv[k]!)
+            s.push(performance.now() - t)
+          }
+          agent.destroy()
+          paired.push({ raw: pct(r, 50), svc: pct(s, 50), diff: pct(s.map((x, i) => x - r[i]!), 50) })
+        },
+      },
+    ]
+
+    const rnd = mulberry32(SEED)
+    const started = performance.now()
     for (let round = 1; round <= ROUNDS; round++) {
-      const raw = await measureRaw(rawBest.b, SECONDS)
-      const r = await autocannon({
-        url: `${base}/v1/score`,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        connections: SATURATION,
-        amount: Math.max(2 * SATURATION, Math.ceil(raw.itemsPerS * SECONDS)),
-        timeout: 600,
-        requests: [{ setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length] }) }],
-      })
-      const svc = r['2xx'] / r.duration
-      const paired = await measurePaired(SECONDS)
-      ratios.push(svc / raw.itemsPerS)
-      overheads.push(paired.diff)
+      const order = shuffled(segments, Math.floor(rnd() * 2 ** 31))
+      const log: string[] = []
+      for (const seg of order) {
+        await seg.run()
+        log.push(seg.name)
+      }
+      console.log(`round ${round}/${ROUNDS} done (${f((performance.now() - started) / 1000, 0)} s): ${log.join(', ')}`)
+    }
+
+    // ---- summaries -------------------------------------------------------------------------------------
+    const rawMedian = (b: number) => median(raw.get(b)!.map((x) => x.itemsPerS))
+    const best = BATCHES.reduce((a, b) => (rawMedian(b) > rawMedian(a) ? b : a))
+    const bestPerRound = raw.get(best)!.map((x) => x.itemsPerS)
+    const meanTokens = totalTokens / rows.length
+    console.log(`\nraw engine (in-process, ${executionProvider}; length-sorted batches in shuffled order; ${ROUNDS} rounds: median [min–max])`)
+    console.log('batch  items/s median [min–max]  tokens/s  ms/batch p50')
+    for (const b of BATCHES) {
+      const xs = raw.get(b)!
       console.log(
-        `${pad(round, 5)}  ${pad(f(raw.itemsPerS), 11)}  ${pad(f(svc), 15)}  ${pad(f(svc / raw.itemsPerS, 2), 5)}  ` +
-          `${pad(f(paired.raw, 2), 17)}  ${pad(f(paired.svc, 2), 18)}  ${pad(f(paired.diff, 2), 20)}`,
+        `${pad(b, 5)}  ${pad(fmtSpread(xs.map((x) => x.itemsPerS), 1), 26)}  ${pad(f(rawMedian(b) * meanTokens, 0), 8)}  ` +
+          `${pad(f(median(xs.map((x) => x.batchP50)), 2), 12)}${b === best ? '  <- best (baseline)' : ''}`,
       )
     }
-    console.log('\nsummary (medians over rounds)')
-    console.log(`throughput at saturation: service/raw ${f(pct(ratios, 50), 2)} (target >= 0.85)`)
-    console.log(`latency at concurrency 1: median paired (service - raw single-item) = ${f(pct(overheads, 50), 2)} ms (target <= 2 ms)`)
+    console.log(`\nservice (HTTP/1.1 keep-alive, 1 conversation per request, closed loop; time to the last response; ratio = svc / raw b=${best} of the same round)`)
+    console.log('conc  items/s median [min–max]  p50 ms  p99 ms  errors  service/raw median [min–max]')
+    const ratiosAt = (c: number) => svc.get(c)!.map((x, i) => x.itemsPerS / bestPerRound[i]!)
+    for (const c of CONCURRENCY) {
+      const xs = svc.get(c)!
+      console.log(
+        `${pad(c, 4)}  ${pad(fmtSpread(xs.map((x) => x.itemsPerS), 1), 26)}  ${pad(f(median(xs.map((x) => x.p50))), 6)}  ` +
+          `${pad(f(median(xs.map((x) => x.p99))), 6)}  ${pad(xs.reduce((a, x) => a + x.errors, 0), 6)}  ${pad(fmtSpread(ratiosAt(c), 3), 28)}`,
+      )
+    }
+    console.log('\nconcurrency 1, paired per round: ' + ['round', 'raw single p50 ms', 'service p50 ms', 'paired diff p50 ms'].join(' | '))
+    paired.forEach((p, i) => console.log(`  ${i + 1} | ${f(p.raw, 2)} | ${f(p.svc, 2)} | ${f(p.diff, 2)}`))
+
+    // Headline saturation ratio: the sweep's two segments can sit a round apart, and load from other jobs on a
+    // shared host changes within seconds. So: HEADLINE_BLOCKS blocks of raw, svc, svc, raw (ABBA: a linear drift
+    // within a block cancels), adjacent passes over the same items; ratio per block = svc items / raw items.
+    console.log(`\nheadline: ${HEADLINE_BLOCKS} ABBA blocks (raw b=${best}, svc c=${SATURATION}, svc c=${SATURATION}, raw b=${best}), one pass of ${rows.length} items each`)
+    console.log('block  raw items/s (1st, 2nd)  svc items/s (1st, 2nd)  service/raw')
+    const headline: number[] = []
+    for (let i = 1; i <= HEADLINE_BLOCKS; i++) {
+      const r1 = (await rawPass(best)).itemsPerS
+      const s1 = (await drive(url, bodies, SATURATION)).itemsPerS
+      const s2 = (await drive(url, bodies, SATURATION)).itemsPerS
+      const r2 = (await rawPass(best)).itemsPerS
+      const ratio = abbaRatio(r1, s1, s2, r2)
+      headline.push(ratio)
+      console.log(`${pad(i, 5)}  ${pad(`${f(r1)}, ${f(r2)}`, 22)}  ${pad(`${f(s1)}, ${f(s2)}`, 22)}  ${pad(f(ratio, 3), 11)}`)
+    }
+    console.log(`\nsummary (median [min–max]; IQR where given)`)
+    console.log(
+      `throughput at saturation: service c=${SATURATION} / raw b=${best} = ${fmtSpread(headline, 3)}, IQR ${f(pct(headline, 25), 3)}–${f(pct(headline, 75), 3)} ` +
+        `over ${HEADLINE_BLOCKS} ABBA blocks (target >= 0.85); the sweep's per-round ratio: ${fmtSpread(ratiosAt(SATURATION), 3)}`,
+    )
+    console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; > ${os.cpus().length} means other jobs competed for the cores)`)
+    console.log(
+      `latency at concurrency 1: paired (service - raw single-item) p50 = ${fmtSpread(paired.map((p) => p.diff), 2)} ms ` +
+        `(raw ${f(median(paired.map((p) => p.raw)), 2)} ms, service ${f(median(paired.map((p) => p.svc)), 2)} ms; target <= 2 ms)`,
+    )
   } finally {
     child.kill('SIGTERM')
     await once(child, 'exit')

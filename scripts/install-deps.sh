@@ -16,6 +16,12 @@ if [ "$mode" = all ]; then
 fi
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "$mode" = all ]; then
+  # The image test (test/deploy/docker-image.test.ts) runs its own dockerd and makes base images with debootstrap.
+  # Only where no Docker engine is installed at all (Debian's docker.io conflicts with Docker's own packages).
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive

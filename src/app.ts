@@ -8,6 +8,9 @@ import type { Config } from './config.ts'
 import { WorkerEngine } from './engine/engine-client.ts'
 import type { Engine } from './engine/types.ts'
 import authPlugin from './http/plugins/auth.ts'
+import compressionPlugin from './http/plugins/compression.ts'
+import contentTypePlugin from './http/plugins/content-type.ts'
+import corsPlugin from './http/plugins/cors.ts'
 import docsPlugin from './http/plugins/docs.ts'
 import errorHandlerPlugin from './http/plugins/error-handler.ts'
 import hotReloadPlugin from './http/plugins/hot-reload.ts'
@@ -17,14 +20,20 @@ import pressurePlugin from './http/plugins/pressure.ts'
 import rateLimitPlugin from './http/plugins/rate-limit.ts'
 import requestContextPlugin from './http/plugins/request-context.ts'
 import servicesPlugin from './http/plugins/services.ts'
+import traceContextPlugin from './http/plugins/trace-context.ts'
 import adminRoutes from './http/routes/admin.ts'
+import classifyRoute from './http/routes/classify.ts'
 import compareRoute from './http/routes/compare.ts'
 import getRewardRoute from './http/routes/get-reward.ts'
 import healthRoutes from './http/routes/health.ts'
+import infoRoute from './http/routes/info.ts'
 import metricsRoute from './http/routes/metrics.ts'
 import modelsRoute from './http/routes/models.ts'
+import poolingRoute from './http/routes/pooling.ts'
 import rankRoute from './http/routes/rank.ts'
+import rerankRoute from './http/routes/rerank.ts'
 import scoreRoute from './http/routes/score.ts'
+import vllmScoreRoute from './http/routes/vllm-score.ts'
 import { createMetrics, type Registry } from './metrics/metrics.ts'
 import type { loadVersion } from './models/load.ts'
 import { ModelRegistry } from './models/registry.ts'
@@ -32,6 +41,7 @@ import { IxcMediaResolver } from './preprocess/media/resolver.ts'
 import type { MediaResolver } from './preprocess/media/types.ts'
 import { Batcher } from './scheduler/batcher.ts'
 import { ScoringService } from './scoring/service.ts'
+import { buildInfo } from './metrics/build-info.ts'
 
 export interface AppDeps {
   /** Default: ONNX Runtime in a worker thread (closed with the app). */
@@ -71,7 +81,7 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   const engine =
     deps.engine ?? new WorkerEngine({ providers: config.executionProviders, threads: config.threads, spin: config.ortSpin })
   const models = deps.models ?? new ModelRegistry(config.defaultModel)
-  const metrics = createMetrics(deps.metricsRegistry)
+  const metrics = createMetrics(deps.metricsRegistry, buildInfo(config.gitCommit))
   const batcher = new Batcher({
     engine,
     limits: { ...config.batch, maxBatchTokens: config.batch.maxBatchTokens || 16384 },
@@ -86,13 +96,18 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
   const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars })
 
-  // PLUGINS, in the order their request hooks run: shutdown refusal and request context, rate limiting (by
-  // address before auth, so wrong keys are throttled too), API keys, early multipart refusals, hot reload's
-  // request count, pressure shedding.
+  // PLUGINS, in the order their request hooks run: trace ids (first, so every log line has them), shutdown
+  // refusal and request context, CORS preflights (answered before auth), rate limiting (by address before
+  // auth, so wrong keys are throttled too), API keys, early multipart refusals, hot reload's request count,
+  // pressure shedding; body decoding and response compression.
   app.register(servicesPlugin, { config, engine, models, batcher, metrics, media, scoring, ownsEngine: deps.engine === undefined })
+  app.register(traceContextPlugin)
   app.register(errorHandlerPlugin)
+  app.register(contentTypePlugin)
+  app.register(compressionPlugin)
   app.register(requestContextPlugin)
   app.register(metricsPlugin)
+  app.register(corsPlugin)
   app.register(rateLimitPlugin)
   app.register(authPlugin)
   app.register(multipartPlugin)
@@ -107,6 +122,12 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   app.register(compareRoute)
   app.register(rankRoute)
   app.register(getRewardRoute)
+  // vLLM / TEI / Cohere-compatible shapes over the same scoring service (src/http/vllm-compat.ts).
+  app.register(poolingRoute)
+  app.register(classifyRoute)
+  app.register(vllmScoreRoute)
+  app.register(rerankRoute)
+  app.register(infoRoute)
   app.register(adminRoutes)
   app.register(docsPlugin)
   return app

@@ -114,15 +114,16 @@ const EnvSchema = z.object({
    *  /admin/models/reload). A directory is loaded once it looks the same on two scans (fully written). */
   MODEL_POLL_INTERVAL_MS: intFrom(10_000, 0),
   /** /get_reward (OpenRLHF): the policy chat template its `query` strings carry, parsed back into messages and
-   *  re-rendered with the RM's template. auto = detect from the markers (Llama-3, IXC, ChatML family), else
-   *  plain (split at prompts[i]). One of auto, plain, chatml, qwen2, llama3, internlm2, ixc. A trainer can
-   *  override it per URL: --remote_rm_url http://host:8080/get_reward?template=qwen2 */
+   *  re-rendered with the RM's template. auto = detect from the markers (Llama-3, IXC, Gemma, Phi-3, Mistral,
+   *  ChatML / Qwen2 / InternLM2); a query in no known format is a 422 (auto_or_plain splits it at prompts[i]
+   *  instead). One of auto, auto_or_plain, plain, chatml, qwen2, llama3, internlm2, ixc, gemma, phi3, mistral.
+   *  A trainer can override it per URL: --remote_rm_url http://host:8080/get_reward?template=qwen2 */
   RLHF_QUERY_TEMPLATE: z.enum(QUERY_TEMPLATE_NAMES).default('auto'),
   /** /get_reward shaping defaults, all off (raw logits are what the RM learned). NORMALIZE: z-score with the
    *  manifest's train_stats, so rewards from different RMs/versions share a scale. Overridable per URL
    *  (?normalize=true) or per request (body.options). */
   RLHF_NORMALIZE: z.stringbool().default(false),
-  /** "min,max": clip the shaped reward (PPO value loss blows up on rare huge logits). Empty = off. */
+  /** "min:max": clip the shaped reward (PPO value loss blows up on rare huge logits). Empty = off. */
   RLHF_CLIP: specField(parseClipSpec).default(null),
   /** "threshold:per_token": subtract per_token for every response token beyond threshold, the usual guard
    *  against a policy learning that the RM likes length. Empty = off. */
@@ -130,6 +131,18 @@ const EnvSchema = z.object({
   /** What /get_reward returns as OpenRLHF's `scores` (its dynamic filtering expects 0..1): sigmoid =
    *  σ(reward), reward = the same numbers as `rewards` (OpenRLHF's reference server). */
   RLHF_SCORES: z.enum(SCORES_MODES).default('sigmoid'),
+  /** /get_reward admission is by token cost, not item count: OpenRLHF <= 0.9 posts a whole rollout (1024
+   *  queries by default), TRL and verl 256. A request may carry up to RLHF_MAX_QUERIES samples and
+   *  RLHF_MAX_REQUEST_TOKENS tokens (the RM's own, each sample counted up to max_seq_len); it runs through the
+   *  batcher in pieces of at most MAX_CLIENT_BATCH_SIZE rows, one piece at a time, so other clients' items
+   *  interleave with it and it never holds more than one piece of MAX_PENDING_ITEMS. Over a limit: 413. */
+  RLHF_MAX_QUERIES: intFrom(4096, 1),
+  RLHF_MAX_REQUEST_TOKENS: intFrom(4 * 1024 * 1024, 1),
+  /** Browser origins allowed to call the API cross-origin (CORS), comma-separated exact origins such as
+   *  https://ui.example.com, or * for any. Empty = CORS off: browsers get no Access-Control-* headers. */
+  CORS_ORIGINS: listFrom(''),
+  /** Commit the image was built from, shown in scorer_build_info and /info (docker build --build-arg). */
+  GIT_COMMIT: z.string().default('unknown'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -165,12 +178,17 @@ export interface Config {
   readonly authFailures: { readonly limit: number; readonly windowMs: number }
   readonly pressure: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number; readonly maxRssBytes: number }
   readonly modelPollIntervalMs: number
+  /** CORS allow-list (empty = off; ['*'] = any origin). */
+  readonly corsOrigins: readonly string[]
+  readonly gitCommit: string
   /** Image/video limits and switches (env knobs documented in src/preprocess/media/media-config.ts). */
   readonly media: MediaConfig
   readonly rlhf: {
     readonly queryTemplate: string
     readonly shaping: RewardShaping
     readonly scores: ScoresMode
+    readonly maxQueries: number
+    readonly maxRequestTokens: number
   }
 }
 
@@ -258,11 +276,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxRssBytes: e.MAX_RSS_BYTES,
     },
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
+    corsOrigins: e.CORS_ORIGINS,
+    gitCommit: e.GIT_COMMIT,
     media: mediaConfigFromEnv(mediaEnv.data),
     rlhf: {
       queryTemplate: e.RLHF_QUERY_TEMPLATE,
       shaping: { normalize: e.RLHF_NORMALIZE, clip: e.RLHF_CLIP, length_penalty: e.RLHF_LENGTH_PENALTY },
       scores: e.RLHF_SCORES,
+      maxQueries: e.RLHF_MAX_QUERIES,
+      maxRequestTokens: e.RLHF_MAX_REQUEST_TOKENS,
     },
   })
 }

@@ -33,5 +33,5 @@ export async function resolveSegments(
 /** Positions a run of segments takes in a row (text ids + media blocks): a response's length as the RM sees
  *  it, for the length penalty and best-of-N diagnostics. */
 export function segmentTokens(segments: readonly Segment[]): number {
-  return segments.reduce((n, s) => n + (s.kind === 'text' ? s.ids.length : (s.block?.tokens ?? 0)), 0)
+  return segments.reduce((n, s) => n + (s.kind === 'text' ? s.ids.length : s.kind === 'media' ? (s.block?.tokens ?? 0) : 0), 0)
 }

@@ -20,7 +20,12 @@ export interface Message {
   content: Content
 }
 
-export type Segment = { kind: 'text'; ids: number[] } | { kind: 'media'; part: MediaPart; block?: MediaBlock }
+/** `hoisted`: the ixc placement's single media item, which does not split the text and goes in front.
+ *  `marker`: a literal `<ImageHere>` in content (ixc placement, published content mode): a media position. */
+export type Segment =
+  | { kind: 'text'; ids: number[] }
+  | { kind: 'media'; part: MediaPart; block?: MediaBlock; hoisted?: boolean }
+  | { kind: 'marker' }
 
 /** A conversation laid out as reward.onnx wants one row: image positions hold pad ids. */
 export interface EncodedItem {

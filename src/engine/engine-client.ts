@@ -24,6 +24,8 @@ export class WorkerEngine implements Engine {
   #dead: Error | null = null
 
   constructor(init: WorkerInit) {
+    // Before ORT's environment exists (see onnx.ts): no telemetry, no mat-debug-<pid>.log left in $TMPDIR.
+    process.env.ORT_DISABLE_TELEMETRY ??= '1'
     this.#worker = spawnWorker(new URL('./engine-worker.ts', import.meta.url), init)
     this.#worker.on('message', (msg: EngineResponse) => {
       const p = this.#pending.get(msg.id)

@@ -2,7 +2,17 @@
 // module is loaded by engine-worker.ts (a worker thread) and by bench/ (which measures the raw engine);
 // keeping one import site keeps execution-provider handling and tensor layout in one place.
 import ort from 'onnxruntime-node'
+import { existsSync, readdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
 import type { ProviderFallback, RewardFeeds } from './types.ts'
+
+// onnxruntime-node ≥ 1.29 starts Microsoft's 1DS telemetry when it creates its environment (first session):
+// an HTTPS uploader, plus an empty `$TMPDIR/mat-debug-<pid>.log` (its trace file) and a `.ses` file left
+// behind at every start. ORT reads ORT_DISABLE_TELEMETRY with getenv(), from the process environment, which a
+// worker thread cannot change (its process.env is a copy): engine-client.ts sets it on the main thread before
+// the engine worker starts; this line covers main-thread users (bench/). An operator's explicit value wins.
+process.env.ORT_DISABLE_TELEMETRY ??= '1'
 
 export interface CreatedSession {
   session: ort.InferenceSession
@@ -22,6 +32,13 @@ export interface SessionOptions {
 export async function createSession(file: string, opts: SessionOptions): Promise<CreatedSession> {
   const fallbacks: ProviderFallback[] = []
   for (const provider of opts.providers) {
+    // A provider that cannot work here is skipped before ORT tries it: trying prints red ORT errors (CUDA
+    // provider library missing) and Dawn's Vulkan/XDG warnings on every start of a CPU-only host.
+    const unavailable = providerUnavailable(provider)
+    if (unavailable) {
+      fallbacks.push({ provider, reason: `skipped: ${unavailable}` })
+      continue
+    }
     try {
       const session = await ort.InferenceSession.create(file, {
         executionProviders: [provider],
@@ -39,6 +56,42 @@ export async function createSession(file: string, opts: SessionOptions): Promise
   throw new Error(
     `no execution provider initialised for ${file}: ${fallbacks.map((f) => `${f.provider}: ${f.reason}`).join('; ')}`,
   )
+}
+
+const ORT_BIN = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')),
+  'bin', 'napi-v6', process.platform, process.arch,
+)
+const probed = new Map<string, string | null>()
+
+/** Why `provider` cannot initialise on this host (null: it may, so try it), from files alone: no ORT call,
+ *  nothing printed. Memoised; the answer does not change while the process runs. */
+export function providerUnavailable(provider: string, root = '/'): string | null {
+  const key = `${root}\0${provider}`
+  if (!probed.has(key)) probed.set(key, probeProvider(provider, root))
+  return probed.get(key)!
+}
+
+function probeProvider(provider: string, root: string): string | null {
+  if (provider === 'cpu') return null
+  const at = (p: string) => path.join(root, p)
+  const entries = (dir: string) => {
+    try {
+      return readdirSync(at(dir))
+    } catch {
+      return []
+    }
+  }
+  const backend = ort.listSupportedBackends().find((b) => b.name === provider)
+  if (!backend) return `not in this onnxruntime-node build`
+  // Not bundled (CUDA, TensorRT): the package's postinstall fetches it (ONNXRUNTIME_NODE_INSTALL=cuda12).
+  const lib = path.join(ORT_BIN, `libonnxruntime_providers_${provider}.so`)
+  if (!backend.bundled && !existsSync(lib)) return `${lib} not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci)`
+  const nvidia = existsSync(at('dev/nvidiactl')) || entries('dev').some((f) => /^nvidia\d+$/.test(f))
+  if (provider !== 'webgpu') return nvidia ? null : 'no NVIDIA device (/dev/nvidiactl, /dev/nvidia<N>)'
+  // Dawn needs a GPU adapter: a DRM render node (Vulkan) or an NVIDIA device.
+  const renderNode = entries('dev/dri').some((f) => f.startsWith('renderD'))
+  return renderNode || nvidia ? null : 'no GPU adapter device (/dev/dri/renderD*, /dev/nvidia*)'
 }
 
 function firstLine(err: unknown): string {

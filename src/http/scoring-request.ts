@@ -6,7 +6,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ModelVersion } from '../models/model-version.ts'
 import { mediaScopeOf } from '../preprocess/media/request-scope.ts'
 import { normalizer } from '../scoring/normalize.ts'
-import type { ScoredRow, ScoreRow } from '../scoring/types.ts'
+import { ServiceError } from '../errors.ts'
+import type { PieceOptions, ScoredRow, ScoreRow } from '../scoring/types.ts'
 
 export interface ScoringRequest {
   model: ModelVersion
@@ -20,16 +21,20 @@ export interface ScoringRequest {
 export function scoringRequest(
   app: FastifyInstance,
   request: FastifyRequest,
-  opts: { model: string | undefined; rows: number; normalize: boolean },
+  opts: { model: string | undefined; rows: number; normalize: boolean; pieces?: PieceOptions & { maxRows: number } },
 ): ScoringRequest {
-  app.scoring.checkRowCount(opts.rows)
+  if (!opts.pieces) app.scoring.checkRowCount(opts.rows)
+  else if (opts.rows > opts.pieces.maxRows) {
+    throw new ServiceError('payload_too_large', `${opts.rows} samples in one request; the limit is ${opts.pieces.maxRows}: send it in smaller requests`)
+  }
   const model = app.models.resolve(opts.model)
   return {
     model,
     ref: { name: model.name, version: model.version },
     z: opts.normalize ? normalizer(model) : null,
     async score(rows) {
-      const scoreOpts = { deadline: request.deadline, signal: request.clientGone, scope: mediaScopeOf(request) }
+      const pieces = opts.pieces && { rows: opts.pieces.rows, maxTokens: opts.pieces.maxTokens }
+      const scoreOpts = { deadline: request.deadline, signal: request.clientGone, scope: mediaScopeOf(request), pieces }
       const r = await app.scoring.score(model, rows, scoreOpts)
       request.timings = r.timings
       return r.rows

@@ -1,7 +1,10 @@
 // Every metric name and bucket layout of the service, in one place, and the only file that imports prom-client.
 // Each app instance gets its own Registry (createMetrics makes one unless given one), so tests and several
-// apps in one process never share counters.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+// apps in one process never share counters. Conventions: a model is always labelled {model, version} (name and
+// version number, as Triton's model/version); an `_info` gauge is always 1 and carries its state in a label, so
+// `count by (state)` and joins work; prom-client's default process_* and nodejs_* metrics are on.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { BuildInfo } from './build-info.ts'
 
 export type { Registry }
 
@@ -9,10 +12,24 @@ export type { Registry }
 const SECONDS = Array.from({ length: 18 }, (_, i) => 0.0005 * 2 ** i)
 const POW2 = (n: number) => Array.from({ length: n }, (_, i) => 2 ** i)
 
-export function createMetrics(registry: Registry = new Registry()) {
+/** The labels of one model version on every per-model metric. */
+export const modelLabels = (m: { name: string; version: number }) => ({ model: m.name, version: String(m.version) })
+
+export type ModelState = 'serving' | 'loaded' | 'failed'
+
+export function createMetrics(registry: Registry = new Registry(), build?: BuildInfo) {
   const registers = [registry]
+  collectDefaultMetrics({ register: registry })
+  const buildInfo = new Gauge({
+    name: 'scorer_build_info',
+    help: 'Always 1; the build in labels: service version, commit, Node.js and ONNX Runtime versions',
+    labelNames: ['version', 'commit', 'node', 'ort'] as const,
+    registers,
+  })
+  if (build) buildInfo.set({ version: build.version, commit: build.commit, node: build.node, ort: build.ort }, 1)
   return {
     registry,
+    buildInfo,
     requests: new Counter({
       name: 'scorer_requests_total',
       help: 'HTTP requests by route and status code',
@@ -61,26 +78,26 @@ export function createMetrics(registry: Registry = new Registry()) {
     tokensScored: new Counter({
       name: 'scorer_tokens_scored_total',
       help: 'Real (unpadded) positions scored',
-      labelNames: ['model'] as const,
+      labelNames: ['model', 'version'] as const,
       registers,
     }),
     itemsScored: new Counter({
       name: 'scorer_items_scored_total',
       help: 'Conversations scored',
-      labelNames: ['model'] as const,
+      labelNames: ['model', 'version'] as const,
       registers,
     }),
     score: new Histogram({
       name: 'scorer_score',
-      help: 'Raw reward distribution per model (drift watch)',
-      labelNames: ['model'] as const,
+      help: 'Raw reward distribution per model version (drift watch)',
+      labelNames: ['model', 'version'] as const,
       buckets: Array.from({ length: 21 }, (_, i) => -10 + i),
       registers,
     }),
     modelInfo: new Gauge({
       name: 'scorer_model_info',
-      help: 'Loaded model versions (1 = serving, 0 = loaded but not the serving version, -1 = failed)',
-      labelNames: ['name', 'version', 'ep'] as const,
+      help: 'Always 1 per model version found; state = serving | loaded (not the serving version) | failed',
+      labelNames: ['model', 'version', 'ep', 'state'] as const,
       registers,
     }),
     rejected: new Counter({

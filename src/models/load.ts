@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { z } from 'zod'
 import { ConversationEncoder } from '../conversation/encode.ts'
 import type { Message } from '../conversation/types.ts'
 import type { Engine, LoadedGraph } from '../engine/types.ts'
+import { issuesText } from '../errors.ts'
 import { packRewardBatch } from '../scheduler/pack.ts'
 import { imageTokenCount } from '../preprocess/image/hd-transform.ts'
 import { HfTextTokenizer } from '../preprocess/text/tokenize.ts'
@@ -151,7 +151,7 @@ export async function readVersion(
 ): Promise<{ manifest: ModelManifest; encoder: ConversationEncoder }> {
   const raw: unknown = JSON.parse(await readFile(path.join(entry.dir, 'model.json'), 'utf8'))
   const parsed = ModelManifestSchema.safeParse(raw)
-  if (!parsed.success) throw new Error(`model.json invalid: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`)
+  if (!parsed.success) throw new Error(`model.json invalid: ${issuesText(parsed.error.issues)}`)
   const m = parsed.data
   if (m.name !== entry.name || m.version !== entry.version) {
     throw new Error(`model.json says ${m.name}/${m.version} but lives in ${entry.name}/${entry.version}`)
@@ -163,11 +163,17 @@ export async function readVersion(
   await verifyFiles(entry.dir, m)
   const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer, { worker: true })
   checkTokenizer(tokenizer, m)
+  const { bos, eos, unk } = m.tokenizer.control_pieces
+  const vocabSize = m.config.vocab_size
   const encoder = new ConversationEncoder(tokenizer, {
     template: m.template,
     padId: m.tokenizer.pad_id,
     maxSeqLen: m.max_seq_len,
     maxChars: limits.maxItemChars,
+    atomicPieces: tokenizer.atomicPieces,
+    controlLiterals: { [bos]: m.tokenizer.bos_id, [eos]: m.tokenizer.eos_id, [unk]: m.tokenizer.unk_id },
+    outOfTable: m.tokenizer.out_of_table_tokens,
+    vocabSize: typeof vocabSize === 'number' ? vocabSize : undefined,
   })
   return { manifest: m, encoder }
 }

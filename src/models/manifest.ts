@@ -42,6 +42,15 @@ const TokenizerSpecSchema = z.object({
     turn_end: z.number().int().nonnegative(),
     reward: z.number().int().nonnegative(),
   }),
+  // The control pieces' strings: only read by template.content_special_tokens = "published", where a literal
+  // "</s>" in content becomes eos_id as the published slow tokenizer makes it.
+  control_pieces: z
+    .object({ bos: z.string().min(1), eos: z.string().min(1), unk: z.string().min(1) })
+    .default({ bos: '<s>', eos: '</s>', unk: '<unk>' }),
+  // Strings the published tokenizer maps to ids past the embedding table (InternLM2's added tokens
+  // <|im_start|> … <|plugin|>, ids 92544–92549 ≥ vocab 92544): under content_special_tokens = "published" content
+  // holding one is refused (422 content_token_out_of_range) where the published get_score fails on the GPU.
+  out_of_table_tokens: z.array(z.string().min(1)).default([]),
 })
 
 const TemplateSchema = z.object({
@@ -52,7 +61,18 @@ const TemplateSchema = z.object({
   strip_content: z.boolean(),
   prefix_ids: z.array(z.number().int().nonnegative()),
   suffix_ids: z.array(z.number().int().nonnegative()).min(1),
-  media_placement: z.literal('inline'),
+  // inline: BOS, then each turn with its media where the part is (after the turn header). ixc: the published
+  // apply_chat_template: BOS, then the media, then `[UNUSED_TOKEN_146]user\n…` for one media item; media parts
+  // act as `<ImageHere>` markers when there are several (models/README.md §Text).
+  media_placement: z.enum(['inline', 'ixc']),
+  // keep: "…[UNUSED_TOKEN_145]\n" then EOS (the `\n` stays, id 364 for InternLM2); strip: the whitespace before
+  // EOS is removed, as transformers ≤ 4.33 does when eos_token is a plain string in special_tokens_map.json.
+  eos_newline: z.enum(['keep', 'strip']).default('keep'),
+  // literal (safe): no content can produce a control id: `[UNUSED_TOKEN_*]` and other atomic pieces in content
+  // are split apart, `</s>` and friends stay characters. published: as the published get_score with its pinned
+  // slow tokenizer: atomic pieces and `<s>`/`</s>`/`<unk>` become their ids, `<ImageHere>` is a media marker
+  // (ixc placement), tokenizer.out_of_table_tokens are refused with 422.
+  content_special_tokens: z.enum(['literal', 'published']).default('literal'),
 })
 
 export const ModelManifestSchema = z.looseObject({
@@ -71,8 +91,13 @@ export const ModelManifestSchema = z.looseObject({
   template: TemplateSchema,
   max_seq_len: z.number().int().min(4),
   truncation: z.object({ side: z.enum(['left']) }),
-  // Image/video preprocessing parameters belong to src/preprocess/{image,video}; kept opaque here.
-  preprocess: z.looseObject({ image: z.record(z.string(), z.unknown()), video: z.record(z.string(), z.unknown()) }),
+  // Image/video preprocessing parameters belong to src/preprocess/{image,video}; kept opaque here except the
+  // video layout: "ixc_stack" (this project's layout with a bitmap label font, the default: the embedded model
+  // was trained with it) or "published" (the published IXC-2.5 load_video/frame2img/Video_transform).
+  preprocess: z.looseObject({
+    image: z.record(z.string(), z.unknown()),
+    video: z.looseObject({ layout: z.enum(['ixc_stack', 'published']).default('ixc_stack') }),
+  }),
   score: z.looseObject({
     readout: z.enum(['last', 'mean']),
     train_stats: z.object({ mean: z.number(), std: z.number().nonnegative(), n: z.number().int().nonnegative() }),

@@ -7,15 +7,19 @@
 // server once hung on O(n^2) EOS stripping (OpenRLHF PR #521) and queries can be tens of thousands of chars.
 import type { Message, Role } from '../conversation/types.ts'
 
-/** A policy chat template described by its literal marker strings. */
+/** A policy chat template described by its literal marker strings. A turn opens either with `turnStart` followed
+ *  by a role name and `roleEnd` (ChatML, Llama-3, Gemma), or with one of `roleMarkers`, whose role is fixed
+ *  (Phi-3's `<|user|>`, Mistral's `[INST]`). */
 export interface QueryTemplate {
   readonly name: string
   /** Opens a turn; the role name follows it. */
-  readonly turnStart: string
+  readonly turnStart?: string
   /** Ends the role name (the content follows). */
-  readonly roleEnd: string
-  /** Ends a turn's content. A turn also ends at the next turnStart or at the end of the query. */
-  readonly turnEnd: string
+  readonly roleEnd?: string
+  /** Markers that open a turn of a fixed role (the content follows directly). */
+  readonly roleMarkers?: ReadonlyArray<readonly [string, Role]>
+  /** End a turn's content. A turn also ends at the next opening marker or at the end of the query. */
+  readonly turnEnds: readonly string[]
   /** BOS / EOS / pad strings removed wherever they touch a turn's edges (left padding, trailing EOS runs). */
   readonly strip: readonly string[]
   /** System prompts the policy's template injects on its own (the dataset never had them): dropped. */
@@ -25,6 +29,7 @@ export interface QueryTemplate {
 }
 
 const CHATML_STRIP = ['<|endoftext|>', '<|im_end|>', '<s>', '</s>']
+const QWEN_DEFAULT_SYSTEM = ['You are a helpful assistant.', 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.']
 
 // Real marker strings of each family, as they appear in the model's tokenizer_config.json chat_template.
 export const QUERY_TEMPLATES: Readonly<Record<string, QueryTemplate>> = {
@@ -32,7 +37,7 @@ export const QUERY_TEMPLATES: Readonly<Record<string, QueryTemplate>> = {
     name: 'chatml',
     turnStart: '<|im_start|>',
     roleEnd: '\n',
-    turnEnd: '<|im_end|>',
+    turnEnds: ['<|im_end|>'],
     strip: CHATML_STRIP,
     defaultSystemPrompts: [],
   },
@@ -41,19 +46,16 @@ export const QUERY_TEMPLATES: Readonly<Record<string, QueryTemplate>> = {
     name: 'qwen2',
     turnStart: '<|im_start|>',
     roleEnd: '\n',
-    turnEnd: '<|im_end|>',
+    turnEnds: ['<|im_end|>'],
     strip: CHATML_STRIP,
-    defaultSystemPrompts: [
-      'You are a helpful assistant.',
-      'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.',
-    ],
+    defaultSystemPrompts: QWEN_DEFAULT_SYSTEM,
   },
   // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n…<|eot_id|>; 3.1+ prepends date lines to system.
   llama3: {
     name: 'llama3',
     turnStart: '<|start_header_id|>',
     roleEnd: '<|end_header_id|>',
-    turnEnd: '<|eot_id|>',
+    turnEnds: ['<|eot_id|>'],
     strip: ['<|begin_of_text|>', '<|end_of_text|>', '<|eot_id|>', '<|finetune_right_pad_id|>', '<|eom_id|>'],
     defaultSystemPrompts: [],
     systemPreamblePattern: /^(?:Environment: ipython\n)?Cutting Knowledge Date: [^\n]*\nToday Date: [^\n]*(?:\n|$)/,
@@ -63,7 +65,7 @@ export const QUERY_TEMPLATES: Readonly<Record<string, QueryTemplate>> = {
     name: 'internlm2',
     turnStart: '<|im_start|>',
     roleEnd: '\n',
-    turnEnd: '<|im_end|>',
+    turnEnds: ['<|im_end|>'],
     strip: ['<s>', '</s>', '<|im_end|>'],
     defaultSystemPrompts: [],
   },
@@ -72,17 +74,62 @@ export const QUERY_TEMPLATES: Readonly<Record<string, QueryTemplate>> = {
     name: 'ixc',
     turnStart: '[UNUSED_TOKEN_146]',
     roleEnd: '\n',
-    turnEnd: '[UNUSED_TOKEN_145]',
+    turnEnds: ['[UNUSED_TOKEN_145]'],
     strip: ['<s>', '</s>', '[UNUSED_TOKEN_145]', '[UNUSED_TOKEN_130]'],
+    defaultSystemPrompts: [],
+  },
+  // Gemma 1/2/3: <bos><start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n…; no system role (the template
+  // folds a system message into the first user turn), "model" is the assistant; EOS <eos>, pad <pad>.
+  gemma: {
+    name: 'gemma',
+    turnStart: '<start_of_turn>',
+    roleEnd: '\n',
+    turnEnds: ['<end_of_turn>'],
+    strip: ['<bos>', '<eos>', '<pad>', '<end_of_turn>'],
+    defaultSystemPrompts: [],
+  },
+  // Phi-3 / Phi-3.5 / Phi-4-mini: <|system|>\n…<|end|>\n<|user|>\n…<|end|>\n<|assistant|>\n…<|end|>; EOS <|endoftext|>.
+  phi3: {
+    name: 'phi3',
+    roleMarkers: [
+      ['<|system|>', 'system'],
+      ['<|user|>', 'user'],
+      ['<|assistant|>', 'assistant'],
+    ],
+    turnEnds: ['<|end|>'],
+    strip: ['<s>', '</s>', '<|endoftext|>', '<|end|>'],
+    defaultSystemPrompts: [],
+  },
+  // Mistral / Mixtral (v1-v3, tekken): <s>[INST] user [/INST] answer</s>[INST] … The v1-v3 templates fold the
+  // system prompt into a user turn (it stays there); newer ones have [SYSTEM_PROMPT]…[/SYSTEM_PROMPT], and tool
+  // results come back in [TOOL_RESULTS]…[/TOOL_RESULTS] (a user turn to the RM, as everywhere here) after the
+  // assistant's [TOOL_CALLS] text, which stays in its turn.
+  mistral: {
+    name: 'mistral',
+    roleMarkers: [
+      ['[INST]', 'user'],
+      ['[/INST]', 'assistant'],
+      ['[SYSTEM_PROMPT]', 'system'],
+      ['[TOOL_RESULTS]', 'user'],
+      // The answer after a tool result follows [/TOOL_RESULTS] with no [/INST] of its own.
+      ['[/TOOL_RESULTS]', 'assistant'],
+    ],
+    turnEnds: ['</s>', '[/SYSTEM_PROMPT]'],
+    strip: ['<s>', '</s>', '<pad>'],
     defaultSystemPrompts: [],
   },
 }
 
-export const QUERY_TEMPLATE_NAMES = ['auto', 'plain', ...Object.keys(QUERY_TEMPLATES)] as const
+/** `auto` detects the family from its markers and answers 422 when it finds none; `auto_or_plain` falls back
+ *  to `plain` (split at prompts[i]) instead, for policies trained without a chat template. */
+export const QUERY_TEMPLATE_NAMES = ['auto', 'auto_or_plain', 'plain', ...Object.keys(QUERY_TEMPLATES)] as const
+
+/** Every name a /get_reward answer can report for a sample, in a fixed order (extra_logs keys use it). */
+export const DETECTED_TEMPLATE_NAMES = ['messages', 'plain', ...Object.keys(QUERY_TEMPLATES)] as const
 
 /** Left-over markers of any known family, stripped from `plain` splits (the prompt carries no markers then). */
 const ALL_EOS_LIKE = [
-  ...new Set(Object.values(QUERY_TEMPLATES).flatMap((t) => [...t.strip, t.turnEnd])),
+  ...new Set(Object.values(QUERY_TEMPLATES).flatMap((t) => [...t.strip, ...t.turnEnds])),
 ].sort((a, b) => b.length - a.length)
 
 export class QueryParseError extends Error {
@@ -132,56 +179,124 @@ function normaliseRole(raw: string): Role {
   return 'user'
 }
 
-/** Picks the template whose turn marker occurs in the query; `plain` when none does. */
-export function detectQueryTemplate(query: string): QueryTemplate | 'plain' {
-  if (query.includes(QUERY_TEMPLATES.llama3.turnStart)) return QUERY_TEMPLATES.llama3
-  if (query.includes(QUERY_TEMPLATES.ixc.turnStart)) return QUERY_TEMPLATES.ixc
-  if (query.includes('<|im_start|>')) return QUERY_TEMPLATES.chatml
-  return 'plain'
+/** The first occurrence of `needle` at or after `from`, remembered so that scanning forward stays linear. */
+class ForwardFinder {
+  #at = -2
+  constructor(
+    private readonly text: string,
+    readonly needle: string,
+  ) {}
+  next(from: number): number {
+    if (this.#at === -1 || (this.#at >= from && this.#at !== -2)) return this.#at
+    this.#at = this.text.indexOf(this.needle, from)
+    return this.#at
+  }
+}
+
+/** Index of the first turn-opening marker of `template` in `query` (-1: none). */
+function firstOpener(query: string, template: QueryTemplate): number {
+  const at = [template.turnStart, ...(template.roleMarkers ?? []).map(([m]) => m)]
+    .filter((m): m is string => m !== undefined)
+    .map((m) => query.indexOf(m))
+    .filter((i) => i >= 0)
+  return at.length ? Math.min(...at) : -1
 }
 
 /**
- * Splits a templated query into turns. The last turn is the response: it has no turnEnd when the policy hit
+ * Picks the family whose turn markers occur in the query; `null` when none does. ChatML is told apart by what
+ * its users' templates add: Qwen's injected default system prompt (qwen2), InternLM2's `<s>` BOS (internlm2).
+ */
+export function detectQueryTemplate(query: string): QueryTemplate | null {
+  const T = QUERY_TEMPLATES
+  if (query.includes('<|start_header_id|>')) return T.llama3!
+  if (query.includes('[UNUSED_TOKEN_146]')) return T.ixc!
+  if (query.includes('<start_of_turn>')) return T.gemma!
+  if (query.includes('<|user|>') || query.includes('<|assistant|>')) return T.phi3!
+  const im = query.indexOf('<|im_start|>')
+  if (im >= 0) {
+    if (stripEdgeTokens(query.slice(0, im), ['<|endoftext|>']) === '<s>') return T.internlm2!
+    const first = parseTemplatedQuery(query, T.qwen2!, { keepDefaultSystem: true })
+    const head = first[0]
+    if (head?.role === 'system' && typeof head.content === 'string' && QWEN_DEFAULT_SYSTEM.includes(head.content)) return T.qwen2!
+    return T.chatml!
+  }
+  if (query.includes('[INST]') || query.includes('[/INST]')) return T.mistral!
+  return null
+}
+
+interface Opening {
+  at: number
+  /** Where the marker (and the role name, for named-role templates) ends: the content starts here. */
+  contentStart: number
+  role: Role | null
+}
+
+/** The next turn opening at or after `from` (named-role marker or fixed-role marker, whichever comes first). */
+function nextOpening(query: string, template: QueryTemplate, finders: ForwardFinder[], from: number): Opening | null {
+  let best: Opening | null = null
+  for (const f of finders) {
+    const at = f.next(from)
+    if (at < 0 || (best && at >= best.at)) continue
+    const fixed = template.roleMarkers?.find(([m]) => m === f.needle)
+    best = { at, contentStart: at + f.needle.length, role: fixed ? fixed[1] : null }
+  }
+  return best
+}
+
+/**
+ * Splits a templated query into turns. The last turn is the response: it has no turn end when the policy hit
  * its length limit, so a turn may also end at the end of the query. Text before the first marker is what
  * left truncation left of an earlier turn; its role is unknown and it is kept as user context.
  */
-export function parseTemplatedQuery(query: string, template: QueryTemplate): Message[] {
+export function parseTemplatedQuery(query: string, template: QueryTemplate, opts: { keepDefaultSystem?: boolean } = {}): Message[] {
   const messages: Message[] = []
-  const first = query.indexOf(template.turnStart)
-  if (first < 0) throw new QueryParseError(`query has no ${template.name} turn marker ${JSON.stringify(template.turnStart)}`)
+  const openers = [template.turnStart, ...(template.roleMarkers ?? []).map(([m]) => m)].filter((m): m is string => !!m)
+  // Longer markers first, so that one marker containing another ("[/INST]" vs "[INST]" do not, but keep it
+  // safe) wins at the same position.
+  const finders = openers.sort((a, b) => b.length - a.length).map((m) => new ForwardFinder(query, m))
+  const ends = template.turnEnds.map((m) => new ForwardFinder(query, m))
+  const roleEnd = template.roleEnd === undefined ? undefined : new ForwardFinder(query, template.roleEnd)
+  const first = firstOpener(query, template)
+  if (first < 0) {
+    throw new QueryParseError(`query has no ${template.name} turn marker ${JSON.stringify(openers.join(' / '))}`)
+  }
   const orphan = stripEdgeTokens(query.slice(0, first), template.strip)
   if (orphan.length > 0) messages.push({ role: 'user', content: orphan })
-  let pos = first
-  while (pos >= 0 && pos < query.length) {
-    const roleStart = pos + template.turnStart.length
-    const roleEnd = query.indexOf(template.roleEnd, roleStart)
-    const nextStart = query.indexOf(template.turnStart, roleStart)
-    const endMark = query.indexOf(template.turnEnd, roleStart)
-    const stop = nextStart < 0 ? endMark : endMark < 0 ? nextStart : Math.min(nextStart, endMark)
-    if (roleEnd < 0 || (stop >= 0 && stop < roleEnd)) {
-      // A marker with no role line: an empty turn, or a generation prompt cut short by the length limit.
-      const role = query.slice(roleStart, stop >= 0 ? stop : query.length)
-      const r = normaliseRole(role)
-      if (role.trim().length > 0 && r !== 'system') messages.push({ role: r, content: '' })
-      pos = nextStart
-      continue
+  let open = nextOpening(query, template, finders, first)
+  while (open) {
+    const next = nextOpening(query, template, finders, open.contentStart)
+    const stopAt = next ? next.at : query.length
+    let role: Role
+    let contentStart = open.contentStart
+    if (open.role === null) {
+      const re = roleEnd!.next(contentStart)
+      const endMark = Math.min(...ends.map((e) => e.next(contentStart)).filter((i) => i >= 0), stopAt)
+      if (re < 0 || re > endMark) {
+        // A marker with no role line: an empty turn, or a generation prompt cut short by the length limit.
+        const name = query.slice(contentStart, endMark)
+        const r = normaliseRole(name)
+        if (name.trim().length > 0 && r !== 'system') messages.push({ role: r, content: '' })
+        open = next
+        continue
+      }
+      role = normaliseRole(query.slice(contentStart, re))
+      contentStart = re + template.roleEnd!.length
+    } else role = open.role
+    let contentEnd = stopAt
+    for (const e of ends) {
+      const at = e.next(contentStart)
+      if (at >= 0 && at < contentEnd) contentEnd = at
     }
-    const role = normaliseRole(query.slice(roleStart, roleEnd))
-    const contentStart = roleEnd + template.roleEnd.length
-    const turnEnd = query.indexOf(template.turnEnd, contentStart)
-    const next = query.indexOf(template.turnStart, contentStart)
-    let contentEnd = query.length
-    if (turnEnd >= 0) contentEnd = turnEnd
-    if (next >= 0 && next < contentEnd) contentEnd = next
     let content = stripEdgeTokens(query.slice(contentStart, contentEnd), template.strip)
     if (role === 'system' && template.systemPreamblePattern) {
       content = content.replace(template.systemPreamblePattern, '').trim()
     }
-    const isDefaultSystem = role === 'system' && (content === '' || template.defaultSystemPrompts.includes(content))
+    const isDefaultSystem =
+      role === 'system' && (content === '' || (!opts.keepDefaultSystem && template.defaultSystemPrompts.includes(content)))
     if (!isDefaultSystem) messages.push({ role, content })
-    pos = next
+    open = next
   }
-  return ensureResponseLast(messages)
+  return opts.keepDefaultSystem ? messages : ensureResponseLast(messages)
 }
 
 /**
@@ -233,8 +348,8 @@ function ensureResponseLast(messages: Message[]): Message[] {
   return messages
 }
 
-export function resolveQueryTemplate(name: string): QueryTemplate | 'plain' | 'auto' {
-  if (name === 'auto' || name === 'plain') return name
+export function resolveQueryTemplate(name: string): QueryTemplate | 'plain' | 'auto' | 'auto_or_plain' {
+  if (name === 'auto' || name === 'plain' || name === 'auto_or_plain') return name
   const t = QUERY_TEMPLATES[name]
   if (!t) throw new QueryParseError(`unknown query template "${name}" (known: ${QUERY_TEMPLATE_NAMES.join(', ')})`)
   return t
@@ -244,7 +359,7 @@ export function resolveQueryTemplate(name: string): QueryTemplate | 'plain' | 'a
  * Where the response starts in a templated query. The response is the policy's output and may itself contain
  * the template's markers (a policy can emit them), so it is never parsed into turns. With the prompt
  * (OpenRLHF sends prompts[i]) the response is what follows it; without it, what follows the first assistant
- * turn header (the turns before it come from the dataset; send prompts when prompts have assistant turns).
+ * turn opening (the turns before it come from the dataset; send prompts when prompts have assistant turns).
  */
 function responseStart(query: string, prompt: string | undefined, template: QueryTemplate): number {
   const p = prompt === undefined ? '' : prompt
@@ -254,12 +369,20 @@ function responseStart(query: string, prompt: string | undefined, template: Quer
     const overlap = suffixPrefixOverlap(p, query) // the prompt's head was cut by left truncation
     if (overlap > 0) return overlap
   }
-  for (let pos = query.indexOf(template.turnStart); pos >= 0; pos = query.indexOf(template.turnStart, pos + 1)) {
-    const roleStart = pos + template.turnStart.length
-    const roleEnd = query.indexOf(template.roleEnd, roleStart)
-    const next = query.indexOf(template.turnStart, roleStart)
-    if (roleEnd < 0 || (next >= 0 && next < roleEnd)) continue
-    if (normaliseRole(query.slice(roleStart, roleEnd)) === 'assistant') return roleEnd + template.roleEnd.length
+  const openers = [template.turnStart, ...(template.roleMarkers ?? []).map(([m]) => m)].filter((m): m is string => !!m)
+  const finders = openers.sort((a, b) => b.length - a.length).map((m) => new ForwardFinder(query, m))
+  const roleEnd = template.roleEnd === undefined ? undefined : new ForwardFinder(query, template.roleEnd)
+  for (let open = nextOpening(query, template, finders, 0); open; ) {
+    const next = nextOpening(query, template, finders, open.contentStart)
+    if (open.role !== null) {
+      if (open.role === 'assistant') return open.contentStart
+    } else {
+      const re = roleEnd!.next(open.contentStart)
+      if (re >= 0 && (!next || re < next.at) && normaliseRole(query.slice(open.contentStart, re)) === 'assistant') {
+        return re + template.roleEnd!.length
+      }
+    }
+    open = next
   }
   return query.length
 }
@@ -268,7 +391,7 @@ function responseStart(query: string, prompt: string | undefined, template: Quer
 export function parseTemplatedQuerySafe(query: string, prompt: string | undefined, template: QueryTemplate): Message[] {
   const at = responseStart(query, prompt, template)
   const messages = parseTemplatedQuery(query.slice(0, at), template)
-  const response = stripEdgeTokens(query.slice(at), [...template.strip, template.turnEnd])
+  const response = stripEdgeTokens(query.slice(at), [...template.strip, ...template.turnEnds])
   const last = messages[messages.length - 1]!
   // the prompt ends with the generation header: parseTemplatedQuery gave it as an empty assistant turn
   if (last.role === 'assistant' && last.content === '') last.content = response
@@ -276,11 +399,23 @@ export function parseTemplatedQuerySafe(query: string, prompt: string | undefine
   return messages
 }
 
-/** query (+ its prompt) -> messages, with the template named in config/request (`auto` detects it). The
+/** query (+ its prompt) -> messages and the template that parsed it, with the template named in config/request
+ *  (`auto` detects it and refuses a query in no known format; `auto_or_plain` splits those at the prompt). The
  *  response is always one assistant message (see responseStart). */
-export function parseQuery(query: string, prompt: string | undefined, templateName: string): Message[] {
+export function parseQuery(query: string, prompt: string | undefined, templateName: string): { messages: Message[]; template: string } {
   const resolved = resolveQueryTemplate(templateName)
-  const template = resolved === 'auto' ? detectQueryTemplate(query) : resolved
-  if (template === 'plain') return splitPlainQuery(query, prompt)
-  return parseTemplatedQuerySafe(query, prompt, template)
+  let template: QueryTemplate | 'plain'
+  if (resolved === 'auto' || resolved === 'auto_or_plain') {
+    const found = detectQueryTemplate(query)
+    if (found) template = found
+    else if (resolved === 'auto_or_plain') template = 'plain'
+    else {
+      throw new QueryParseError(
+        `template=auto found no chat-template marker it knows (${Object.keys(QUERY_TEMPLATES).join(', ')}); name the ` +
+          'policy template, or use template=plain (or auto_or_plain) for a policy without one, which splits the query at prompts[i]',
+      )
+    }
+  } else template = resolved
+  if (template === 'plain') return { messages: splitPlainQuery(query, prompt), template: 'plain' }
+  return { messages: parseTemplatedQuerySafe(query, prompt, template), template: template.name }
 }

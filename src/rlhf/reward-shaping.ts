@@ -73,13 +73,14 @@ export function mergeShaping(base: RewardShaping, override: Partial<RewardShapin
   }
 }
 
-/** "min,max" (config and URL form of `clip`); "", "off" or "none" = off. */
+/** "min:max" (config and URL form of `clip`; "min,max" is still read, but OpenRLHF splits --remote_rm_url at
+ *  commas, so the URL form must not need one); "", "off" or "none" = off. */
 export function parseClipSpec(spec: string): RewardShaping['clip'] {
   const s = spec.trim()
   if (s === '' || s === 'off' || s === 'none') return null
-  const m = /^(-?[\d.]+(?:e-?\d+)?)\s*,\s*(-?[\d.]+(?:e-?\d+)?)$/i.exec(s)
+  const m = /^(-?[\d.]+(?:e-?\d+)?)\s*[:,]\s*(-?[\d.]+(?:e-?\d+)?)$/i.exec(s)
   const parsed = m ? ClipSchema.safeParse({ min: Number(m[1]), max: Number(m[2]) }) : undefined
-  if (!parsed?.success) throw new Error(`clip must be "min,max" with min <= max, got ${JSON.stringify(spec)}`)
+  if (!parsed?.success) throw new Error(`clip must be "min:max" with min <= max, got ${JSON.stringify(spec)}`)
   return parsed.data
 }
 

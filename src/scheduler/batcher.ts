@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks'
 import { ServiceError } from '../errors.ts'
 import type { Engine } from '../engine/types.ts'
-import type { Metrics } from '../metrics/metrics.ts'
+import { modelLabels, type Metrics } from '../metrics/metrics.ts'
 import { paddedCost, takeNextBatch } from './batch-policy.ts'
 import { packRewardBatch } from './pack.ts'
 import type { BatchLimits, BatchModel, JobTimings, QueuedJob, EncodedRow } from './types.ts'
@@ -195,7 +195,7 @@ export class Batcher {
         const score = out.scores[i]!
         tokens += j.length
         // a non-finite score fails its own row only (prom-client would throw on it and fail the whole batch)
-        if (Number.isFinite(score)) m.score.observe({ model: model.key }, score)
+        if (Number.isFinite(score)) m.score.observe(modelLabels(model), score)
         if (j.cancelled) return // answered already (timeout / client gone); the work is done anyway
         if (!Number.isFinite(score)) {
           j.reject(new ServiceError('engine_error', `model returned a non-finite score (${score})`))
@@ -203,8 +203,8 @@ export class Batcher {
         }
         j.resolve({ score, queueMs: start - j.enqueuedAt, inferenceMs: out.inferenceMs, batchSize: batch.length })
       })
-      m.tokensScored.inc({ model: model.key }, tokens)
-      m.itemsScored.inc({ model: model.key }, batch.length)
+      m.tokensScored.inc(modelLabels(model), tokens)
+      m.itemsScored.inc(modelLabels(model), batch.length)
     } catch (err) {
       this.#o.log.error({ err, model: model.key, rows: batch.length }, 'batch failed')
       for (const j of batch) {

@@ -50,6 +50,9 @@ export interface EncodedRow {
 export interface BatchModel {
   /** Engine session key and batch key: rows of different versions never share a batch. */
   readonly key: string
+  /** Model name and version: the {model, version} labels of the per-model metrics. */
+  readonly name: string
+  readonly version: number
   /** Padded token budget of this model's batches; limits.maxBatchTokens when absent. */
   readonly batchTokens?: number
   readonly manifest: { readonly tokenizer: { readonly pad_id: number }; readonly config: { readonly hidden_size: number } }

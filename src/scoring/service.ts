@@ -13,6 +13,13 @@ import type { MediaResolver } from '../preprocess/media/types.ts'
 import type { Batcher } from '../scheduler/batcher.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
 
+/** Image and video parts of a message group (the published hd_num rule and placement count both). */
+function mediaCount(messages: readonly Message[]): number {
+  let n = 0
+  for (const m of messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type !== 'text') n++
+  return n
+}
+
 export interface ScoringDeps {
   batcher: Batcher
   media: MediaResolver
@@ -46,49 +53,106 @@ export class ScoringService {
   }
 
   async score(model: ModelVersion, rows: readonly ScoreRow[], opts: ScoreOptions): Promise<{ rows: ScoredRow[]; timings: ScoringTimings }> {
-    this.checkRowCount(rows.length)
+    const piece = opts.pieces ? Math.max(1, Math.min(opts.pieces.rows, rows.length)) : rows.length
+    if (!opts.pieces) this.checkRowCount(rows.length)
     const { batcher, metrics } = this.#d
-    const permit = batcher.admit(rows.length)
+    // One piece's worth of room, reserved before any work (fast 503 when full) and kept to the end.
+    const permit = batcher.admit(piece)
     try {
       const t0 = performance.now()
-      const groups = [...new Set(rows.flat())]
-      const chars = groups.reduce((n, g) => n + textChars(g), 0)
-      if (chars > this.#d.maxRequestChars) {
-        throw new ServiceError('input_too_long', `request has ${chars} characters of text; the limit is ${this.#d.maxRequestChars}`)
+      // A group is tokenized (and its media resolved) once per media count of the rows it is in: the count
+      // decides the ixc placement of a single item and hd_num, and is nearly always the same for all its rows.
+      // Each piece's new groups are tokenized in one call, off the event loop (the tokenizer's worker thread).
+      const segments = new Map<readonly Message[], Map<number, Segment[]>>()
+      const rowGroups: Array<Array<{ segs: Segment[]; n: number }>> = []
+      for (let i = 0; i < rows.length; i += piece) {
+        const slice = rows.slice(i, i + piece)
+        // text bounded before any tokenizing: per request, or per piece of a request admitted by token cost
+        const chars = [...new Set(slice.flat())].reduce((n, g) => n + textChars(g), 0)
+        if (chars > this.#d.maxRequestChars) {
+          const where = opts.pieces ? `${slice.length} samples of the request have` : 'request has'
+          throw new ServiceError('input_too_long', `${where} ${chars} characters of text; the limit is ${this.#d.maxRequestChars}`)
+        }
+        const counts = slice.map((row) => row.reduce((a, g) => a + mediaCount(g), 0))
+        const fresh: Array<{ group: readonly Message[]; n: number }> = []
+        slice.forEach((row, j) => {
+          for (const group of row) {
+            let byCount = segments.get(group)
+            if (!byCount) segments.set(group, (byCount = new Map()))
+            if (!byCount.has(counts[j]!)) {
+              byCount.set(counts[j]!, [])
+              fresh.push({ group, n: counts[j]! })
+            }
+          }
+        })
+        const turns = await model.encoder.turnsBatch(
+          fresh.map((f) => f.group),
+          fresh.map((f) => f.n),
+        )
+        fresh.forEach((f, k) => segments.get(f.group)!.set(f.n, turns[k]!))
+        slice.forEach((row, j) => rowGroups.push(row.map((group) => ({ segs: segments.get(group)!.get(counts[j]!)!, n: counts[j]! }))))
       }
-      const turns = await model.encoder.turnsBatch(groups)
-      const segments = new Map<readonly Message[], Segment[]>(groups.map((g, i) => [g, turns[i]!]))
-      await this.#resolveMedia(model, [...segments.values()], opts)
-      const encoded: EncodedItem[] = rows.map((row) => model.encoder.finish(...row.map((g) => segments.get(g)!)))
-      const preprocessMs = performance.now() - t0
+      if (opts.pieces) this.#checkTokenCost(model, rowGroups, opts.pieces.maxTokens)
+      let preprocessMs = performance.now() - t0
+      const scored: ScoredRow[] = []
+      let queueMs = 0
+      let inferenceMs = 0
+      const resolved = new Set<Segment[]>()
+      for (let i = 0; i < rows.length; i += piece) {
+        const slice = rowGroups.slice(i, i + piece)
+        const t1 = performance.now()
+        // each group's segments once (rows sharing a group, as /v1/rank's prompt, hold the same segments)
+        const fresh: Array<{ segs: Segment[]; n: number }> = []
+        for (const g of slice.flat()) {
+          if (resolved.has(g.segs)) continue
+          resolved.add(g.segs)
+          fresh.push(g)
+        }
+        await this.#resolveMedia(model, fresh, opts)
+        const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
+        preprocessMs += performance.now() - t1
+        const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
+        results.forEach((r, j) => {
+          scored.push({
+            score: r.score,
+            tokens: encoded[j]!.ids.length,
+            truncated: encoded[j]!.truncated,
+            groupTokens: slice[j]!.map((g) => segmentTokens(g.segs)),
+          })
+          queueMs = Math.max(queueMs, r.queueMs)
+          inferenceMs = Math.max(inferenceMs, r.inferenceMs)
+        })
+      }
       metrics.preprocessSeconds.observe(preprocessMs / 1000)
-      const results = await Promise.all(encoded.map((row) => batcher.submit(model, row, opts.deadline, opts.signal)))
-      return {
-        rows: results.map((r, i) => ({
-          score: r.score,
-          tokens: encoded[i]!.ids.length,
-          truncated: encoded[i]!.truncated,
-          groupTokens: rows[i]!.map((g) => segmentTokens(segments.get(g)!)),
-        })),
-        timings: {
-          preprocessMs,
-          queueMs: Math.max(...results.map((r) => r.queueMs)),
-          inferenceMs: Math.max(...results.map((r) => r.inferenceMs)),
-        },
-      }
+      return { rows: scored, timings: { preprocessMs, queueMs, inferenceMs } }
     } finally {
       permit.release()
     }
   }
 
+  /** 413 when the rows' text tokens (each row capped at max_seq_len, which truncation enforces) exceed the budget. */
+  #checkTokenCost(model: ModelVersion, rows: ReadonlyArray<ReadonlyArray<{ segs: Segment[] }>>, maxTokens: number): void {
+    const cap = model.encoder.maxSeqLen
+    let cost = 0
+    for (const row of rows) cost += Math.min(cap, row.reduce((n, g) => n + segmentTokens(g.segs), 0))
+    if (cost > maxTokens) {
+      throw new ServiceError(
+        'payload_too_large',
+        `request carries ${cost} tokens over ${rows.length} samples; the limit is ${maxTokens} (RLHF_MAX_REQUEST_TOKENS): send it in smaller requests`,
+      )
+    }
+  }
+
   /** Fills the media segments of each group (vision graph through the engine, via the media hook). */
-  async #resolveMedia(model: ModelVersion, groups: Segment[][], opts: ScoreOptions): Promise<void> {
-    if (!groups.some((g) => g.some((s) => s.kind === 'media'))) return
+  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions): Promise<void> {
+    if (!groups.some((g) => g.segs.some((s) => s.kind === 'media'))) return
     const remaining = Math.max(0, Math.ceil(opts.deadline - performance.now()))
     const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(remaining)])
     let done: Array<{ preprocessMs: number; inferenceMs: number }>
     try {
-      done = await Promise.all(groups.map((g) => resolveSegments(g, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope })))
+      done = await Promise.all(
+        groups.map((g) => resolveSegments(g.segs, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope, mediaCount: g.n })),
+      )
     } catch (err) {
       // Whatever the resolver threw on abort, the cause is the deadline or the client, and the answer says so.
       if (opts.signal.aborted) throw new ServiceError('client_closed', 'client closed the request')

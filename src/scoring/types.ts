@@ -15,6 +15,17 @@ export interface ScoreOptions {
   signal: AbortSignal
   /** The request's uploads and media budget. */
   scope?: MediaRequestScope
+  /** Admit by token cost and run in pieces (large RLHF requests) instead of all rows at once. */
+  pieces?: PieceOptions
+}
+
+/** A large request goes through the batcher `rows` rows at a time, one piece after the other, holding one
+ *  piece's admission permit throughout: other clients' items interleave with it, and its size is bounded by
+ *  tokens (the real cost) rather than by rows. */
+export interface PieceOptions {
+  rows: number
+  /** Token budget of the whole request (each row counted up to the model's max_seq_len). */
+  maxTokens: number
 }
 
 export interface ScoredRow {

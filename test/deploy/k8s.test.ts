@@ -78,7 +78,7 @@ const matches = (selector: Record<string, string>, labels: Record<string, string
   Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v)
 
 const dockerUid = (() => {
-  const user = parseDockerfile(readRepo('docker/Dockerfile.cpu')).instructions.filter((i) => i.cmd === 'USER').at(-1)!
+  const user = parseDockerfile(readRepo('docker/Dockerfile')).instructions.filter((i) => i.cmd === 'USER').at(-1)!
   return Number(user.args.split(':')[0])
 })()
 const SERIES = exportedSeries(await createMetrics().registry.metrics())

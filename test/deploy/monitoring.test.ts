@@ -79,6 +79,9 @@ t.test('compose: server, Prometheus and Grafana wired together', async (t) => {
   const s = compose.services.server
   t.ok(existsSync(repoPath('docker', s.build.context, s.build.dockerfile)), 'server Dockerfile exists')
   t.ok(existsSync(repoPath('docker', s.build.context, composeGpu.services.server.build.dockerfile)), 'GPU Dockerfile exists')
+  const stages = parseDockerfile(readRepo('docker', s.build.context, s.build.dockerfile)).stages.map((x) => x.name)
+  t.ok(stages.includes(s.build.target), `build target ${s.build.target} is a stage`)
+  t.ok(stages.includes(composeGpu.services.server.build.target), `GPU build target ${composeGpu.services.server.build.target} is a stage`)
   t.same(composeGpu.services.server.deploy.resources.reservations.devices[0].capabilities, ['gpu'])
   // Every bind mount's source exists (paths are relative to docker/).
   for (const [name, svc] of Object.entries<any>(compose.services)) {
@@ -91,7 +94,7 @@ t.test('compose: server, Prometheus and Grafana wired together', async (t) => {
   // Hardened like the Kubernetes pod: read-only root, writable /tmp, the image's non-root user, no capabilities.
   t.equal(s.read_only, true)
   t.ok(s.tmpfs.some((x: string) => x.startsWith('/tmp')))
-  const user = parseDockerfile(readRepo('docker/Dockerfile.cpu')).instructions.filter((i) => i.cmd === 'USER').at(-1)!.args
+  const user = parseDockerfile(readRepo('docker/Dockerfile')).instructions.filter((i) => i.cmd === 'USER').at(-1)!.args
   t.equal(s.user, user)
   t.same(s.cap_drop, ['ALL'])
   // Config: only keys src/config.ts reads, and it parses (compose `${VAR:-}` defaults are empty = unset).
@@ -116,6 +119,18 @@ t.test('Prometheus config and rules pass promtool; the scrape target is the serv
   writeFileSync(local, YAML.stringify({ ...prom, rule_files: [repoPath('docker/prometheus/alerts.yml')] }))
   t.match(promtool(['check', 'config', local]), /SUCCESS/)
   t.match(promtool(['check', 'rules', repoPath('docker/prometheus/alerts.yml')]), /SUCCESS: 5 rules found/)
+})
+
+t.test('the real /metrics exposition passes promtool check metrics', async (t) => {
+  // promtool's linter: naming conventions, units, HELP text; it exits non-zero on a problem.
+  let out = ''
+  try {
+    out = execFileSync('promtool', ['check', 'metrics'], { input: scrape, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 })
+  } catch (e: any) {
+    t.fail(`promtool check metrics:\n${e.stdout}${e.stderr}`)
+  }
+  t.equal(out.trim(), '', 'no lint findings')
+  t.throws(() => execFileSync('promtool', ['check', 'metrics'], { input: '# TYPE bad_total counter\nbad_total{a="1"} x\n', stdio: 'pipe' }), 'a broken exposition is caught')
 })
 
 t.test('alerts fire on their conditions (promtool test rules)', async (t) => {
@@ -193,4 +208,44 @@ t.test('Grafana: provisioning points at Prometheus and the dashboard; panels are
   for (const [what, re] of want) t.match(all, re, what)
   const ids = dashboard.panels.map((p: any) => p.id)
   t.equal(new Set(ids).size, ids.length, 'panel ids unique')
+})
+
+t.test('every scoring route, /get_reward first, is in the latency alert and the latency panels; probes are not', async (t) => {
+  // The scoring routes are the POST operations openapi.yaml tags scoring / rlhf / compat (test/http/openapi.test.ts
+  // keeps the spec equal to the app's routes).
+  const spec = YAML.parse(readRepo('openapi.yaml'))
+  const scoring = Object.entries<any>(spec.paths)
+    .filter(([, item]) => item.post && item.post.tags.some((x: string) => ['scoring', 'rlhf', 'compat'].includes(x)))
+    .map(([p]) => p)
+  t.ok(scoring.includes('/get_reward') && scoring.includes('/v1/score') && scoring.includes('/rerank'), scoring.join(' '))
+  const others = ['/healthz', '/readyz', '/metrics', '/v1/models', '/info', '/admin/models/reload', 'unmatched']
+  // PromQL regex matchers are fully anchored.
+  const routeRegexes = (expr: string) => [...expr.matchAll(/route=~"([^"]+)"/g)].map((m) => new RegExp(`^(?:${m[1]})$`))
+  const latency = [
+    ...alerts.groups.flatMap((g: any) => g.rules).filter((r: any) => r.alert === 'RewardServerHighLatencyP99').map((r: any) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+    ...panelExprs().filter((p) => /scorer_request_duration_seconds_bucket/.test(p.expr)).map((p) => ({ where: `panel "${p.panel}"`, expr: p.expr })),
+  ]
+  t.ok(latency.length >= 4)
+  for (const { where, expr } of latency) {
+    const res = routeRegexes(expr)
+    t.equal(res.length, 1, `${where} selects routes`)
+    for (const r of scoring) t.ok(res[0]!.test(r), `${where} covers ${r}`)
+    for (const r of others) t.notOk(res[0]!.test(r), `${where} leaves out ${r}`)
+  }
+})
+
+t.test('one label scheme for models: {model, version} on every per-model metric; _info gauges carry state', async (t) => {
+  const perModel = [...LABELS].filter(([, labels]) => labels.includes('model') || labels.includes('name'))
+  t.ok(perModel.length >= 4, perModel.map(([n]) => n).join(' '))
+  for (const [name, labels] of perModel) {
+    t.ok(labels.includes('model') && labels.includes('version'), `${name}: model + version`)
+    t.notOk(labels.includes('name'), `${name}: no "name" label`)
+  }
+  t.same(LABELS.get('scorer_model_info'), ['model', 'version', 'ep', 'state'])
+  t.same(LABELS.get('scorer_build_info'), ['version', 'commit', 'node', 'ort'])
+  t.ok(SERIES.has('process_cpu_seconds_total') && SERIES.has('nodejs_eventloop_lag_seconds'), 'default metrics exported')
+  // Alerts and panels read model state from the label, never from the value.
+  const texts = [...alerts.groups.flatMap((g: any) => g.rules.map((r: any) => r.expr)), ...panelExprs().map((p) => p.expr)].filter((e: string) => /scorer_model_info/.test(e))
+  t.ok(texts.length >= 3)
+  for (const e of texts) t.match(e, /\bstate\b/, `reads the state label: ${e.replace(/\s+/g, ' ')}`)
 })

@@ -8,7 +8,7 @@ export const SPECIALS: Record<string, number> = { '[UNUSED_TOKEN_146]': 7, '[UNU
 
 /** Atomic special pieces, otherwise one id per character (100 + code point mod 3000). */
 export const charTokenizer: TextTokenizer = {
-  controlStrings: Object.keys(SPECIALS),
+  atomicPieces: Object.keys(SPECIALS),
   maxPieceChars: 1,
   encode(text: string): number[] {
     const ids: number[] = []
@@ -36,6 +36,11 @@ export function fakeModel(o: FakeModelOptions = {}): ModelVersion {
     name,
     version,
     architecture: 'ixc2.5-reward',
+    files: { 'reward.onnx': { sha256: 'ab'.repeat(32), bytes: 1 }, 'vision.onnx': { sha256: 'cd'.repeat(32), bytes: 1 } },
+    graphs: {
+      reward: { file: 'reward.onnx', inputs: [{ name: 'input_ids', dtype: 'int64', shape: ['batch', 'seq'] }], outputs: [{ name: 'score', dtype: 'float32', shape: ['batch'] }] },
+      vision: { file: 'vision.onnx', inputs: [{ name: 'image', dtype: 'float32', shape: ['n', 3, 'h', 'w'] }], outputs: [{ name: 'image_embeds', dtype: 'float32', shape: ['n', 't', 4] }] },
+    },
     tokenizer: {
       file: 'tokenizer.json',
       type: 'sentencepiece-bpe',

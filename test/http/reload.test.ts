@@ -75,8 +75,8 @@ t.test('POST /admin/models/reload swaps in a new version; the old one is release
   const list = (await app.inject({ method: 'GET', url: '/v1/models' })).json().models
   t.same(list.map((m: any) => [m.version, m.state, m.serving]), [[2, 'ready', true]], 'the retired version leaves the listing')
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  t.match(metrics, /scorer_model_info\{name="fake-rm",version="2",ep="fake"\} 1/)
-  t.notMatch(metrics, /scorer_model_info\{name="fake-rm",version="1"/)
+  t.match(metrics, /scorer_model_info\{model="fake-rm",version="2",ep="fake",state="serving"\} 1/)
+  t.notMatch(metrics, /scorer_model_info\{model="fake-rm",version="1"/)
   const again = await app.inject({ method: 'POST', url: '/admin/models/reload', headers: ADMIN })
   t.same(again.json().loaded, [], 'nothing new: nothing reloaded')
 })
@@ -115,7 +115,7 @@ t.test('a version that fails never serves; the old one keeps serving', async (t)
   const v2 = list.find((m: any) => m.version === 2)
   t.same([v2.state, v2.serving], ['failed', false])
   t.match(v2.error, /sha256/)
-  t.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /scorer_model_info\{name="fake-rm",version="2",ep="none"\} -1/)
+  t.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /scorer_model_info\{model="fake-rm",version="2",ep="none",state="failed"\} 1/)
   await app.reloader.settled()
   t.same(engine.unloaded, [], 'nothing released')
   // Pinning the failed version explains why it does not serve.

@@ -107,8 +107,8 @@ t.test('each broken version is reported with its reason; the good one serves', a
   }
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'ready: the default model serves')
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  t.match(metrics, /scorer_model_info\{name="good",version="1",ep="cpu"\} 1/)
-  t.match(metrics, /scorer_model_info\{name="bad-sha",version="1",ep="none"\} -1/)
+  t.match(metrics, /scorer_model_info\{model="good",version="1",ep="cpu",state="serving"\} 1/)
+  t.match(metrics, /scorer_model_info\{model="bad-sha",version="1",ep="none",state="failed"\} 1/)
 })
 
 t.test('the vision graph runs through the engine: [1,3,H,W] in, [T_img, D] out', async (t) => {

@@ -1,5 +1,6 @@
 // Decoding real and hostile images through the hardened sharp path (src/preprocess/image/sharp.ts).
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { skipUnless } from '../helpers/tools.ts'
 import { readFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
@@ -178,4 +179,16 @@ t.test('pixel limit boundary, from the header', async (t) => {
 
 t.test('content must match the sniffed format', async (t) => {
   await t.rejects(decodeImage(read('images/real/imagereward-1.webp'), 'png', limits), { code: 'unsupported_media_type' })
+})
+
+t.test('decode published: byte for byte what PIL Image.open().convert(\'RGB\') gives (pil-reference.json)', async (t) => {
+  const ref = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'pil-reference.json'), 'utf8'))
+  const cases = ref.published_decode as Array<{ source: string; width: number; height: number; sha256: string }>
+  t.equal(cases.length, 6)
+  for (const c of cases) {
+    const buf = read(c.source)
+    const img = await decodeImage(buf, formatOf(buf), limits, 'published')
+    t.same([img.width, img.height], [c.width, c.height], `${c.source}: stored size (EXIF orientation ignored)`)
+    t.equal(createHash('sha256').update(img.data).digest('hex'), c.sha256, `${c.source}: pixels`)
+  }
 })

@@ -49,12 +49,13 @@ t.test('schema refuses nonsense', async (t) => {
 
 t.test('clip and length_penalty spec strings (config and URL form)', async (t) => {
   const { parseClipSpec, parseLengthPenaltySpec } = await import('../../src/rlhf/reward-shaping.ts')
-  t.same(parseClipSpec('-5,5'), { min: -5, max: 5 })
+  t.same(parseClipSpec('-5:5'), { min: -5, max: 5 }, 'the URL form needs no comma')
+  t.same(parseClipSpec('-5,5'), { min: -5, max: 5 }, 'the old comma form still reads (env values)')
   t.same(parseClipSpec(' -1.5e0 , 2.25 '), { min: -1.5, max: 2.25 })
   t.equal(parseClipSpec(''), null)
   t.equal(parseClipSpec('off'), null)
   t.throws(() => parseClipSpec('5,-5'), /min <= max/)
-  t.throws(() => parseClipSpec('5'), /min,max/)
+  t.throws(() => parseClipSpec('5'), /min:max/)
   t.same(parseLengthPenaltySpec('512:0.001'), { threshold: 512, per_token: 0.001 })
   t.equal(parseLengthPenaltySpec('none'), null)
   t.throws(() => parseLengthPenaltySpec('512'), /threshold:per_token/)

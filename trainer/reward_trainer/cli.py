@@ -166,6 +166,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     ex.add_argument("--out", required=True)
     ex.add_argument("--name", default="ixc-reward-tiny")
     ex.add_argument("--version", type=int, default=1)
+    ex.add_argument("--pipeline", choices=["default", "ixc"], default=None,
+                    help="input pipeline written to model.json and used for golden.json (default: the checkpoint's)")
+    ex.add_argument("--golden-set", choices=["all", "published"], default="all",
+                    help="golden cases: all (held-out, synthetic; plus published ones for ixc) or published only")
+
+    hf = sub.add_parser("import-hf", help="published IXC-2.5-Reward checkpoint (HF layout) -> model version directory")
+    hf.add_argument("--checkpoint", required=True, help="folder with config.json, tokenizer.model and the shards")
+    hf.add_argument("--out", required=True, help="models/<name>/<version>")
+    hf.add_argument("--dtype", choices=["fp32"], default="fp32", help="graph dtype (fp32: CPU execution provider)")
+    hf.add_argument("--attention", choices=["fused", "eager"], default="fused",
+                    help="fused: com.microsoft GroupQueryAttention/MultiHeadAttention (no T x T scores); eager: opset 17")
+    hf.add_argument("--external-threshold", type=int, default=None,
+                    help="weight bytes above which a graph uses ONNX external data (default 2 GiB)")
 
     ns = ap.parse_args(argv)
     ns.command_line = "python3 -m reward_trainer " + " ".join(shlex.quote(a) for a in argv)
@@ -208,7 +221,13 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         torch.set_num_threads(2)
         print(json.dumps(evaluate_checkpoint(ns.ckpt, ns.data, ns.tokenizer, ns.device), indent=2))
+    elif ns.cmd == "import-hf":
+        from .hf_import import import_hf
+
+        rep = import_hf(ns.checkpoint, ns.out, ns.dtype, ns.attention, ns.external_threshold, ns.command_line)
+        print(json.dumps({k: v for k, v in rep.items() if k != "shards"}))
     elif ns.cmd == "export":
         from .export import export
 
-        print(json.dumps(export(ns.ckpt, ns.out, ns.tokenizer, ns.heldout, ns.name, ns.version, ns.command_line)))
+        print(json.dumps(export(ns.ckpt, ns.out, ns.tokenizer, ns.heldout, ns.name, ns.version, ns.command_line,
+                                pipeline=ns.pipeline, golden_set=ns.golden_set)))

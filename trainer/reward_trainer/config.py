@@ -59,6 +59,45 @@ class ImagePreprocess:
     hd_num_multi: int = _f(2, "max tiles per image when a conversation has several images")
     mean: List[float] = _f(list(CLIP_MEAN), "normalisation mean")
     std: List[float] = _f(list(CLIP_STD), "normalisation std")
+    decode: str = _f("normalized", "image decode: normalized (EXIF applied, alpha on white, 16-bit/257) | published "
+                                   "(PIL Image.open().convert('RGB') only)")
+    multi_count: str = _f("images", "what hd_num_multi counts: images | media (images and videos, published)")
+
+
+# The published tokenizer's added tokens past its 92,544-row embedding table (InternLM2 added_tokens.json, ids
+# 92544-92549): the published get_score cannot embed them.
+INTERNLM2_OUT_OF_TABLE = ["<|im_start|>", "<|im_end|>", "<|action_start|>", "<|action_end|>", "<|interpreter|>",
+                          "<|plugin|>"]
+
+
+@dataclass
+class TemplateConfig:
+    """The chat-template switches of models/README.md §Text (written to model.json `template`)."""
+    media_placement: str = _f("inline", "inline (media where its part is) | ixc (the published apply_chat_template)")
+    strip_content: bool = _f(True, "strip each message's content (training's conv2text does; published inference does not)")
+    eos_newline: str = _f("keep", "keep | strip the last turn's newline before </s>")
+    content_special_tokens: str = _f("literal", "literal (safe: content never yields a control id) | published")
+    out_of_table_tokens: List[str] = _f([], "strings the published tokenizer maps past the embedding table")
+
+
+def ixc_published(icfg: "ImagePreprocess", tcfg: Optional[TemplateConfig] = None) -> TemplateConfig:
+    """The `ixc` preset: every switch as the published get_score (published-pipeline-spec.md). Sets the image
+    fields on `icfg` (hd_num 9 as the README/evaluation pass, the function default being 24; 6 for several media
+    items, videos counted) and returns the template switches."""
+    icfg.decode, icfg.multi_count, icfg.hd_num, icfg.hd_num_multi = "published", "media", 9, 6
+    t = tcfg or TemplateConfig()
+    t.media_placement, t.strip_content, t.eos_newline, t.content_special_tokens = "ixc", False, "keep", "published"
+    t.out_of_table_tokens = list(INTERNLM2_OUT_OF_TABLE)
+    return t
+
+
+def template_config(pipeline: str, icfg: Optional["ImagePreprocess"] = None) -> TemplateConfig:
+    """TrainConfig.pipeline -> the template switches; `ixc` also sets icfg's published fields when given."""
+    if pipeline == "default":
+        return TemplateConfig()
+    if pipeline == "ixc":
+        return ixc_published(icfg if icfg is not None else ImagePreprocess())
+    raise ValueError(f"unknown pipeline {pipeline!r} (default | ixc)")
 
 
 @dataclass
@@ -71,6 +110,16 @@ class VideoPreprocess:
     line_width: int = _f(2, "black separator line in the middle of the gap")
     label_scale: int = _f(2, "bitmap font scale")
     frame_cap: int = _f(10000, "ffmpeg -frames:v safety cap")
+    layout: str = _f("ixc_stack", "video layout: ixc_stack (this project's) or published (IXC-2.5's load_video/"
+                     "frame2img/Video_transform; its numbers: --video-max-frames 32 --video-frame-long-side 1120 "
+                     "--video-header-height 40, see VideoPreprocess.published())")
+    label_font_size: int = _f(40, "published layout: label font size in pixels (SimHei 40 in the published code)")
+
+    @staticmethod
+    def published() -> "VideoPreprocess":
+        """The published IXC-2.5 numbers: fps 1, num_frm 32, long side 560*2, a 40-px label band, gap 10, line 2."""
+        return VideoPreprocess(fps=1, max_frames=32, frame_long_side=1120, header_height=40, gap=10, line_width=2,
+                               layout="published", label_font_size=40)
 
 
 @dataclass
@@ -109,3 +158,5 @@ class TrainConfig:
     ckpt_every: int = _f(200, "save a checkpoint every N steps")
     resume: bool = _f(True, "resume from out/ckpt.pt when present")
     threads: int = _f(2, "torch.set_num_threads")
+    pipeline: str = _f("default", "input pipeline: default (ours) | ixc (the published get_score: layout, no "
+                                  "stripping, special tokens, decode, hd_num 9/6 counting videos; overrides --image-hd-num*)")

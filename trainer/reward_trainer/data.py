@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from . import media
-from .template import build_segments, content_parts, layout
+from .template import ContentTokenError, build_segments, content_parts, layout
 from .tokenizer import TextTokenizer
 
 
@@ -96,13 +96,13 @@ class MediaCache:
         self.cache: Dict[Tuple[str, str, int], torch.Tensor] = {}
 
     def get(self, kind: str, path: str, n_images: int) -> torch.Tensor:
-        """n_images: images in the conversation (hd_num_multi applies when > 1; videos ignore hd_num)."""
+        """n_images: the conversation's count for hd_num_multi (see count()); applies when > 1; videos ignore hd_num."""
         hd = self.icfg.hd_num if n_images <= 1 else self.icfg.hd_num_multi
         key = (kind, path, hd)
         if key in self.cache:
             return self.cache[key]
         if kind == "image":
-            t = media.image_transform(media.load_image(path), self.icfg, hd)
+            t = media.image_transform(media.load_image(path, self.icfg.decode), self.icfg, hd)
         else:
             t = media.video_tensor(path, self.vcfg, self.icfg)
         if self.keep:
@@ -111,8 +111,13 @@ class MediaCache:
 
     def conversation(self, items: List[Tuple[str, str]]) -> List[torch.Tensor]:
         """One tensor per (kind, path) of one conversation."""
-        n_img = sum(1 for k, _ in items if k == "image")
-        return [self.get(k, p, n_img) for k, p in items]
+        n = self.count(items)
+        return [self.get(k, p, n) for k, p in items]
+
+    def count(self, items: List[Tuple[str, str]]) -> int:
+        """What hd_num_multi counts: images, or (multi_count = media) every item, as the published
+        rule does ([RM] apply_chat_template: hd_num 6 when the media list holds more than one item, videos included)."""
+        return len(items) if self.icfg.multi_count == "media" else sum(1 for k, _ in items if k == "image")
 
     def media_tokens(self, pixels: List[torch.Tensor], tokens_per_image: Callable[[int, int], int]) -> List[int]:
         """Token count of each tensor's image block; tokens_per_image(rows, cols) is the model's."""
@@ -120,15 +125,19 @@ class MediaCache:
 
 
 def build_examples(records: List[Dict], base_dir: str, tok: TextTokenizer, cache: MediaCache, max_seq_len: int,
-                   tokens_per_image: Callable[[int, int], int]) -> Tuple[List[PairExample], int]:
-    """Tokenize + preprocess; returns (examples, dropped_too_long)."""
+                   tokens_per_image: Callable[[int, int], int], tcfg=None) -> Tuple[List[PairExample], int]:
+    """Tokenize + preprocess; returns (examples, dropped: too long, or content the published tokenizer cannot
+    embed under the ixc pipeline)."""
     out, dropped = [], 0
     for r in records:
         c_msgs, r_msgs, media_items = record_conversations(r, base_dir)
-        n_img = sum(1 for k, _ in media_items if k == "image")
+        n_img = cache.count(media_items)
         mt = cache.media_tokens(cache.conversation(media_items), tokens_per_image)
-        lc = layout(build_segments(c_msgs, tok), mt, max_seq_len, tok.pad_id)
-        lr = layout(build_segments(r_msgs, tok), mt, max_seq_len, tok.pad_id)
+        try:
+            lc = layout(build_segments(c_msgs, tok, tcfg), mt, max_seq_len, tok.pad_id)
+            lr = layout(build_segments(r_msgs, tok, tcfg), mt, max_seq_len, tok.pad_id)
+        except ContentTokenError:
+            lc = lr = None
         if lc is None or lr is None:
             dropped += 1
             continue

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Dict, List
 
 from .checkpoint import load_checkpoint, preprocess_configs
+from .config import template_config
 from .data import MediaCache, PairExample, build_examples, read_jsonl
 from .model_io import score_pairs
 from .tokenizer import TextTokenizer
@@ -63,7 +64,8 @@ def evaluate_checkpoint(ckpt: str, data: str, tokenizer: str, device: str = "cpu
     tok = TextTokenizer(tokenizer)
     cache = MediaCache(*preprocess_configs(state))
     exs, dropped = build_examples(read_jsonl(data), os.path.dirname(os.path.abspath(data)), tok, cache,
-                                  state["train_config"]["max_seq_len"], model.tokens_per_image)
+                                  state["train_config"]["max_seq_len"], model.tokens_per_image,
+                                  template_config(state["train_config"].get("pipeline", "default")))
     res = evaluate(model, exs, tok.pad_id, device)
     res["dropped_too_long"] = dropped
     return res

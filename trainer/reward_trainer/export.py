@@ -16,52 +16,19 @@ import torch
 
 from .checkpoint import EVAL_RESULT, TRAIN_RESULT, load_checkpoint, preprocess_configs, read_result
 from .data import MediaCache
-from .golden import golden_cases, golden_inputs, reward_feeds
-from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, validate_manifest
+from .config import template_config
+from .golden import golden_cases, golden_inputs, published_inputs, reward_feeds
+from .manifest import REQUIRED_FILES, REWARD_INPUTS, file_digest, manifest, model_files, validate_manifest
+from .graphs import export_graphs
 from .onnx_runner import OnnxRunner
 from .tokenizer import TextTokenizer
 from .tokenizer_convert import convert, special_ids
 
-OPSET = 17
 ATOL = 1e-4
 
 
 class ParityError(RuntimeError):
     pass
-
-
-# ---------------------------------------------------------------------------------------- graph export
-class _Vision(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, image):
-        return self.m.vision_forward(image)
-
-
-def export_graphs(model, out_dir: str) -> None:
-    S = model.args.vision.tile_size
-    with torch.no_grad():
-        torch.onnx.export(_Vision(model), (torch.randn(1, 3, 2 * S, 3 * S),), os.path.join(out_dir, "vision.onnx"),
-                          input_names=["image"], output_names=["image_embeds"], opset_version=OPSET,
-                          dynamic_axes={"image": {2: "H", 3: "W"}, "image_embeds": {0: "T_img"}},
-                          do_constant_folding=True)
-        B, T, M = 2, 16, 5
-        args = (torch.randint(0, model.args.vocab_size, (B, T)), torch.randn(M, model.args.hidden_size),
-                torch.randint(0, M, (B, T)), (torch.rand(B, T) > 0.5).float(), torch.ones(B, T, dtype=torch.long),
-                torch.tensor([T - 1, T - 3]))
-        torch.onnx.export(model, args, os.path.join(out_dir, "reward.onnx"),
-                          input_names=[n for n, _, _ in REWARD_INPUTS], output_names=["score"], opset_version=OPSET,
-                          dynamic_axes={"input_ids": {0: "B", 1: "T"}, "image_embeds": {0: "M"},
-                                        "image_positions": {0: "B", 1: "T"}, "im_mask": {0: "B", 1: "T"},
-                                        "attention_mask": {0: "B", 1: "T"}, "readout_index": {0: "B"},
-                                        "score": {0: "B"}},
-                          do_constant_folding=True)
-    import onnx
-
-    for name in ("vision.onnx", "reward.onnx"):
-        onnx.checker.check_model(onnx.load(os.path.join(out_dir, name)))
 
 
 # ---------------------------------------------------------------------------------------------- parity
@@ -102,12 +69,22 @@ def check_parity(stage: str, cases: List[Dict], runs: List[Dict], pad_id: int, h
 
 
 # ---------------------------------------------------------------------------------------------- export
-def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
-           version: int = 1, command: Optional[str] = None, seed: int = 0) -> Dict:
-    """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically."""
+def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
+           version: int = 1, command: Optional[str] = None, seed: int = 0, pipeline: Optional[str] = None,
+           golden_set: str = "all", loaded=None, large=None) -> Dict:
+    """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically.
+
+    pipeline: the input pipeline written to model.json and used for golden.json (default: the checkpoint's
+    train_config.pipeline); golden_set: all (held-out + synthetic cases, plus the published ones for `ixc`) or
+    published (only published_inputs, e.g. for a test model). `loaded` = (model, state) instead of a checkpoint
+    path (import-hf); `large` = onnx_large.GraphOptions (fused attention, external data)."""
+    from . import onnx_large
+
     torch.set_num_threads(2)
-    model, state = load_checkpoint(ckpt)
+    model, state = loaded if loaded is not None else load_checkpoint(ckpt)
     icfg, vcfg = preprocess_configs(state)
+    pipeline = pipeline or state["train_config"].get("pipeline", "default")
+    tcfg = template_config(pipeline, icfg)
     tok = TextTokenizer(tokenizer_model)
     if tok.vocab_size != model.args.vocab_size:
         raise ValueError("tokenizer does not match the checkpoint's vocab_size")
@@ -116,23 +93,32 @@ def export(ckpt: str, out_dir: str, tokenizer_model: str, heldout: Optional[str]
     stage = tempfile.mkdtemp(prefix=".export-", dir=parent)
     work = tempfile.mkdtemp(prefix="reward-export-")
     try:
-        export_graphs(model, stage)
+        graphs = onnx_large.export_graphs(model, stage, large) if large else None
+        if not large:
+            export_graphs(model, stage)
         with open(os.path.join(stage, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(convert(tokenizer_model), f, ensure_ascii=False)
         rng = random.Random(seed)
-        raw = golden_inputs(heldout, rng, work, vcfg)
+        raw = golden_inputs(heldout, rng, work, vcfg) if golden_set == "all" else []
+        if pipeline == "ixc" or golden_set == "published":
+            raw += published_inputs(rng, work)
         cases, runs = golden_cases(model, tok, MediaCache(icfg, vcfg, keep=False), state["train_config"]["max_seq_len"],
-                                   raw, rng)
+                                   raw, rng, tcfg)
         report = check_parity(stage, cases, runs, tok.pad_id, model.args.hidden_size)
         with open(os.path.join(stage, "golden.json"), "w", encoding="utf-8") as f:
             json.dump({"atol_score": ATOL, "parity": report, "cases": cases}, f, ensure_ascii=False)
-        files = {n: file_digest(os.path.join(stage, n)) for n in REQUIRED_FILES}
-        train_result = read_result(ckpt, TRAIN_RESULT)
+        for n, src in model_files(vcfg).items():  # the published video layout's label font
+            shutil.copyfile(src, os.path.join(stage, n))
+        extra = onnx_large.data_files(graphs) if graphs else []
+        files = {n: file_digest(os.path.join(stage, n)) for n in (*REQUIRED_FILES, *model_files(vcfg), *extra)}
+        train_result = state.get("train_result") or (read_result(ckpt, TRAIN_RESULT) if ckpt else {})
         man = manifest(name, version, model, state, special_ids(tokenizer_model), icfg, vcfg, files, train_result,
-                       read_result(ckpt, EVAL_RESULT),
+                       read_result(ckpt, EVAL_RESULT) if ckpt else {},
                        command or " ".join(["python3", "-m", "reward_trainer"] + sys.argv[1:]),
-                       train_result.get("device", "cpu"))
+                       train_result.get("device", "cpu"), tcfg)
         man["evaluation"]["parity"] = report
+        if graphs:
+            onnx_large.annotate(man, graphs, large)
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
             json.dump(man, f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -6,12 +6,12 @@ import hashlib
 import json
 import os
 import subprocess
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from . import media
-from .config import ImagePreprocess, VideoPreprocess
+from .config import ImagePreprocess, TemplateConfig, VideoPreprocess
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REWARD_INPUTS = [("input_ids", "int64", ["B", "T"]), ("image_embeds", "float32", ["M", "D"]),
@@ -34,11 +34,21 @@ TRAINER_SCHEMA = {
                    "properties": {k: _INT for k in ("num_layers", "num_heads", "num_kv_heads", "intermediate_size",
                                                      "vocab_size", "plora_rank", "plora_alpha")}},
         "preprocess": {"properties": {
-            "image": {"required": ["hd_num", "hd_num_multi"], "properties": {"hd_num": _INT, "hd_num_multi": _INT}},
+            # decode / multi_count: absent in manifests written before them (the service defaults them)
+            "image": {"required": ["hd_num", "hd_num_multi"],
+                      "properties": {"hd_num": _INT, "hd_num_multi": _INT,
+                                     "decode": {"enum": ["normalized", "published"]},
+                                     "multi_count": {"enum": ["images", "media"]}}},
             "video": {"required": ["fps", "max_frames", "frame_long_side", "header_height", "gap", "line_width",
-                                   "label_scale", "label_font"],
+                                   "label_font"],
                       "properties": {k: _INT for k in ("fps", "max_frames", "frame_long_side", "header_height", "gap",
-                                                        "line_width", "label_scale")}}}},
+                                                        "line_width", "label_scale")},
+                      # published: the label font is a model file (name + size); ixc_stack: a bitmap font + scale
+                      "if": {"required": ["layout"], "properties": {"layout": {"const": "published"}}},
+                      "then": {"properties": {"label_font": {"type": "object", "required": ["file", "size"],
+                                                             "properties": {"file": {"type": "string"},
+                                                                            "size": _INT}}}},
+                      "else": {"required": ["label_scale"]}}}},
         "score": {"required": ["head"], "properties": {"head": {"const": "v_head"},
                                                          "train_stats": {"properties": {"std": {"exclusiveMinimum": 0}}}}},
         "evaluation": {"type": "object", "required": ["heldout"],
@@ -72,12 +82,16 @@ def validate_manifest(model_dir: str) -> Dict:
     for name in REQUIRED_FILES:
         if name not in m["files"]:
             raise ManifestError(f"files.{name} missing")
+    for name in m["files"]:  # every listed file, external data included, is hashed
+        if os.path.basename(name) != name:
+            raise ManifestError(f"files.{name}: must be a plain file name in the model directory")
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             raise ManifestError(f"{name} listed but missing")
         if file_digest(path) != m["files"][name]:
             raise ManifestError(f"{name}: checksum or size mismatch")
     v, r = m["graphs"]["vision"], m["graphs"]["reward"]
+    _check_large(m, v, r)
     if [i["name"] for i in v["inputs"]] != ["image"] or [o["name"] for o in v["outputs"]] != ["image_embeds"]:
         raise ManifestError("vision graph I/O names")
     if [i["name"] for i in r["inputs"]] != [n for n, _, _ in REWARD_INPUTS] or [o["name"] for o in r["outputs"]] != ["score"]:
@@ -92,7 +106,16 @@ def validate_manifest(model_dir: str) -> Dict:
     img, vis = m["preprocess"]["image"], m["config"]["vision"]
     if img.get("tile_size") != vis["tile_size"] or img.get("patch_size") != vis["patch"]:
         raise ManifestError("preprocess.image tile/patch must match config.vision")
-    font = m["preprocess"]["video"]["label_font"]
+    video = m["preprocess"]["video"]
+    font = video["label_font"]
+    if video.get("layout") == "published":
+        # the font is checksummed with the other files; frame labels need these glyphs
+        name = font["file"]
+        if name not in m["files"] or not os.path.isfile(os.path.join(model_dir, name)):
+            raise ManifestError(f"label_font.file {name!r} not listed in files or missing")
+        if file_digest(os.path.join(model_dir, name)) != m["files"][name]:
+            raise ManifestError(f"{name}: checksum or size mismatch")
+        return m
     for ch in "<>IMAGE 0123456789":
         g = font["glyphs"].get(ch)
         if not g or len(g) != font["height"] or any(len(row) != font["width"] for row in g):
@@ -121,9 +144,25 @@ def git_commit() -> str:
         return "none"
 
 
+def video_section(vcfg: VideoPreprocess) -> Dict:
+    """preprocess.video: the layout and its numbers (models/README.md "Video preprocessing")."""
+    common = {"fps": vcfg.fps, "max_frames": vcfg.max_frames, "frame_long_side": vcfg.frame_long_side,
+              "layout": vcfg.layout, "header_height": vcfg.header_height, "gap": vcfg.gap, "line_width": vcfg.line_width}
+    if vcfg.layout == "published":
+        return common | {"label_font": {"file": media.LABEL_FONT_FILE, "size": vcfg.label_font_size}}
+    return common | {"label_scale": vcfg.label_scale, "label_font": media.font_manifest()}
+
+
+def model_files(vcfg: VideoPreprocess) -> Dict[str, str]:
+    """Files an export copies into the model dir besides the ones it writes: {name in the dir: source path}."""
+    return {media.LABEL_FONT_FILE: media.LABEL_FONT} if vcfg.layout == "published" else {}
+
+
 def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePreprocess, vcfg: VideoPreprocess,
-             files: Dict, train_result: Dict, heldout: Dict, command: str, device: str) -> Dict:
+             files: Dict, train_result: Dict, heldout: Dict, command: str, device: str,
+             tcfg: Optional[TemplateConfig] = None) -> Dict:
     a = model.args
+    tcfg = tcfg or TemplateConfig()
     D = a.hidden_size
     return {
         "format_version": 1,
@@ -155,23 +194,24 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
                       "special": {"turn_start": "[UNUSED_TOKEN_146]", "turn_end": "[UNUSED_TOKEN_145]",
                                   "reward": "[UNUSED_TOKEN_130]"},
                       "special_ids": {"turn_start": tok_ids["turn_start"], "turn_end": tok_ids["turn_end"],
-                                      "reward": tok_ids["reward"]}},
+                                      "reward": tok_ids["reward"]},
+                      "control_pieces": {"bos": "<s>", "eos": "</s>", "unk": "<unk>"},
+                      "out_of_table_tokens": list(tcfg.out_of_table_tokens)},
         "template": {"turn": "[UNUSED_TOKEN_146]{role}\n{content}[UNUSED_TOKEN_145]\n",
-                     "roles": ["system", "user", "assistant"], "strip_content": True,
+                     "roles": ["system", "user", "assistant"], "strip_content": tcfg.strip_content,
                      "prefix_ids": [tok_ids["bos_id"]], "suffix_ids": [tok_ids["eos_id"], tok_ids["reward"]],
-                     "media_placement": "inline"},
+                     "media_placement": tcfg.media_placement, "eos_newline": tcfg.eos_newline,
+                     "content_special_tokens": tcfg.content_special_tokens},
         "max_seq_len": state["train_config"]["max_seq_len"],
         "truncation": {"side": "left"},
         "preprocess": {
             "image": {"tile_size": icfg.tile_size, "patch_size": icfg.patch_size, "hd_num": icfg.hd_num,
                       "hd_num_multi": icfg.hd_num_multi, "resize": "pil_bilinear", "pad_color": [255, 255, 255],
                       "pad_side": "bottom", "transpose_portrait": True, "mean": list(icfg.mean), "std": list(icfg.std),
+                      "decode": icfg.decode, "multi_count": icfg.multi_count,
                       "global_view": "bicubic", "merge": "2x2", "separators": ["plora_glb_GN", "plora_sub_GN"],
                       "tokens_per_image": "(rows*cols+1)*G^2 + 1 + (rows+1)*G, G = tile_size/patch_size/2"},
-            "video": {"fps": vcfg.fps, "max_frames": vcfg.max_frames, "frame_long_side": vcfg.frame_long_side,
-                      "layout": "ixc_stack", "header_height": vcfg.header_height, "gap": vcfg.gap,
-                      "line_width": vcfg.line_width, "label_scale": vcfg.label_scale,
-                      "label_font": media.font_manifest()},
+            "video": video_section(vcfg),
         },
         "score": {"readout": a.readout, "head": "v_head", "head_bias": False,
                   "train_stats": train_result.get("train_stats", {"mean": 0.0, "std": 1.0, "n": 0})},
@@ -181,3 +221,28 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
                     | {"length_ratio": state["train_config"]["length_ratio"]},
         "evaluation": {"heldout": heldout or {"pairs": 0, "accuracy": 0.0, "per_category": {}, "length_bias": {}}},
     }
+
+
+DTYPES = ("float32", "float16")
+ATTENTION = ("eager", "com.microsoft.GroupQueryAttention", "com.microsoft.MultiHeadAttention")
+
+
+def _check_large(m: Dict, v: Dict, r: Dict) -> None:
+    """Optional fields of large-model exports (onnx_large.py); absent = float32, eager, no external data."""
+    dtype = m.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ManifestError(f"dtype must be one of {DTYPES}")
+    for gname, g in (("vision", v), ("reward", r)):
+        if g.get("dtype", dtype) != dtype:
+            raise ManifestError(f"graphs.{gname}.dtype must equal dtype")
+        if g.get("attention", "eager") not in ATTENTION:
+            raise ManifestError(f"graphs.{gname}.attention must be one of {ATTENTION}")
+        ext = g.get("external_data", [])
+        if not isinstance(ext, list):
+            raise ManifestError(f"graphs.{gname}.external_data must be a list")
+        for f in ext:
+            if f not in m["files"]:
+                raise ManifestError(f"graphs.{gname}.external_data {f!r} is not listed (and hashed) in files")
+        floats = [io["dtype"] for io in g["inputs"] + g["outputs"] if io["dtype"] in DTYPES]
+        if any(d != dtype for d in floats):
+            raise ManifestError(f"graphs.{gname}: float inputs/outputs must be {dtype}")

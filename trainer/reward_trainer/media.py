@@ -6,13 +6,15 @@ is part of the contract.
 from __future__ import annotations
 
 import io
+import json
 import math
+import os
 import subprocess
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .config import ImagePreprocess, VideoPreprocess
 
@@ -46,9 +48,16 @@ def font_manifest() -> Dict:
 
 
 # ------------------------------------------------------------------------------------------------ images
-def load_image(data_or_path) -> Image.Image:
-    """Decode to 8-bit sRGB RGB: EXIF orientation applied, alpha flattened on white, first frame only."""
+def load_image(data_or_path, decode: str = "normalized") -> Image.Image:
+    """Decode to 8-bit RGB. normalized: EXIF orientation applied, alpha flattened on white, 16-bit grey /257, first
+    frame only. published: the reward model's encode_img, `Image.open(image).convert('RGB')` and nothing else
+    (EXIF ignored, alpha dropped, 16-bit grey -- mode I -- clipped at 255, 16-bit colour: Pillow keeps the high
+    byte; published-pipeline-spec.md §5)."""
     im = Image.open(io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray)) else data_or_path)
+    if decode == "published":
+        return im.convert("RGB")
+    if decode != "normalized":
+        raise ValueError(f"unknown image decode mode {decode!r}")
     im.seek(0)
     im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -244,12 +253,165 @@ def video_transform(im: Image.Image, cfg: ImagePreprocess) -> torch.Tensor:
     return to_tensor(im, cfg.mean, cfg.std)
 
 
+# ------------------------------------------------------------------------------- published video layout
+# The published path, ixc_utils.py of internlm/internlm-xcomposer2d5-7b-reward (load_video, frame2img,
+# Video_transform), followed line by line; decord's VideoReader is replaced by ffprobe/ffmpeg (see
+# models/README.md "published layout" for how the frame count and the frame numbering correspond).
+LABEL_FONT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "label-font.ttf")
+LABEL_FONT_FILE = "label-font.ttf"  # its name inside an exported model dir
+
+
+def probe_frames(path: str, demuxer: str) -> Tuple[float, int]:
+    """(avg_fps, frame count) as decord reports them: get_avg_fps() = avg_frame_rate.num / .den of the video
+    stream (NaN for ffprobe's "0/0"), len(vid) = the number of demuxed packets of that stream."""
+    argv = ["ffprobe", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file", "-format_whitelist", demuxer,
+            "-f", demuxer, "-count_packets", "-select_streams", "v:0",
+            "-show_entries", "stream=avg_frame_rate,nb_read_packets", "-of", "json", "-i", path]
+    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, timeout=120)
+    if out.returncode != 0:
+        raise ValueError("ffprobe failed: " + out.stderr.decode(errors="replace")[:500])
+    streams = json.loads(out.stdout).get("streams") or []
+    if not streams:
+        raise ValueError("no video stream")
+    num, den = (float(x) for x in streams[0].get("avg_frame_rate", "0/0").split("/"))
+    fps = num / den if den != 0 else float("nan")
+    return fps, int(streams[0].get("nb_read_packets", 0))
+
+
+def sample_positions(avg_fps: float, n_frames: int, fps: int, max_frames: int) -> List[int]:
+    """load_video: t_stride = int(round(float(fps) / int(1))) (Python round, half to even; the published
+    sample rate is the literal 1, ours `fps`), all_pos = range(0, len(vid), t_stride), and with more than num_frm
+    of them: step_size = len / (num_frm + 1), indices = [int(i * step_size) for i in range(num_frm)].
+    Raises ValueError where the published code does (NaN rate from round(), stride 0 from range())."""
+    t_stride = int(round(float(avg_fps) / int(fps)))
+    all_pos = list(range(0, n_frames, t_stride))
+    if len(all_pos) > max_frames:
+        step_size = len(all_pos) / (max_frames + 1)
+        all_pos = [all_pos[int(i * step_size)] for i in range(max_frames)]
+    return all_pos
+
+
+def ffmpeg_select_argv(path: str, demuxer: str, positions: Sequence[int]) -> List[str]:
+    """The service's argv (src/preprocess/video/ffmpeg.ts extractFramesAt): exact frame numbers, passthrough timing."""
+    sel = "select=" + "+".join(f"eq(n\\,{k})" for k in positions)
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
+            "-f", demuxer, "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", sel, "-fps_mode", "passthrough",
+            "-frames:v", str(len(positions)), "-f", "image2pipe", "-c:v", "ppm", "-"]
+
+
+def load_video_published(path: str, cfg: VideoPreprocess) -> Tuple[List[Image.Image], List[int]]:
+    """load_video(video_path, num_frm=32) -> (frames, their indices)."""
+    with open(path, "rb") as f:
+        demuxer = sniff_demuxer(f.read(16))
+    avg_fps, n = probe_frames(path, demuxer)
+    positions = sample_positions(avg_fps, n, cfg.fps, cfg.max_frames)
+    if not positions:
+        raise ValueError("video has no frames")
+    out = subprocess.run(ffmpeg_select_argv(path, demuxer, positions), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         check=False, timeout=120)
+    if out.returncode != 0:
+        raise ValueError("ffmpeg failed: " + out.stderr.decode(errors="replace")[:500])
+    frames = parse_ppm_stream(out.stdout)
+    if not frames:
+        raise ValueError("video has no decodable frames")
+    # a packet that decodes to no frame: decord hands out its last decoded frame instead
+    frames += [frames[-1]] * (len(positions) - len(frames))
+    return frames, positions
+
+
+_fonts: Dict[Tuple[str, int], ImageFont.FreeTypeFont] = {}
+
+
+def label_font(size: int, path: str = LABEL_FONT) -> ImageFont.FreeTypeFont:
+    """get_font(): ImageFont.truetype(SimHei.ttf, size=40); ours is assets/label-font.ttf (see its README)."""
+    if (path, size) not in _fonts:
+        _fonts[(path, size)] = ImageFont.truetype(path, size=size)
+    return _fonts[(path, size)]
+
+
+def frame2img(imgs: List[Image.Image], cfg: VideoPreprocess, font: ImageFont.FreeTypeFont) -> Image.Image:
+    """frame2img(imgs, font) with the manifest's numbers (published: 560 * 2, pad 40, gap 10, line 2 at +5)."""
+    L, pad, gap = cfg.frame_long_side, cfg.header_height, cfg.gap
+    new_imgs = []
+    for img in imgs:
+        w, h = img.size
+        scale = w / h
+        if w > h:  # strict: a square frame takes the else branch
+            new_w, new_h = L, int(L / scale)
+        else:
+            new_w, new_h = int(L * scale), L
+        if new_w < 1 or new_h < 1:
+            raise ValueError(f"video frame aspect ratio {w}:{h} is too extreme")
+        new_imgs.append(img.resize((new_w, new_h), Image.BILINEAR))  # transforms.functional.resize on a PIL image
+    imgs = new_imgs
+    new_w = new_h = 0
+    if w > h:  # w, h: the loop's leftover, the last ORIGINAL frame's size
+        for im in imgs:
+            new_w = max(new_w, im.size[0])
+            new_h += im.size[1] + gap + pad  # the gap follows every frame, the last one too
+        new_img = Image.new("RGB", (new_w, new_h), "white")
+        draw = ImageDraw.Draw(new_img)
+        curr_h = 0
+        for idx, im in enumerate(imgs):
+            w, h = im.size
+            new_img.paste(im, (0, pad + curr_h))
+            draw.text((0, curr_h), f"<IMAGE {idx}>", font=font, fill="black")
+            if idx + 1 < len(imgs):
+                draw.line([(0, pad + curr_h + h + 5), (new_w, pad + curr_h + h + 5)], fill="black", width=2)
+            curr_h += h + gap + pad
+    else:
+        for im in imgs:
+            new_w += im.size[0] + gap
+            new_h = max(new_h, im.size[1])
+        new_h += pad
+        new_img = Image.new("RGB", (new_w, new_h), "white")
+        draw = ImageDraw.Draw(new_img)
+        curr_w = 0
+        for idx, im in enumerate(imgs):
+            w, h = im.size
+            new_img.paste(im, (curr_w, pad))
+            draw.text((curr_w, 0), f"<IMAGE {idx}>", font=font, fill="black")
+            if idx + 1 < len(imgs):
+                draw.line([(curr_w + w + 5, 0), (curr_w + w + 5, new_h)], fill="black", width=2)
+            curr_w += w + gap
+    return new_img
+
+
+def video_transform_published_image(img: Image.Image, S: int) -> Image.Image:
+    """Video_transform(img, hd_num) up to the tensor (hd_num is never read): new_w = int(560 * (w / h))."""
+    width, height = img.size
+    trans = False
+    if width < height:
+        img = img.transpose(Image.TRANSPOSE)
+        trans = True
+        width, height = img.size
+    ratio = width / height
+    new_h = int(1 * S)
+    new_w = int(new_h * ratio)
+    img = img.resize((new_w, new_h), Image.BILINEAR)
+    img = img.transpose(Image.TRANSPOSE)
+    img = _pad_bottom(img, S)  # padding_336(img, 560): white at the bottom of the transposed image
+    if not trans:
+        img = img.transpose(Image.TRANSPOSE)
+    return img
+
+
+def published_canvas(path: str, cfg: VideoPreprocess, font_path: str = LABEL_FONT) -> Tuple[Image.Image, List[int]]:
+    frames, positions = load_video_published(path, cfg)
+    return frame2img(frames, cfg, label_font(cfg.label_font_size, font_path)), positions
+
+
 def video_tensor(path: str, vcfg: VideoPreprocess, icfg: ImagePreprocess) -> torch.Tensor:
+    if vcfg.layout == "published":
+        canvas, _ = published_canvas(path, vcfg)
+        return to_tensor(video_transform_published_image(canvas, icfg.tile_size), icfg.mean, icfg.std)
+    if vcfg.layout != "ixc_stack":
+        raise ValueError(f"unknown video layout {vcfg.layout!r}")
     return video_transform(layout_frames(decode_video(path, vcfg), vcfg), icfg)
 
 
-def encode_video(frames: List[np.ndarray], path: str, fps: int = 1) -> None:
-    """Write real H.264 MP4 (yuv420p) with ffmpeg, used by the procedural generator."""
+def encode_video(frames: List[np.ndarray], path: str, fps="1") -> None:
+    """Write real H.264 MP4 (yuv420p) with ffmpeg, used by the procedural generator; fps: a rate ffmpeg reads (25, "30000/1001")."""
     h, w, _ = frames[0].shape
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
             "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",

@@ -3,7 +3,8 @@
 Parameter names follow the published checkpoint (`model.tok_embeddings`, `model.layers.N.attention.wqkv`,
 `...Plora_A`, `vit.vision_tower.vision_model.*`, `vision_proj.0/2`, `plora_glb_GN`, `plora_sub_GN`, `v_head`)
 so the same code can later load the real weights. Eager attention, fp32 softmax, no fused kernels
-(exports to ONNX opset 17 and runs on torch 1.13 and 2.x).
+(exports to ONNX opset 17 and runs on torch 1.13 and 2.x). The exporter can swap attention for ONNX Runtime's
+fused operators (fused_attention.py); the eager code below is what PyTorch always runs.
 """
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused_attention
 from .config import ModelArgs, VisionArgs
+
+
+QUERY_CHUNK = 1024  # eager decoder attention in PyTorch: query rows per block above this length
+VIT_CROP_CHUNK = 4  # eager ViT attention in PyTorch: crops per block
 
 
 # ----------------------------------------------------------------------------------------------- vision
@@ -46,9 +52,19 @@ class CLIPAttention(nn.Module):
         n, t, w = x.shape
         q = self.q_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
         k = self.k_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        if fused_attention.exporting("mha"):
+            return self.out_proj(fused_attention.mha(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads))
         v = self.v_proj(x).view(n, t, self.heads, self.hd).transpose(1, 2)
+        if n > VIT_CROP_CHUNK and not torch.onnx.is_in_onnx_export():  # bound the [n, heads, t, t] scores
+            o = torch.cat([self._attend(q[i:i + VIT_CROP_CHUNK], k[i:i + VIT_CROP_CHUNK], v[i:i + VIT_CROP_CHUNK])
+                           for i in range(0, n, VIT_CROP_CHUNK)])
+        else:
+            o = self._attend(q, k, v)
+        return self.out_proj(o.transpose(1, 2).reshape(n, t, w))
+
+    def _attend(self, q, k, v):
         att = torch.softmax((q @ k.transpose(-1, -2)).float() / math.sqrt(self.hd), dim=-1).to(v.dtype)
-        return self.out_proj((att @ v).transpose(1, 2).reshape(n, t, w))
+        return att @ v
 
 
 class CLIPMLP(nn.Module):
@@ -174,13 +190,26 @@ class InternLM2Attention(nn.Module):
         q, k, v = self.split_qkv(self.wqkv(x, im_mask))
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if isinstance(bias, fused_attention.Lengths):  # ONNX export with the fused operator
+            return self.wo(fused_attention.gqa(q, k, v, bias, self.num_heads, self.num_kv), im_mask)
         # GQA: query head h uses kv group h // q_per_kv
         k = k.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
         v = v.unsqueeze(2).expand(b, self.num_kv, self.q_per_kv, t, self.head_dim).reshape(b, self.num_heads, t, self.head_dim)
+        if t > QUERY_CHUNK and not torch.onnx.is_in_onnx_export():
+            # long inputs in PyTorch: query blocks, so [b, heads, QUERY_CHUNK, t] is the largest score tensor
+            # (each row's softmax is independent; same math as one block). The graph keeps one block.
+            o = torch.cat([self._attend(q[:, :, i:i + QUERY_CHUNK], k, v, bias[:, :, i:i + QUERY_CHUNK])
+                           for i in range(0, t, QUERY_CHUNK)], dim=2)
+        else:
+            o = self._attend(q, k, v, bias)
+        o = o.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)
+        return self.wo(o, im_mask)
+
+
+    def _attend(self, q, k, v, bias):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim) + bias
         att = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-        o = (att @ v).transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)
-        return self.wo(o, im_mask)
+        return att @ v
 
 
 class InternLM2MLP(nn.Module):
@@ -319,10 +348,14 @@ class IXCRewardModel(nn.Module):
             freqs = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq
             emb = torch.cat([freqs, freqs], dim=-1)
             cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
-        if allowed is None:
+        cos, sin = cos.to(h.dtype), sin.to(h.dtype)  # as the published rotary cache (no-op in fp32)
+        if allowed is None and fused_attention.exporting("gqa"):
+            bias = fused_attention.lengths(attention_mask)  # causal + right padding inside the operator
+        elif allowed is None:
             causal = torch.ones(t, t, device=input_ids.device, dtype=torch.bool).tril()
             allowed = causal.unsqueeze(0) & (attention_mask > 0).unsqueeze(1)  # [b, t(q), t(k)]
-        bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
+        if allowed is not None:
+            bias = torch.zeros(b, 1, t, t, device=h.device, dtype=h.dtype).masked_fill(~allowed.unsqueeze(1), torch.finfo(h.dtype).min)
         plora_mask = im_mask.to(h.dtype)
         for layer in self.model.layers:
             h = layer(h, plora_mask, cos, sin, bias)

@@ -13,7 +13,7 @@ from typing import Dict, List
 import torch
 
 from .checkpoint import TRAIN_RESULT, load_checkpoint, save_checkpoint, write_result
-from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess
+from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, template_config
 from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
 from .losses import bt_loss
 from .model import IXCRewardModel
@@ -53,7 +53,7 @@ def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainCo
     """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
     recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
     ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len,
-                                      model.tokens_per_image)
+                                      model.tokens_per_image, template_config(cfg.pipeline))
     return ex, dropped_len, dropped_long
 
 
@@ -91,6 +91,7 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
         margs = model.args
     else:
         model, state = IXCRewardModel(margs).to(cfg.device), None
+    template_config(cfg.pipeline, icfg)  # the ixc preset sets icfg's published fields (saved with the checkpoint)
     cache = MediaCache(icfg, vcfg, keep=False)  # recomputed per batch: bounded memory for large data
     t_load = time.time()
     train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, model)

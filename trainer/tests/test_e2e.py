@@ -99,8 +99,12 @@ def test_golden_ids_reproduced_with_js_tokenizer(tiny_run):
     g = json.loads((out / "golden.json").read_text())
     t = man["tokenizer"]
 
+    added = json.loads((out / "tokenizer.json").read_text())["added_tokens"]
+
     class Recorder:
         bos_id, eos_id, pad_id, reward_id = t["bos_id"], t["eos_id"], t["pad_id"], t["special_ids"]["reward"]
+        # what the service keeps out of content (literal mode): tokenizer.json's added tokens
+        atomic_pieces = [a["content"] for a in added if not a.get("special")]
 
         def __init__(self, table=None):
             self.seen, self.table = [], table

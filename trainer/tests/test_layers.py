@@ -13,16 +13,21 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 LAYERS = [
     # 0: no package imports
-    ("config", "losses", "tokenizer_convert", "template", "collate", "onnx_runner"),
+    ("config", "losses", "tokenizer_convert", "template", "collate", "onnx_runner", "safetensors", "fused_attention"),
     # 1: primitives
     ("media", "tokenizer", "model"),
     # 2: the data set and the checkpoint
     ("data", "checkpoint"),
     # 3: parts the stages share
     ("model_io", "importers", "golden", "manifest"),
+    # 3b: graph writers (plain, then fused attention / external data on top)
+    ("graphs",),
+    ("onnx_large",),
     # 4: the pipeline's stages, peers that never import each other
     ("generate", "train", "evaluate", "export"),
-    # 5: the command line that chains them, 6: its `python3 -m` entry
+    # 5: a composite stage (checkpoint import -> export), then the command line that chains them, then its
+    # `python3 -m` entry
+    ("hf_import",),
     ("cli",),
     ("__main__",),
 ]

@@ -58,3 +58,31 @@ def test_rejects_disagreeing_fields_and_tampered_files(tmp_path):
         f.write(" ")
     with pytest.raises(ManifestError, match="tokenizer.json: checksum"):
         validate_manifest(str(d))
+
+
+def test_published_video_layout_needs_its_font_file(tmp_path):
+    """layout "published": label_font is {file, size} naming a checksummed model file; the writer's section and
+    file list validate, a missing or unlisted font does not, and the ixc_stack rules (label_scale) do not apply."""
+    from reward_trainer import media
+    from reward_trainer.config import VideoPreprocess
+    from reward_trainer.manifest import file_digest, model_files, video_section
+
+    vcfg = VideoPreprocess.published()
+    assert model_files(vcfg) == {"label-font.ttf": media.LABEL_FONT} and model_files(VideoPreprocess()) == {}
+
+    def edit(m):
+        m["preprocess"]["video"] = video_section(vcfg)
+        m["files"]["label-font.ttf"] = file_digest(media.LABEL_FONT)
+
+    d = edited_copy(tmp_path, edit)
+    with pytest.raises(ManifestError, match="label-font.ttf listed but missing"):
+        validate_manifest(d)
+    shutil.copyfile(media.LABEL_FONT, os.path.join(d, "label-font.ttf"))
+    m = validate_manifest(d)
+    assert m["preprocess"]["video"] == {"fps": 1, "max_frames": 32, "frame_long_side": 1120, "layout": "published",
+                                        "header_height": 40, "gap": 10, "line_width": 2,
+                                        "label_font": {"file": "label-font.ttf", "size": 40}}
+    with pytest.raises(ManifestError, match="label_font"):
+        validate_manifest(edited_copy(tmp_path / "b", lambda m: (edit(m), m["preprocess"]["video"]["label_font"].pop("size"))))
+    with pytest.raises(ManifestError, match="label_scale"):
+        validate_manifest(edited_copy(tmp_path / "c", lambda m: m["preprocess"]["video"].pop("label_scale")))

@@ -120,4 +120,53 @@ def test_service_pil_reference_is_this_transform():
     spec.loader.exec_module(mod)
     with open(os.path.join(fixtures, "pil-reference.json")) as f:
         committed = json.load(f)
-    assert mod.build()["transform"] == committed["transform"]
+    built = mod.build()
+    assert built["transform"] == committed["transform"]
+    assert built["published_decode"] == committed["published_decode"]
+
+
+# ------------------------------------------------------------------ published video layout (ixc_utils port)
+def test_published_sampling_follows_load_video():
+    from reward_trainer.media import sample_positions
+    assert sample_positions(25.0, 75, 1, 32) == [0, 25, 50]
+    assert sample_positions(30000 / 1001, 120, 1, 32) == [0, 30, 60, 90]  # round(29.97) = 30
+    assert sample_positions(12.5, 38, 1, 32) == [0, 12, 24, 36]  # Python round: half to even
+    assert sample_positions(2.5, 5, 1, 32) == [0, 2, 4]
+    # 40 positions > 32: positions[int(i * 40/33)], the last ~1/33 never seen
+    p = sample_positions(5.0, 200, 1, 32)
+    assert len(p) == 32 and p[:4] == [0, 5, 10, 15] and p[-1] == 5 * int(31 * 40 / 33) == 185
+    with pytest.raises(ValueError):  # range() with step 0
+        sample_positions(0.5, 10, 1, 32)
+    with pytest.raises(ValueError):  # round(NaN): a stream with avg_frame_rate 0/0
+        sample_positions(float("nan"), 1, 1, 32)
+
+
+def test_published_frame2img_geometry():
+    """Strict w > h (square goes side by side), int() sizes, 40-px band, gap after every frame, the width-2 line on
+    the 6th and 7th rows/columns of the gap, no line after the last frame."""
+    from reward_trainer.media import frame2img, label_font
+    cfg = VideoPreprocess.published()
+    font = label_font(40)
+    land = frame2img([Image.new("RGB", (1920, 1080), (10, 20, 30))] * 2, cfg, font)
+    assert land.size == (1120, 2 * (630 + 50))  # int(1120 / (16/9)) = 630
+    a = np.asarray(land)
+    assert (a[40 + 630 + 5:40 + 630 + 7] == 0).all() and (a[40 + 630 + 4] == 255).all() and (a[40 + 630 + 7] == 255).all()
+    assert (a[-10:] == 255).all(), "trailing gap after the last frame, no line"
+    assert (a[40:670, 0] == (10, 20, 30)).all()
+    sq = frame2img([Image.new("RGB", (640, 640), (200, 0, 0))] * 5, cfg, font)
+    assert sq.size == (5 * (1120 + 10), 1120 + 40)
+    s = np.asarray(sq)
+    assert (s[:, 1125:1127] == 0).all() and (s[:, 1124] != 0).any()
+    ink = np.argwhere(s[:40, :1120].min(axis=2) < 255)
+    assert ink[:, 0].min() >= 0 and ink[:, 0].max() < 40, "label inside the band"
+    tall = frame2img([Image.new("RGB", (333, 1000), 0)], cfg, font)
+    assert tall.size == (int(1120 * (333 / 1000)) + 10, 1160)
+
+
+def test_published_video_transform_sizes():
+    """Video_transform: short side 560, long side int(560 * (w / h)) padded to a multiple of 560 (spec examples)."""
+    from reward_trainer.media import video_transform_published_image
+    for (w, h), want in {(1120, 6800): (560, 3920), (1120, 21760): (560, 11200), (5650, 1160): (2800, 560)}.items():
+        assert video_transform_published_image(Image.new("RGB", (w, h), 0), 560).size == want
+    out = np.asarray(video_transform_published_image(Image.new("RGB", (5650, 1160), 0), 560))
+    assert (out[:, int(560 * (5650 / 1160)):] == 255).all() and (out[:, :2720] == 0).all()

@@ -1,4 +1,5 @@
-// Who may call what. Scoring routes: optional bearer API keys (API_KEYS / API_KEYS_FILE). Admin routes: their
+// Who may call what. Scoring routes: optional API keys (API_KEYS / API_KEYS_FILE), sent as `Authorization: Bearer
+// <key>` (OpenAI, vLLM, TEI clients) or `x-api-key: <key>` (Anthropic-style clients, gateways). Admin routes: their
 // own token (ADMIN_TOKEN), checked by requireAdmin inside their plugin. Probes, the scraper and the API docs stay
 // open, as TEI and Triton keep health and metrics open. Rate limiting and pressure shedding are rate-limit.ts and
 // pressure.ts; they use authScope to leave the same routes open.
@@ -9,7 +10,7 @@ import { ServiceError } from '../../errors.ts'
 
 export type AuthScope = 'public' | 'admin' | 'key'
 
-const PUBLIC = new Set(['/healthz', '/readyz', '/metrics'])
+const PUBLIC = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'])
 
 export function authScope(path: string): AuthScope {
   if (PUBLIC.has(path) || path === '/docs' || path.startsWith('/docs/')) return 'public'
@@ -24,6 +25,14 @@ export const digest = (s: string) => createHash('sha256').update(s).digest()
 export function bearerToken(header: string | undefined): string | null {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
   return m ? m[1]! : null
+}
+
+/** The API key a request carries: the bearer token, else the `x-api-key` header; null when neither is sane. */
+export function apiKeyOf(request: FastifyRequest): string | null {
+  const bearer = bearerToken(request.headers.authorization)
+  if (bearer !== null) return bearer
+  const header = request.headers['x-api-key']
+  return typeof header === 'string' && /^\S+$/.test(header.trim()) ? header.trim() : null
 }
 
 /** Constant time in the token: SHA-256 digests have one length whatever was sent, and every key is compared
@@ -83,7 +92,7 @@ export class AuthFailureLimiter {
   }
 }
 
-/** Bearer API keys on every 'key' route, when keys are configured. Failed attempts are limited per client
+/** API keys (Bearer or x-api-key) on every 'key' route, when keys are configured. Failed attempts are limited per client
  *  address before the key is even looked at (AUTH_FAILURE_LIMIT per AUTH_FAILURE_WINDOW_MS). */
 async function auth(app: FastifyInstance): Promise<void> {
   const { config, metrics } = app
@@ -96,12 +105,12 @@ async function auth(app: FastifyInstance): Promise<void> {
       metrics.rejected.inc({ reason: 'rate_limited' })
       throw new ServiceError('rate_limited', 'too many failed authentications from this address; retry later', { 'retry-after': String(wait) })
     }
-    const token = bearerToken(request.headers.authorization)
+    const token = apiKeyOf(request)
     if (token === null || !tokenMatches(token, config.apiKeys)) {
       limiter?.fail(request.ip)
       metrics.rejected.inc({ reason: 'unauthorized' })
       reply.header('www-authenticate', 'Bearer')
-      throw new ServiceError('unauthorized', 'missing or invalid bearer token')
+      throw new ServiceError('unauthorized', 'missing or invalid API key (send Authorization: Bearer <key> or x-api-key: <key>)')
     }
   })
 }

@@ -6,7 +6,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../../errors.ts'
-import { authScope, bearerToken, digest, pathOf, tokenMatches } from './auth.ts'
+import { apiKeyOf, authScope, digest, pathOf, tokenMatches } from './auth.ts'
 
 async function rateLimiting(app: FastifyInstance): Promise<void> {
   const { config, metrics } = app
@@ -19,7 +19,7 @@ async function rateLimiting(app: FastifyInstance): Promise<void> {
     timeWindow: config.rateLimit.windowMs,
     hook: 'onRequest', // before the body is read: a throttled client's upload is not parsed
     keyGenerator: (request) => {
-      const token = bearerToken(request.headers.authorization)
+      const token = apiKeyOf(request)
       return token !== null && config.apiKeys.length > 0 && tokenMatches(token, config.apiKeys) ? `key:${digest(token).toString('hex')}` : `ip:${request.ip}`
     },
     allowList: (request) => authScope(pathOf(request)) !== 'key',

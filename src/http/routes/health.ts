@@ -4,9 +4,13 @@
 import type { FastifyInstance } from 'fastify'
 import { ServiceError } from '../../errors.ts'
 
+// Probes arrive every few seconds from Docker's HEALTHCHECK, the kubelet and load balancers: their access
+// lines (info) would drown the log. Warnings and errors about them still appear.
+const PROBE = { logLevel: 'warn' } as const
+
 export default async function healthRoutes(app: FastifyInstance) {
-  app.get('/healthz', async () => ({ status: 'ok' }))
-  app.get('/readyz', async () => {
+  app.get('/healthz', PROBE, async () => ({ status: 'ok' }))
+  app.get('/readyz', PROBE, async () => {
     if (app.lifecycle.shuttingDown) throw new ServiceError('shutting_down', 'server is shutting down')
     if (!(await app.engine.health())) throw new ServiceError('model_not_ready', 'inference engine is not running')
     if (!app.models.isReady()) throw new ServiceError('model_not_ready', 'no model is loaded and warmed yet')

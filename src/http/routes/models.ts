@@ -1,13 +1,30 @@
-// GET /v1/models — every model version found, whether it serves (or why not), the execution provider chosen
-// with the fallback reasons, and the server's limits (clients size their batches from these, as with TEI /info).
+// GET /v1/models — OpenAI's model list (`object: "list"`, `data[].id`: the names a request's `model` field takes,
+// one per serving model, so OpenAI/vLLM SDKs' models.list() works) and, next to it, this server's own detail,
+// kept for existing clients: every model version found, whether it serves (or why not), the execution provider
+// chosen with the fallback reasons, and the server's limits (clients size their batches from these).
 import type { FastifyInstance } from 'fastify'
 import { describeMediaLimits } from '../../preprocess/media/media-config.ts'
+
+/** Seconds since the epoch of a manifest's `created` (0 when absent or unparseable), OpenAI's `created`. */
+export const createdSeconds = (created: string | undefined) => {
+  const ms = created ? Date.parse(created) : NaN
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : 0
+}
 
 export default async function modelsRoute(app: FastifyInstance) {
   app.get('/v1/models', async () => {
     const c = app.config
     const serving = new Map(app.models.servingModels().map((m) => [m.key, m]))
     return {
+      object: 'list',
+      data: [...serving.values()].map((m) => ({
+        id: m.name,
+        object: 'model',
+        created: createdSeconds(m.manifest.created),
+        owned_by: 'reward-server',
+        root: m.key,
+        max_model_len: m.manifest.max_seq_len,
+      })),
       default_model: app.models.defaultName || null,
       execution_providers: { preference: c.executionProviders },
       limits: {

@@ -1,4 +1,4 @@
-// POST /v1/rank — best-of-N: one prompt, N candidate responses. Scores, ranks (0 = best, as IXC's rank; ties
+// POST /v1/rank — best-of-N: one prompt, N candidate responses. Scores, ranks (0 = best; ties
 // keep input order), the best index and each candidate's own token count. The prompt is tokenized (and its
 // media resolved) once and shared by every candidate row.
 import type { FastifyInstance } from 'fastify'
@@ -25,6 +25,9 @@ export default async function rankRoute(app: FastifyInstance) {
       scores,
       ...(z ? { normalized_scores: scores.map(z) } : {}),
       ranks,
+      // The published rank()'s return value: candidate indices best first (a stable sort, so ties keep the lower
+      // index first), for clients porting from get_scores/rank; `ranks` is its inverse.
+      order,
       best: order[0],
       candidate_tokens: candidateTokens,
       // Best-of-N length check (is the pick just the longest?) and the optional length-controlled pick.

@@ -36,11 +36,26 @@ export type GetRewardRequest = z.infer<typeof GetRewardRequestSchema>
 
 const urlBool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')
 
-/** ?template=qwen2&normalize=true&clip=-5,5&length_penalty=512:0.001&model=name */
-export const GetRewardUrlSchema = z.object({
-  template: z.enum(QUERY_TEMPLATE_NAMES).optional(),
-  normalize: urlBool.optional(),
-  clip: specField(parseClipSpec).optional(),
-  length_penalty: specField(parseLengthPenaltySpec).optional(),
-  model: ModelFieldSchema,
-})
+const urlNumber = z
+  .string()
+  .regex(/^-?[\d.]+(?:e-?\d+)?$/i, 'a number')
+  .transform(Number)
+  .pipe(z.number().finite())
+
+/** ?template=qwen2&normalize=true&clip=-5:5&length_penalty=512:0.001&model=name — no value needs a comma,
+ *  because OpenRLHF splits --remote_rm_url at commas (several servers). clip_min/clip_max are the same clip
+ *  as two parameters; give both. */
+export const GetRewardUrlSchema = z
+  .object({
+    template: z.enum(QUERY_TEMPLATE_NAMES).optional(),
+    normalize: urlBool.optional(),
+    clip: specField(parseClipSpec).optional(),
+    clip_min: urlNumber.optional(),
+    clip_max: urlNumber.optional(),
+    length_penalty: specField(parseLengthPenaltySpec).optional(),
+    model: ModelFieldSchema,
+  })
+  .refine((u) => (u.clip_min === undefined) === (u.clip_max === undefined), 'give both clip_min and clip_max')
+  .refine((u) => u.clip_min === undefined || u.clip === undefined, 'give clip or clip_min/clip_max, not both')
+  .refine((u) => u.clip_min === undefined || u.clip_min <= u.clip_max!, 'clip_min must be <= clip_max')
+  .transform(({ clip_min, clip_max, ...u }) => (clip_min === undefined ? u : { ...u, clip: { min: clip_min, max: clip_max! } }))

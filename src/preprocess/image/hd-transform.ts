@@ -16,6 +16,8 @@ export interface ImagePreprocessParams {
   transpose_portrait: boolean
   mean: number[]
   std: number[]
+  decode?: 'normalized' | 'published'
+  multi_count?: 'images' | 'media'
 }
 
 export interface ImageTensor {

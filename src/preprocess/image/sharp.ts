@@ -1,6 +1,7 @@
 // The only file that imports sharp. Decodes an untrusted, already-sniffed image into 8-bit sRGB RGB: header first
 // (format and pixel limit checked before any pixel is decoded), then a strict decode (every libvips warning, e.g.
-// truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white.
+// truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white;
+// or, for models whose preprocess.image.decode is `published`, exactly PIL's convert('RGB') (decodePublished).
 // It also encodes the CLI report charts as PNG (encodePng at the end).
 import sharp, { type Metadata, type SharpOptions } from 'sharp'
 import { ServiceError } from '../../errors.ts'
@@ -26,6 +27,7 @@ export interface ImageHeader {
   sixteenBit: boolean
   grey: boolean // one colour channel (with or without alpha)
   alpha: boolean
+  cmyk: boolean
 }
 
 function inputOptions(limits: ImageDecodeLimits): SharpOptions {
@@ -69,7 +71,7 @@ export async function readImageHeader(buf: Uint8Array, expected: ImageFormat, li
   const swapped = (meta.orientation ?? 1) >= 5
   const sixteenBit = meta.depth === 'ushort'
   const grey = (meta.channels ?? 3) - (meta.hasAlpha ? 1 : 0) === 1
-  return { format: expected, width: swapped ? h : w, height: swapped ? w : h, sixteenBit, grey, alpha: meta.hasAlpha === true }
+  return { format: expected, width: swapped ? h : w, height: swapped ? w : h, sixteenBit, grey, alpha: meta.hasAlpha === true, cmyk: meta.space === 'cmyk' }
 }
 
 // 8 bits per channel the way PIL gets there: 16-bit colour or alpha images keep the high byte (PIL's PNG
@@ -105,29 +107,95 @@ function flattenOnWhite(rgba: Uint8Array, pixels: number): Uint8Array {
   return out
 }
 
+// PIL's cmyk2rgb (libImaging/Convert.c, Pillow 9.4): R = CLIP8(nk − MULDIV255(C, nk)), nk = 255 − K, no ICC.
+function cmykToRgbPil(cmyk: Uint8Array, pixels: number): Uint8Array {
+  const out = new Uint8Array(pixels * 3)
+  for (let p = 0; p < pixels; p++) {
+    const nk = 255 - cmyk[p * 4 + 3]
+    for (let c = 0; c < 3; c++) {
+      const tmp = cmyk[p * 4 + c] * nk + 128
+      out[p * 3 + c] = Math.max(0, nk - (((tmp >> 8) + tmp) >> 8))
+    }
+  }
+  return out
+}
+
+/**
+ * decode = published: what the published encode_img does, `Image.open(path).convert('RGB')` and nothing else
+ * (Pillow 9.4 measured, published-pipeline-spec §5): EXIF orientation ignored (stored pixel order), alpha
+ * dropped (not flattened: a transparent pixel keeps its colour), 16-bit grey without alpha clipped at 255 (PIL
+ * opens it as mode I and convert clips), 16-bit colour / grey+alpha: the high byte, CMYK: PIL's naive formula
+ * on the decoder's CMYK (libvips and PIL both un-invert Adobe JPEGs). Measured equal to Pillow 9.4.0 byte for
+ * byte on the shared fixtures (EXIF-6 JPEG, 16-bit grey+alpha, 16-bit RGBA, CMYK JPEG, grey JPEG, WebP) and on
+ * RGBA, LA, palette+tRNS and 16-bit grey PNGs. Known difference: a GIF's transparent pixels are black here
+ * (libvips) and the palette colour of the transparent index in PIL.
+ */
+async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits): Promise<RgbImage> {
+  if (header.cmyk) {
+    const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: false })
+      .timeout({ seconds: limits.timeoutSeconds })
+      .pipelineColourspace('cmyk')
+      .toColourspace('cmyk')
+      .raw()
+      .toBuffer({ resolveWithObject: true })
+    if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
+    return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data), info.width * info.height) }
+  }
+  const { data, width, height, channels: ch } = await decodeRaw(buf, header, limits, false, header.sixteenBit)
+  const pixels = width * height
+  const out = new Uint8Array(pixels * 3)
+  if (header.sixteenBit) {
+    const v = new Uint16Array(data.buffer, data.byteOffset, data.length / 2)
+    const greyNoAlpha = header.grey && !header.alpha
+    for (let p = 0; p < pixels; p++) {
+      for (let c = 0; c < 3; c++) {
+        const x = v[p * ch + c]
+        out[p * 3 + c] = greyNoAlpha ? Math.min(x, 255) : x >> 8
+      }
+    }
+  } else {
+    for (let p = 0; p < pixels; p++) for (let c = 0; c < 3; c++) out[p * 3 + c] = data[p * ch + c]
+  }
+  return { width, height, data: out }
+}
+
+// RGB or RGBA at 8 bits, or 16 (`wide`, a 16-bit source only), EXIF orientation applied or not.
+async function decodeRaw(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits, autoOrient: boolean, wide: boolean) {
+  const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient })
+    .timeout({ seconds: limits.timeoutSeconds })
+    .toColourspace(wide ? 'rgb16' : 'srgb')
+    .raw({ depth: wide ? 'ushort' : 'uchar' })
+    .toBuffer({ resolveWithObject: true })
+  if (info.channels !== 3 && info.channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`)
+  if (data.length !== info.width * info.height * info.channels * (wide ? 2 : 1)) throw new Error('decoded size mismatch')
+  return { data, width: info.width, height: info.height, channels: info.channels }
+}
+
+export type ImageDecodeMode = 'normalized' | 'published'
+
 /** `header`: from readImageHeader when the caller already has it (the media path reads it first to reserve
  *  decode memory). */
-export async function decodeImage(buf: Uint8Array, expected: ImageFormat, limits: ImageDecodeLimits, header?: ImageHeader): Promise<RgbImage> {
+export async function decodeImage(
+  buf: Uint8Array,
+  expected: ImageFormat,
+  limits: ImageDecodeLimits,
+  mode: ImageDecodeMode = 'normalized',
+  header?: ImageHeader,
+): Promise<RgbImage> {
   header ??= await readImageHeader(buf, expected, limits)
-  // 16-bit colour or alpha images go straight to 8 bits inside libvips: its 16->8 conversion keeps the high byte,
-  // which is PIL's (checked on the 16-bit fixtures), and the decoded image then holds half the memory. Only
-  // 16-bit grey without alpha needs PIL's v/257 rounding (to8bit).
-  const wide = header.sixteenBit && header.grey && !header.alpha
   try {
-    const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: true })
-      .timeout({ seconds: limits.timeoutSeconds })
-      .toColourspace(wide ? 'rgb16' : 'srgb')
-      .raw({ depth: wide ? 'ushort' : 'uchar' })
-      .toBuffer({ resolveWithObject: true })
-    const pixels = info.width * info.height
-    const channels = info.channels
-    if (channels !== 3 && channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${channels}`)
-    if (data.length !== pixels * channels * (wide ? 2 : 1)) throw new Error('decoded size mismatch')
+    if (mode === 'published') return await decodePublished(buf, header, limits)
+    // 16-bit colour or alpha images go straight to 8 bits inside libvips: its 16->8 conversion keeps the high
+    // byte, which is PIL's (checked on the 16-bit fixtures), and the decoded image then holds half the memory.
+    // Only 16-bit grey without alpha needs PIL's v/257 rounding (to8bit).
+    const wide = header.sixteenBit && header.grey && !header.alpha
+    const { data, width, height, channels } = await decodeRaw(buf, header, limits, true, wide)
+    const pixels = width * height
     // the result is always a buffer of our own (it may be transferred to a worker thread, which libvips' memory
     // is not): to8bit and flattenOnWhite allocate one, plain RGB is copied
-    if (wide) return { width: info.width, height: info.height, data: to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), channels === 3) }
+    if (wide) return { width, height, data: to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), channels === 3) }
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.length)
-    return { width: info.width, height: info.height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : new Uint8Array(bytes) }
+    return { width, height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : new Uint8Array(bytes) }
   } catch (err) {
     throw err instanceof ServiceError ? err : mapSharpError(err)
   }
@@ -137,4 +205,23 @@ export async function decodeImage(buf: Uint8Array, expected: ImageFormat, limits
 export async function encodePng(width: number, height: number, rgb: Uint8Array): Promise<Buffer> {
   if (rgb.length !== width * height * 3) throw new Error(`encodePng: expected ${width * height * 3} bytes, got ${rgb.length}`)
   return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer()
+}
+
+// Antialiased coverage (0..255) of one line of text in a TrueType file, cropped to its ink box (libvips' text
+// operation: Pango + FreeType + cairo), for the published video labels (video/published.ts blends it as PIL does).
+// libvips' fontconfig is pointed at label-fontconfig.conf before its first use: unhinted grey antialiasing, which
+// is what PIL draws (with the default hinting 1/3 of the ink pixels differ).
+let fontconfigSet = false
+export async function renderTextCoverage(text: string, fontFile: string, family: string, sizePx: number): Promise<{ width: number; height: number; data: Uint8Array }> {
+  if (!fontconfigSet) {
+    process.env.FONTCONFIG_FILE = decodeURIComponent(new URL('label-fontconfig.conf', import.meta.url).pathname)
+    fontconfigSet = true
+  }
+  const markup = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+  // dpi 72: one point is one pixel, so the size is PIL's pixel size; the comma ends the family name
+  const { data, info } = await sharp({ text: { text: markup, font: `${family}, ${sizePx}`, fontfile: fontFile, dpi: 72 } })
+    .extractChannel(0)
+    .raw()
+    .toBuffer({ resolveWithObject: true })
+  return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }
 }

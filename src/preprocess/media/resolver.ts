@@ -13,7 +13,7 @@ import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
 import { loadPartBytes } from './input.ts'
 import type { MediaConfig } from './media-config.ts'
-import { mediaParamsOf, type MediaParams } from './params.ts'
+import { hdNumFor, mediaParamsOf, type MediaParams } from './params.ts'
 import { mediaScopeOf, type MediaRequestScope } from './request-scope.ts'
 import type { FetchLike } from './remote-url.ts'
 import { sniffPart, type SniffedMedia } from './sniff.ts'
@@ -34,6 +34,7 @@ interface Job {
   sniffed: SniffedMedia
   params: MediaParams
   hdNum: number
+  modelDir: string
 }
 
 export class IxcMediaResolver implements MediaResolver {
@@ -67,9 +68,7 @@ export class IxcMediaResolver implements MediaResolver {
   async resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]> {
     const scope = ctx.scope ?? mediaScopeOf(ctx)
     const params = mediaParamsOf(ctx.model.manifest)
-    // IXC: a conversation with more than one image gets the smaller hd_num
-    const images = parts.filter((p) => p.type === 'image').length
-    const hdNum = images > 1 ? params.image.hd_num_multi : params.image.hd_num
+    const hdNum = hdNumFor(params.image, parts, ctx.mediaCount)
     const blocks: MediaBlock[] = []
     // one part after the other: bounds the decode memory of a conversation with many images
     for (const part of parts) {
@@ -84,7 +83,7 @@ export class IxcMediaResolver implements MediaResolver {
     const loaded = await loadPartBytes(part, { cfg: this.cfg, budget: scope, files: scope.files, fetchImpl: this.fetchImpl })
     const sniffed = sniffPart(loaded.bytes, part.type, this.cfg.videoFormats)
     const key = mediaCacheKey(loaded.bytes, { kind: sniffed.kind, hdNum: sniffed.kind === 'image' ? hdNum : null, model: ctx.model.key })
-    const job: Job = { bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum }
+    const job: Job = { bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum, modelDir: ctx.model.dir ?? '.' }
     let preprocessMs = 0
     let inferenceMs = 0
     const compute = async (): Promise<CachedEmbedding> => {
@@ -122,14 +121,14 @@ export class IxcMediaResolver implements MediaResolver {
       // the header (milliseconds, no pixels) says what the decode will hold; it waits for that much budget
       const header = await readImageHeader(job.bytes, sniffed.format, limits)
       return this.pixelBudget.run(async () => {
-        const rgb = await decodeImage(job.bytes, sniffed.format, limits, header)
+        const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, header)
         return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
       }, signal, header.width * header.height)
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
     // that is removed as soon as the frames are out
     return this.videoSlots.run(
-      () => withRequestTempDir(this.cfg.tempDir, (dir) => preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal, this.transformer)),
+      () => withRequestTempDir(this.cfg.tempDir, (dir) => preprocessVideo(job.path ?? job.bytes, sniffed.format, dir, params.video, params.image, this.cfg, signal, this.transformer, job.modelDir)),
       signal,
     )
   }

@@ -4,11 +4,14 @@
 import { imageTransform, videoTransform, type ImagePreprocessParams, type ImageTensor } from '../image/hd-transform.ts'
 import type { RgbImage } from '../image/rgb.ts'
 import { layoutFrames, resizeLongSide, type VideoPreprocessParams } from '../video/layout.ts'
+import { layoutPublished, publishedVideoTransform, resizePublishedFrame, type LabelMask, type PublishedVideoParams } from '../video/published.ts'
 
 export type TransformRequest =
   | { op: 'image'; rgb: RgbImage; image: ImagePreprocessParams; hdNum: number }
   | { op: 'frame'; rgb: RgbImage; longSide: number }
   | { op: 'video'; frames: RgbImage[]; video: VideoPreprocessParams; image: ImagePreprocessParams }
+  | { op: 'frame-published'; rgb: RgbImage; longSide: number }
+  | { op: 'video-published'; frames: RgbImage[]; landscape: boolean; labels: LabelMask[]; video: PublishedVideoParams; image: ImagePreprocessParams }
 
 export type TransformResult = ImageTensor | RgbImage
 
@@ -20,11 +23,15 @@ export function runTransform(req: TransformRequest): TransformResult {
       return resizeLongSide(req.rgb, req.longSide)
     case 'video':
       return videoTransform(layoutFrames(req.frames, req.video), req.image)
+    case 'frame-published':
+      return resizePublishedFrame(req.rgb, req.longSide)
+    case 'video-published':
+      return publishedVideoTransform(layoutPublished(req.frames, req.landscape, req.labels, req.video), req.image)
   }
 }
 
 // Buffers that can move between threads without a copy.
 export function transferables(v: TransformRequest | TransformResult): ArrayBuffer[] {
-  if ('op' in v) return v.op === 'video' ? v.frames.map((f) => f.data.buffer as ArrayBuffer) : [v.rgb.data.buffer as ArrayBuffer]
+  if ('op' in v) return v.op === 'video' || v.op === 'video-published' ? v.frames.map((f) => f.data.buffer as ArrayBuffer) : [v.rgb.data.buffer as ArrayBuffer]
   return [v.data.buffer as ArrayBuffer]
 }

@@ -25,7 +25,9 @@ export interface MediaBlock {
 /** What the media path needs of a model version: its engine key and its manifest's preprocessing section. */
 export interface MediaModel {
   readonly key: string
-  readonly manifest: { readonly preprocess?: { readonly image?: unknown; readonly video?: unknown } }
+  readonly manifest: { readonly preprocess?: { readonly image?: unknown; readonly video?: unknown }; readonly files?: Record<string, unknown> }
+  /** The version dir (model files a preprocessing step reads, e.g. a published video layout's label font). */
+  readonly dir?: string
 }
 
 export interface MediaContext {
@@ -36,6 +38,9 @@ export interface MediaContext {
   signal: AbortSignal
   /** State shared by all conversations of one request (uploads, media budget); see request-scope.ts. */
   scope?: MediaRequestScope
+  /** Image and video items in the whole row these parts belong to (default: the parts given); with
+   *  preprocess.image.multi_count = media it picks hd_num vs hd_num_multi. */
+  mediaCount?: number
 }
 
 export interface MediaResolver {

@@ -11,7 +11,7 @@ export interface TextTokenizer {
   /** Many texts at once, off the event loop where the tokenizer can (a worker thread); same ids as encode(). */
   encodeBatch?(texts: readonly string[]): Promise<number[][]>
   /** Strings this tokenizer matches atomically in text (its added tokens): safe mode cuts them in content. */
-  readonly controlStrings?: readonly string[]
+  readonly atomicPieces?: readonly string[]
   /** Characters in the longest ordinary vocab piece: a text of n characters gives at least n / this many ids. */
   readonly maxPieceChars?: number
 }
@@ -46,7 +46,9 @@ export class HfTextTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer
   /** Whether text is split into words before BPE (see wordSplitIsExact). */
   readonly wordSplit: boolean
-  readonly controlStrings: readonly string[]
+  /** Strings matched whole wherever they appear in text (user-defined pieces such as [UNUSED_TOKEN_146], added
+   *  tokens): what the conversation encoder's literal mode keeps out of content. */
+  readonly atomicPieces: readonly string[]
   readonly controlPieces: readonly string[]
   readonly maxPieceChars: number
   #worker: TokenizerWorker | null = null
@@ -55,9 +57,6 @@ export class HfTextTokenizer implements TextTokenizer {
     const controlIds = new Set([control.bos_id, control.eos_id, control.pad_id, control.unk_id])
     const vocab = ((json.model as { vocab?: Record<string, number> } | undefined)?.vocab ?? {}) as Record<string, number>
     const addedContents = new Set((json.added_tokens ?? []).map((t) => t.content))
-    // the strings matched atomically in text: the added tokens left after dropping the control pieces (those are
-    // plain characters in text already, see below)
-    this.controlStrings = (json.added_tokens ?? []).filter((t) => !controlIds.has(t.id) && t.content.length > 1).map((t) => t.content)
     /** the vocab pieces of the control ids (<s>, </s>, <unk>): load checks that typing them gives no control id */
     this.controlPieces = Object.entries(vocab).filter(([, id]) => controlIds.has(id)).map(([piece]) => piece)
     let longest = 1
@@ -67,6 +66,7 @@ export class HfTextTokenizer implements TextTokenizer {
     // Hugging Face tokenizers split text on every added token; SentencePiece never matches control pieces in
     // text. Dropping them from the added-token list (they stay in the model vocab) gives sentencepiece's ids.
     const added_tokens = (json.added_tokens ?? []).filter((t) => !controlIds.has(t.id))
+    this.atomicPieces = added_tokens.map((t) => t.content)
     this.wordSplit = (opts.wordSplit ?? true) && wordSplitIsExact(json)
     const pre_tokenizer = this.wordSplit
       ? { type: 'Split', pattern: { Regex: `${SPACE}*[^${SPACE}]+|${SPACE}+` }, behavior: 'Isolated', invert: true }

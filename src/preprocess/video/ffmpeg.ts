@@ -27,6 +27,10 @@ export interface VideoProbe {
   height: number
   durationS: number | null // null when the container does not say
   streams: number
+  // with `countPackets` only (the published layout): the first video stream's avg_frame_rate as a number (NaN for
+  // ffprobe's "0/0", as decord's num/den gives) and its demuxed packet count (decord's len(vid))
+  avgFps?: number
+  packets?: number
 }
 
 const STDERR_CAP = 4096
@@ -140,13 +144,15 @@ export function ffmpegAvailable(bins: FfmpegBinaries): Promise<boolean> {
 }
 
 // ffprobe with the same hardening, reading only what the limits need.
-export async function probeVideo(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, limits: VideoProbeLimits, signal?: AbortSignal): Promise<VideoProbe> {
+// `countPackets` reads the whole file (demux only, no decoding) to count the video stream's packets.
+export async function probeVideo(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, limits: VideoProbeLimits, signal?: AbortSignal, countPackets = false): Promise<VideoProbe> {
   const args = [
     '-hide_banner', '-loglevel', 'error',
     '-protocol_whitelist', 'file', '-format_whitelist', demuxer,
     '-probesize', String(limits.probeSizeBytes), '-analyzeduration', '5000000', '-max_streams', String(limits.maxStreams),
     '-f', demuxer,
-    '-show_entries', 'format=duration,nb_streams:stream=codec_type,width,height',
+    ...(countPackets ? ['-count_packets'] : []),
+    '-show_entries', `format=duration,nb_streams:stream=codec_type,width,height${countPackets ? ',avg_frame_rate,nb_read_packets' : ''}`,
     '-of', 'json', '-i', file,
   ]
   const chunks: Buffer[] = []
@@ -168,7 +174,7 @@ export async function probeVideo(bins: FfmpegBinaries, file: string, demuxer: st
     if (/max_streams|nb_streams|streams.*limit/i.test(res.stderr)) throw new ServiceError('media_limit_exceeded', `video has more than ${limits.maxStreams} streams`)
     throw new ServiceError('media_invalid', `video could not be read: ${firstLine(res.stderr, file)}`)
   }
-  let info: { format?: { duration?: string; nb_streams?: number }; streams?: Array<{ codec_type?: string; width?: number; height?: number }> }
+  let info: { format?: { duration?: string; nb_streams?: number }; streams?: Array<{ codec_type?: string; width?: number; height?: number; avg_frame_rate?: string; nb_read_packets?: string }> }
   try {
     info = JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
@@ -190,7 +196,58 @@ export async function probeVideo(bins: FfmpegBinaries, file: string, demuxer: st
   if (durationS !== null && durationS > limits.maxDurationS) {
     throw new ServiceError('media_limit_exceeded', `video lasts ${durationS.toFixed(1)} s, over the limit of ${limits.maxDurationS} s`)
   }
-  return { width, height, durationS, streams: nbStreams }
+  if (!countPackets) return { width, height, durationS, streams: nbStreams }
+  const [num, den] = String(video.avg_frame_rate ?? '0/0').split('/').map(Number)
+  return { width, height, durationS, streams: nbStreams, avgFps: num / den, packets: Number(video.nb_read_packets ?? 0) }
+}
+
+export interface ExtractAtOptions {
+  indices: number[] // frame numbers in decoding output order (presentation order), ascending
+  timeoutMs: number
+  maxWidth: number
+  maxHeight: number
+}
+
+// ffmpeg's select filter expression for exact frame numbers (`n` counts the frames the decoder outputs).
+export function selectFilter(indices: number[]): string {
+  return `select=${indices.map((k) => `eq(n\\,${k})`).join('+')}`
+}
+
+// Runs one decode with the contract's argv around `filter` (models/README.md, "ffmpeg frame extraction") and
+// hands the PPM frames to `onFrame` as they arrive; returns how many came.
+async function decodeFrames(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, filter: string[], frames: number, limits: { timeoutMs: number; maxWidth: number; maxHeight: number }, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
+  const args = [
+    '-nostdin', '-hide_banner', '-loglevel', 'error', '-protocol_whitelist', 'file', '-f', demuxer, '-i', file,
+    '-map', '0:v:0', '-an', '-sn', '-dn', ...filter, '-frames:v', String(frames), '-f', 'image2pipe', '-c:v', 'ppm', '-',
+  ]
+  const parser = new PpmStreamParser(onFrame, limits.maxWidth, limits.maxHeight)
+  let res: RunResult
+  try {
+    res = await run(bins.ffmpeg, args, limits.timeoutMs, cwd, (c) => parser.push(c), signal)
+  } catch (err) {
+    if (err instanceof PpmParseError) throw new ServiceError('media_limit_exceeded', `video decoding refused: ${err.message}`)
+    throw unavailable(err) ?? err
+  }
+  if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video decoding exceeded ${limits.timeoutMs} ms`)
+  const killed = killedBySignal(res)
+  if (killed) throw killed
+  if (res.code !== 0) throw new ServiceError('media_invalid', `video could not be decoded: ${firstLine(res.stderr, file)}`)
+  try {
+    parser.end()
+  } catch {
+    throw new ServiceError('media_invalid', 'video decoding ended inside a frame')
+  }
+  return parser.frames
+}
+
+// The frames at the given indices (the published layout's positions): passthrough timing so that the image2pipe
+// muxer neither duplicates nor drops a selected frame. Returns the number of frames decoded (fewer than asked
+// when the stream decodes to fewer frames than it has packets).
+export async function extractFramesAt(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, opts: ExtractAtOptions, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
+  if (opts.indices.length === 0) throw new RangeError('no frame indices')
+  const n = await decodeFrames(bins, file, demuxer, cwd, ['-vf', selectFilter(opts.indices), '-fps_mode', 'passthrough'], opts.indices.length, opts, onFrame, signal)
+  if (n === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
+  return n
 }
 
 export interface ExtractOptions {
@@ -205,33 +262,11 @@ export interface ExtractOptions {
 // first-frame fallback when the fps filter yields nothing; frames are handed to `onFrame` as they arrive.
 // Returns the number of frames decoded.
 export async function extractFrames(bins: FfmpegBinaries, file: string, demuxer: string, cwd: string, opts: ExtractOptions, onFrame: (f: RgbImage) => void, signal?: AbortSignal): Promise<number> {
-  const args = [
-    '-nostdin', '-hide_banner', '-loglevel', 'error', '-protocol_whitelist', 'file', '-f', demuxer, '-i', file,
-    '-map', '0:v:0', '-an', '-sn', '-dn',
-    ...(opts.fps === null ? [] : ['-vf', `fps=${opts.fps}`]), '-frames:v', String(opts.frameCap),
-    '-f', 'image2pipe', '-c:v', 'ppm', '-',
-  ]
-  const parser = new PpmStreamParser(onFrame, opts.maxWidth, opts.maxHeight)
-  let res: RunResult
-  try {
-    res = await run(bins.ffmpeg, args, opts.timeoutMs, cwd, (c) => parser.push(c), signal)
-  } catch (err) {
-    if (err instanceof PpmParseError) throw new ServiceError('media_limit_exceeded', `video decoding refused: ${err.message}`)
-    throw unavailable(err) ?? err
-  }
-  if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video decoding exceeded ${opts.timeoutMs} ms`)
-  const killed = killedBySignal(res)
-  if (killed) throw killed
-  if (res.code !== 0) throw new ServiceError('media_invalid', `video could not be decoded: ${firstLine(res.stderr, file)}`)
-  try {
-    parser.end()
-  } catch {
-    throw new ServiceError('media_invalid', 'video decoding ended inside a frame')
-  }
-  if (parser.frames === 0 && opts.fps !== null) {
+  const frames = await decodeFrames(bins, file, demuxer, cwd, opts.fps === null ? [] : ['-vf', `fps=${opts.fps}`], opts.frameCap, opts, onFrame, signal)
+  if (frames === 0 && opts.fps !== null) {
     return extractFrames(bins, file, demuxer, cwd, { ...opts, fps: null, frameCap: 1 }, onFrame, signal)
   }
-  if (parser.frames === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
-  if (opts.fps !== null && parser.frames >= opts.frameCap) throw new ServiceError('media_limit_exceeded', `video has more than ${opts.frameCap - 1} frames at ${opts.fps} fps`)
-  return parser.frames
+  if (frames === 0) throw new ServiceError('media_invalid', 'video has no decodable frames')
+  if (opts.fps !== null && frames >= opts.frameCap) throw new ServiceError('media_limit_exceeded', `video has more than ${opts.frameCap - 1} frames at ${opts.fps} fps`)
+  return frames
 }

@@ -16,7 +16,7 @@ export interface VideoPreprocessParams {
   fps: number
   max_frames: number
   frame_long_side: number
-  layout: string
+  layout: 'ixc_stack'
   header_height: number
   gap: number
   line_width: number

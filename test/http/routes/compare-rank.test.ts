@@ -62,6 +62,10 @@ t.test('POST /v1/rank: scores, ranks (0 = best), best, candidate token counts', 
   t.equal(b.best, order[0])
   order.forEach((idx, rank) => t.equal(b.ranks[idx], rank))
   t.equal(b.ranks[0], b.ranks[3] - 1, 'ties keep input order')
+  // the published rank() value: indices best first, the tie (0 and 3 both 'red') with the lower index first
+  t.same(b.order, order)
+  t.ok(b.order.indexOf(0) < b.order.indexOf(3), 'order: tie keeps the lower index first')
+  b.order.forEach((idx: number, r: number) => t.equal(b.ranks[idx], r, 'order is the inverse of ranks'))
   candidates.forEach((c, i) =>
     t.equal(b.candidate_tokens[i], enc.turns([{ role: 'assistant', content: c }]).reduce((n, s) => n + (s.kind === 'text' ? s.ids.length : 0), 0)),
   )

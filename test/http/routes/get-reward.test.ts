@@ -22,6 +22,8 @@ const LLAMA3 =
 const IXC = `<s>[UNUSED_TOKEN_146]user\n${USER}[UNUSED_TOKEN_145]\n[UNUSED_TOKEN_146]assistant\n${ANSWER}[UNUSED_TOKEN_145]\n</s>`
 const INTERNLM2 = `<s><|im_start|>user\n${USER}<|im_end|>\n<|im_start|>assistant\n${ANSWER}<|im_end|>\n</s>`
 const PLAIN_PROMPT = `Human: ${USER}\n\nAssistant:`
+const LOG_KEYS = ['raw_reward', 'response_tokens', 'length_penalty', 'clipped', 'truncated',
+  ...['messages', 'plain', 'chatml', 'qwen2', 'llama3', 'internlm2', 'ixc', 'gemma', 'phi3', 'mistral'].map((n) => `template_${n}`)]
 
 // The response's own positions under the RM template: "[UNUSED_TOKEN_146]assistant\n" + answer + "[UNUSED_TOKEN_145]\n".
 const responseTokens = charTokenizer.encode(`[UNUSED_TOKEN_146]assistant\n${ANSWER}[UNUSED_TOKEN_145]\n`).length
@@ -42,7 +44,9 @@ t.test('OpenRLHF single sample: {query, prompts, labels} -> {rewards, scores, ex
   t.equal(body.rewards.length, 1)
   t.ok(Math.abs(body.rewards[0] - reference) < TOL, 'the query scores as its messages under the RM template')
   t.ok(Math.abs(body.scores[0] - 1 / (1 + Math.exp(-reference))) < TOL, 'scores = sigmoid(reward), in 0..1')
-  t.same(Object.keys(body.extra_logs).sort(), ['clipped', 'length_penalty', 'raw_reward', 'response_tokens', 'truncated'])
+  t.same(Object.keys(body.extra_logs).sort(), [...LOG_KEYS].sort())
+  t.same(body.extra_logs.template_chatml, [1], 'the detected template is in extra_logs, one-hot')
+  t.same(body.extra_logs.template_qwen2, [0])
   t.same(body.extra_logs.response_tokens, [responseTokens])
   t.same(body.templates, ['chatml'])
   t.same(body.shaping, { template: 'auto', normalize: false, clip: null, length_penalty: null, scores: 'sigmoid' })
@@ -51,14 +55,15 @@ t.test('OpenRLHF single sample: {query, prompts, labels} -> {rewards, scores, ex
 t.test('OpenRLHF batch: every supported template, in input order', async (t) => {
   const { post, reference } = await setup(t)
   const plainQuery = `${PLAIN_PROMPT} ${ANSWER}</s>`
-  const res = await post('/get_reward', {
+  const res = await post('/get_reward?template=auto_or_plain', {
     query: [CHATML, LLAMA3, IXC, INTERNLM2, plainQuery],
     prompts: ['', '', '', '', PLAIN_PROMPT],
     labels: ['a', 'b', 'c', 'd', 'e'],
   })
   t.equal(res.statusCode, 200)
   const body = res.json()
-  t.same(body.templates, ['chatml', 'llama3', 'ixc', 'chatml', 'plain'])
+  t.same(body.templates, ['chatml', 'llama3', 'ixc', 'internlm2', 'plain'])
+  t.same(body.extra_logs.template_plain, [0, 0, 0, 0, 1])
   // The first four carry the same conversation; plain has the whole "Human: …" prompt as its user turn.
   for (let i = 0; i < 4; i++) t.ok(Math.abs(body.rewards[i] - reference) < TOL, `query ${i}`)
   const plainRef = (await post('/v1/score', {
@@ -86,7 +91,11 @@ t.test('empty lists (multi-server sharding) answer empty lists without scoring',
   for (const payload of [{ query: [], prompts: [], labels: [] }, { query: [], prompts: [], labels: null }, { query: [] }, { messages: [] }]) {
     const res = await post('/get_reward', payload)
     t.equal(res.statusCode, 200)
-    t.same({ ...res.json(), shaping: undefined }, { rewards: [], scores: [], extra_logs: {}, templates: [], shaping: undefined })
+    const body = res.json()
+    t.same({ ...body, shaping: undefined, extra_logs: undefined }, { rewards: [], scores: [], templates: [] })
+    // Every key, with [] (OpenRLHF merges its shards' answers by the first answer's keys).
+    t.same(Object.keys(body.extra_logs).sort(), [...LOG_KEYS].sort())
+    t.ok(Object.values(body.extra_logs).every((v) => Array.isArray(v) && v.length === 0))
   }
   t.equal(engine.batches.length, before, 'the engine did not run')
 })
@@ -136,7 +145,11 @@ t.test('shaping: normalize, length penalty, clip from URL, body and config; echo
 t.test('refusals are 4xx with a reason', async (t) => {
   const { post } = await setup(t)
   const cases: Array<[string, unknown, RegExp]> = [
-    ['/get_reward', { query: ['no markers'], prompts: [] }, /query\[0\]: template "plain" needs the prompt/],
+    ['/get_reward', { query: ['no markers'], prompts: [] }, /query\[0\]: template=auto found no chat-template marker/],
+    ['/get_reward?template=auto_or_plain', { query: ['no markers'], prompts: [] }, /query\[0\]: template "plain" needs the prompt/],
+    ['/get_reward?clip_min=-5', { query: [CHATML] }, /both clip_min and clip_max/],
+    ['/get_reward?clip_min=5&clip_max=-5', { query: [CHATML] }, /clip_min must be <= clip_max/],
+    ['/get_reward?clip_min=-5&clip_max=5&clip=-1:1', { query: [CHATML] }, /not both/],
     ['/get_reward?template=chatml', { query: [CHATML, 'plain text'] }, /query\[1\]: query has no chatml turn marker/],
     ['/get_reward', { query: [CHATML], prompts: ['a', 'b'] }, /prompts must be empty or as long as query/],
     ['/get_reward', { query: [CHATML], messages: [messages] }, /either query/],
@@ -156,4 +169,89 @@ t.test('refusals are 4xx with a reason', async (t) => {
   const res = await noStats('/get_reward?normalize=true', { query: [CHATML] })
   t.equal(res.statusCode, 422)
   t.match(res.json().error.message, /no training statistics/)
+})
+
+t.test('clip without a comma: -5:5 and clip_min/clip_max (OpenRLHF splits --remote_rm_url at commas)', async (t) => {
+  const { post } = await setup(t)
+  for (const q of ['clip=-0.001:0.001', 'clip_min=-0.001&clip_max=0.001']) {
+    const res = await post(`/get_reward?${q}`, { query: [CHATML] })
+    t.equal(res.statusCode, 200, q)
+    t.same(res.json().shaping.clip, { min: -0.001, max: 0.001 }, q)
+    t.same(res.json().extra_logs.clipped, [1], q)
+  }
+  // OpenRLHF's own split of a documented recipe URL yields exactly one server.
+  const recipe = 'http://rm-host:8080/get_reward?template=qwen2&normalize=true&clip=-5:5&length_penalty=512:0.001'
+  t.equal(recipe.split(',').length, 1)
+})
+
+t.test('tool calling (TRL): tool role and content null accepted, rendered as the RM template renders them', async (t) => {
+  const { post } = await setup(t)
+  const call = { type: 'function', function: { name: 'add', arguments: { a: 2, b: 2 } } }
+  const withTools = [
+    { role: 'user', content: USER },
+    { role: 'assistant', content: null, tool_calls: [call] },
+    { role: 'tool', name: 'add', content: '4' },
+    { role: 'assistant', content: ANSWER },
+  ]
+  const rendered = [
+    { role: 'user', content: USER },
+    { role: 'assistant', content: '{"name":"add","arguments":{"a":2,"b":2}}' },
+    { role: 'user', content: '4' },
+    { role: 'assistant', content: ANSWER },
+  ]
+  const res = await post('/get_reward', { messages: [withTools] })
+  t.equal(res.statusCode, 200, res.body)
+  const ref = (await post('/v1/score', { items: [{ messages: rendered }] })).json().scores[0]
+  t.ok(Math.abs(res.json().rewards[0] - ref) < TOL, 'tool turn = user turn, tool call = JSON line in the assistant turn')
+  // OpenAI's string arguments render the same; content next to tool calls is kept in front of them.
+  const strArgs = structuredClone(withTools)
+  ;(strArgs[1] as { tool_calls: Array<{ function: { arguments: unknown } }> }).tool_calls[0]!.function.arguments = '{"a": 2, "b": 2}'
+  t.equal((await post('/get_reward', { messages: [strArgs] })).json().rewards[0], res.json().rewards[0])
+  const both = structuredClone(withTools)
+  both[1]!.content = 'Let me add.'
+  const bothRef = structuredClone(rendered)
+  bothRef[1]!.content = 'Let me add.\n{"name":"add","arguments":{"a":2,"b":2}}'
+  const r2 = (await post('/get_reward', { messages: [both] })).json().rewards[0]
+  t.ok(Math.abs(r2 - (await post('/v1/score', { items: [{ messages: bothRef }] })).json().scores[0]) < TOL)
+  // A tool message cannot be the response scored.
+  const last = await post('/get_reward', { messages: [withTools.slice(0, 3)] })
+  t.equal(last.statusCode, 422)
+  t.match(last.json().error.message, /last message must be the assistant/)
+})
+
+t.test('rollout-sized requests: 1024 queries admitted by token cost, scored in pieces, interleaved', async (t) => {
+  const N = 1024
+  const { app, engine, post, reference } = await setup(t, { MAX_PENDING_ITEMS: '64', MAX_CLIENT_BATCH_SIZE: '32', MAX_BATCH_SIZE: '8' })
+  const before = engine.batches.length
+  engine.hold()
+  const big = post('/get_reward', { query: Array.from({ length: N }, () => CHATML), prompts: [], labels: Array(N).fill(null) })
+  await engine.started(before + 1)
+  // Another client arrives while the rollout is being scored: it is admitted (the rollout holds one piece of
+  // 32 of the 64 pending slots) and queued behind that piece only, not behind the whole rollout.
+  const rowsBefore = engine.rowsRun.length
+  const small = post('/get_reward', { query: [CHATML.replace(ANSWER, 'Another client.')] })
+  while (app.batcher.pendingItems < 33) await new Promise((r) => setTimeout(r, 5))
+  engine.release()
+  t.equal((await small).statusCode, 200)
+  const bigRow = engine.rowsRun[rowsBefore]!.join(',')
+  const ranBeforeSmall = engine.rowsRun.slice(rowsBefore).findIndex((r) => r.join(',') !== bigRow)
+  const res = await big
+  t.equal(res.statusCode, 200, res.body.slice(0, 200))
+  const body = res.json()
+  t.equal(body.rewards.length, N)
+  t.ok(body.rewards.every((r: number) => Math.abs(r - reference) < TOL))
+  t.ok(ranBeforeSmall >= 0 && ranBeforeSmall <= 32, `the other client's row ran after ${ranBeforeSmall} of ${N} rollout rows`)
+  t.ok(Math.max(...engine.batches) <= 8)
+  t.equal(app.batcher.pendingItems, 0, 'every permit released')
+
+  // The ceilings are tokens and samples, not MAX_CLIENT_BATCH_SIZE; over them a 413 that says what to do.
+  const { post: tight } = await setup(t, { RLHF_MAX_REQUEST_TOKENS: '200', MAX_CLIENT_BATCH_SIZE: '4' })
+  const over = await tight('/get_reward', { query: Array(10).fill(CHATML) })
+  t.equal(over.statusCode, 413)
+  t.match(over.json().error.message, /tokens over 10 samples; the limit is 200 \(RLHF_MAX_REQUEST_TOKENS\)/)
+  t.equal((await tight('/get_reward', { query: Array(3).fill(CHATML) })).statusCode, 200, '3 short samples fit 200 tokens')
+  const { post: fewer } = await setup(t, { RLHF_MAX_QUERIES: '5' })
+  const many = await fewer('/get_reward', { query: Array(6).fill(CHATML) })
+  t.equal(many.statusCode, 413)
+  t.match(many.json().error.message, /6 samples in one request; the limit is 5/)
 })

@@ -58,9 +58,9 @@ t.test('metrics: one registry per app, request + batch + model metrics', async (
   t.match(text, /scorer_batch_tokens_sum \d+/)
   t.match(text, /scorer_queue_seconds_count 1/)
   t.match(text, /scorer_inference_seconds_count\{graph="reward"\} 1/)
-  t.match(text, /scorer_tokens_scored_total\{model="fake-rm\/1"\} \d+/)
-  t.match(text, /scorer_score_count\{model="fake-rm\/1"\} 1/)
-  t.match(text, /scorer_model_info\{name="fake-rm",version="1",ep="fake"\} 1/)
+  t.match(text, /scorer_tokens_scored_total\{model="fake-rm",version="1"\} \d+/)
+  t.match(text, /scorer_score_count\{model="fake-rm",version="1"\} 1/)
+  t.match(text, /scorer_model_info\{model="fake-rm",version="1",ep="fake",state="serving"\} 1/)
   t.match(text, /scorer_queue_depth 0/)
   const other = (await b.app.inject({ method: 'GET', url: '/metrics' })).body
   t.notMatch(other, /scorer_requests_total\{route="\/v1\/score"/, 'separate registries')

@@ -33,7 +33,7 @@ export const preprocess = {
     pad_side: 'bottom', transpose_portrait: true, mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711],
     global_view: 'bicubic', merge: '2x2',
   },
-  video: { fps: 1, max_frames: 8, frame_long_side: 224, layout: 'ixc_stack', header_height: 20, gap: 10, line_width: 2, label_scale: 2, label_font: labelFont },
+  video: { fps: 1, max_frames: 8, frame_long_side: 224, layout: 'ixc_stack' as const, header_height: 20, gap: 10, line_width: 2, label_scale: 2, label_font: labelFont },
 }
 
 export class VisionCountingEngine extends FakeEngine {

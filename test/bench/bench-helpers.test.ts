@@ -1,0 +1,80 @@
+// The bench's own measuring parts: a wrong timer or a wrong precision here would publish wrong figures.
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import { scoreFlags } from '../../bench/flag-score.ts'
+import { abbaRatio, drive } from '../../bench/load.ts'
+import { fmtSpread, median, pct, shuffled } from '../../bench/stats.ts'
+
+/** A server that answers every POST after `delayMs`, counting the most requests it held at once. */
+async function slowServer(delayMs: number, status = 200) {
+  let inFlight = 0
+  let maxInFlight = 0
+  const srv = http.createServer((req, res) => {
+    inFlight++
+    maxInFlight = Math.max(maxInFlight, inFlight)
+    req.resume()
+    req.on('end', () =>
+      setTimeout(() => {
+        inFlight--
+        res.writeHead(status, { 'content-type': 'application/json' }).end('{}')
+      }, delayMs),
+    )
+  })
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/`, srv, max: () => maxInFlight }
+}
+
+t.test('drive: wall time to the last response, not a 1 s tick; bounded concurrency', async (t) => {
+  const s = await slowServer(40)
+  t.teardown(() => s.srv.close())
+  // 12 requests, 3 in flight, 40 ms each: 4 waves = ~160 ms, i.e. ~75 items/s. A duration rounded up to whole
+  // seconds (autocannon's `amount` mode) would report 12 items/s.
+  const r = await drive(s.url, Array.from({ length: 12 }, () => '{}'), 3)
+  t.equal(r.ok, 12)
+  t.equal(r.errors, 0)
+  t.equal(s.max(), 3, 'exactly `concurrency` requests in flight')
+  t.ok(r.wallMs >= 155 && r.wallMs < 600, `wall ${r.wallMs.toFixed(0)} ms in [155, 600)`)
+  t.ok(r.itemsPerS > 20 && r.itemsPerS <= 78, `items/s ${r.itemsPerS.toFixed(1)} in (20, 78]`)
+  t.ok(r.p50 >= 39, `p50 ${r.p50.toFixed(1)} ms >= the server delay`)
+})
+
+t.test('drive: non-200 answers are errors, not throughput', async (t) => {
+  const s = await slowServer(1, 503)
+  t.teardown(() => s.srv.close())
+  const r = await drive(s.url, ['{}', '{}', '{}'], 2)
+  t.equal(r.ok, 0)
+  t.equal(r.errors, 3)
+  t.equal(r.itemsPerS, 0)
+})
+
+t.test('abbaRatio: ratio of total times; a linear drift across the block cancels', async (t) => {
+  t.equal(abbaRatio(10, 10, 10, 10), 1)
+  // The host slows down steadily: pass k of the block takes (1 + 0.1 k) times as long. The service runs at 0.8 of
+  // raw speed throughout, so its passes (k = 1, 2) take 1/0.8 of that. ABBA recovers 0.8 exactly (a plain mean of
+  // the four speeds would give 0.788).
+  const speed = (k: number) => 1 / (1 + 0.1 * k)
+  const r = abbaRatio(speed(0), 0.8 * speed(1), 0.8 * speed(2), speed(3))
+  t.ok(Math.abs(r - 0.8) < 1e-12, `ratio ${r} == 0.8`)
+})
+
+t.test('scoreFlags: precision over flagged, recall over flipped', async (t) => {
+  const flipped = new Set(['a', 'b', 'c', 'd'])
+  t.same(scoreFlags(['a', 'b', 'x'], flipped), { flagged: 3, tp: 2, precision: 2 / 3, recall: 0.5 })
+  t.same(scoreFlags([], flipped), { flagged: 0, tp: 0, precision: null, recall: 0 }, 'nothing flagged: precision undefined')
+  t.same(scoreFlags(['a', 'a'], flipped), { flagged: 1, tp: 1, precision: 1, recall: 0.25 }, 'an id counts once')
+})
+
+t.test('stats', async (t) => {
+  t.equal(median([3, 1, 2]), 2)
+  t.equal(median([4, 1, 2, 3]), 2.5)
+  t.equal(pct([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50), 6)
+  t.equal(pct([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10)
+  t.equal(fmtSpread([0.9, 1.1, 1], 2), '1.00 [0.90–1.10]')
+  const xs = Array.from({ length: 20 }, (_, i) => i)
+  t.same(shuffled(xs, 5), shuffled(xs, 5), 'seeded: same order for the same seed')
+  t.not(shuffled(xs, 5).join(), shuffled(xs, 6).join(), 'different seed, different order')
+  t.same([...shuffled(xs, 5)].sort((a, b) => a - b), xs, 'a permutation')
+})
