@@ -157,3 +157,19 @@ t.test('x-request-id: a sane caller id is echoed, anything else replaced', async
   const bad = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'a b<script>' } })
   t.match(bad.headers['x-request-id'], /^[0-9a-f-]{36}$/)
 })
+
+t.test('MAX_REQUEST_CHARS: text over the request budget is refused before tokenizing; /get_reward counts it per piece', async (t) => {
+  const { app, engine } = await buildTestApp({ MAX_REQUEST_CHARS: '1000', MAX_CLIENT_BATCH_SIZE: '4' })
+  t.teardown(() => app.close())
+  const over = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a'.repeat(400), 'b'.repeat(400)), conv('c'.repeat(400), 'd')] } })
+  t.equal(over.statusCode, 422, over.body)
+  t.equal(over.json().error.code, 'input_too_long')
+  t.match(over.json().error.message, /request has 1201 characters of text; the limit is 1000/)
+  t.equal(engine.rowsRun.length, 0, 'nothing ran')
+  t.equal((await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a'.repeat(300), 'b'.repeat(300))] } })).statusCode, 200, 'under the budget')
+  // 12 samples of 200 characters: 2400 over the request, 800 per piece of MAX_CLIENT_BATCH_SIZE = 4 samples
+  const queries = Array.from({ length: 12 }, (_, i) => `<|im_start|>user\n${'q'.repeat(100)}<|im_end|>\n<|im_start|>assistant\n${String(i).padEnd(100, 'r')}<|im_end|>`)
+  const rl = await app.inject({ method: 'POST', url: '/get_reward', payload: { query: queries } })
+  t.equal(rl.statusCode, 200, rl.body)
+  t.equal(rl.json().rewards.length, 12)
+})
