@@ -67,6 +67,15 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
       return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : crypto.randomUUID()
     },
     return503OnClosing: false, // server.ts answers 503 shutting_down through the error table instead
+    // Slow senders are dropped (408) instead of holding a connection, the in-flight count and the shutdown
+    // forever; Node checks these every connectionsCheckingInterval, so that is kept well below them.
+    requestTimeout: config.http.bodyTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    http: {
+      requestTimeout: config.http.bodyTimeoutMs,
+      headersTimeout: config.http.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(250, Math.floor(config.http.headersTimeoutMs / 4))),
+    },
   })
 
   const engine =
@@ -85,11 +94,12 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   const media =
     deps.mediaResolver ??
     new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
-  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize })
+  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars })
 
   // PLUGINS, in the order their request hooks run: trace ids (first, so every log line has them), shutdown
-  // refusal and request context, CORS preflights (answered before auth), API keys, early multipart refusals,
-  // hot reload's request count, pressure shedding, rate limiting; body decoding and response compression.
+  // refusal and request context, CORS preflights (answered before auth), rate limiting (by address before
+  // auth, so wrong keys are throttled too), API keys, early multipart refusals, hot reload's request count,
+  // pressure shedding; body decoding and response compression.
   app.register(servicesPlugin, { config, engine, models, batcher, metrics, media, scoring, ownsEngine: deps.engine === undefined })
   app.register(traceContextPlugin)
   app.register(errorHandlerPlugin)
@@ -98,11 +108,11 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   app.register(requestContextPlugin)
   app.register(metricsPlugin)
   app.register(corsPlugin)
+  app.register(rateLimitPlugin)
   app.register(authPlugin)
   app.register(multipartPlugin)
   app.register(hotReloadPlugin, { watch: !deps.models, load: deps.loadModelVersion })
   app.register(pressurePlugin)
-  app.register(rateLimitPlugin)
 
   // ROUTES — one line per route plugin (registered after the hooks above, which apply to them).
   app.register(healthRoutes)

@@ -60,13 +60,30 @@ const EnvSchema = z.object({
   MAX_PENDING_ITEMS: intFrom(512, 1),
   /** Items one request may carry (score items, rank candidates). Must be <= MAX_PENDING_ITEMS. */
   MAX_CLIENT_BATCH_SIZE: intFrom(128, 1),
-  /** Characters of text per conversation, checked before tokenizing (tokenization runs on the event loop;
-   *  left truncation keeps only max_seq_len tokens anyway). Over it: 422 input_too_long. */
+  /** Characters of text per conversation, checked before tokenizing (each text's head beyond what max_seq_len
+   *  can use is cut before tokenizing anyway). Over it: 422 input_too_long. */
   MAX_ITEM_CHARS: intFrom(400_000, 1),
+  /** Characters of text per request (all its conversations together), checked before any tokenization: bounds
+   *  the tokenizer's work per request. Over it: 422 input_too_long. */
+  MAX_REQUEST_CHARS: intFrom(4_000_000, 1),
   /** Seconds sent in Retry-After with 503 overloaded / shutting_down. */
   RETRY_AFTER_S: intFrom(1, 0, 3600),
   /** Per-request deadline from arrival to answer; past it the request gets 504 and its queued work is dropped. */
   REQUEST_TIMEOUT_MS: intFrom(30_000, 1),
+  /** Time a client has to send its whole request (headers and body) from its first byte; past it the server
+   *  answers 408 and closes the connection (Node's requestTimeout; Fastify's default 0 never drops a slow
+   *  sender, which then held the in-flight count and the shutdown). Long inference is not limited by it. */
+  BODY_TIMEOUT_MS: intFrom(30_000, 100),
+  /** Time to send the request headers (slowloris); must be <= BODY_TIMEOUT_MS. */
+  HEADERS_TIMEOUT_MS: intFrom(10_000, 100),
+  /** An idle keep-alive connection is closed after this long (Fastify's default). */
+  KEEP_ALIVE_TIMEOUT_MS: intFrom(72_000, 1),
+  /** multipart uploads being received or held at once (each is stored in MEDIA_TEMP_DIR until its request
+   *  ends); beyond it an upload gets 503 + Retry-After before a byte of it is read. */
+  MAX_CONCURRENT_UPLOADS: intFrom(16, 1),
+  /** Bytes of multipart uploads in flight (declared Content-Length; MEDIA_MAX_REQUEST_BYTES when none is
+   *  declared): the temp dir is often RAM-backed. Beyond it: 503 + Retry-After before reading. */
+  MAX_UPLOAD_BYTES_IN_FLIGHT: intFrom(256 * 1024 * 1024, 1),
   /** Largest request body accepted (JSON with inline base64 media counts here). */
   BODY_LIMIT_BYTES: intFrom(32 * 1024 * 1024, 1024),
   /** Comma-separated bearer keys; empty = no auth. Health, readiness and metrics stay public. */
@@ -84,6 +101,10 @@ const EnvSchema = z.object({
    *  429 + Retry-After. 0 = off. */
   RATE_LIMIT_MAX: intFrom(0, 0),
   RATE_LIMIT_WINDOW_MS: intFrom(60_000, 1),
+  /** Failed authentications per client address per AUTH_FAILURE_WINDOW_MS; past it every request from that
+   *  address gets 429 + Retry-After until the window ends (on even when RATE_LIMIT_MAX is 0). 0 = off. */
+  AUTH_FAILURE_LIMIT: intFrom(20, 0),
+  AUTH_FAILURE_WINDOW_MS: intFrom(60_000, 1),
   /** Process-pressure protection (@fastify/under-pressure): past these, non-health requests get 503 +
    *  Retry-After. 0 = that check is off. */
   MAX_EVENT_LOOP_DELAY_MS: intFrom(0, 0),
@@ -142,15 +163,19 @@ export interface Config {
   readonly maxPendingItems: number
   readonly maxClientBatchSize: number
   readonly maxItemChars: number
+  readonly maxRequestChars: number
   readonly retryAfterS: number
   readonly requestTimeoutMs: number
+  readonly http: { readonly bodyTimeoutMs: number; readonly headersTimeoutMs: number; readonly keepAliveTimeoutMs: number }
   readonly bodyLimitBytes: number
+  readonly uploads: { readonly maxConcurrent: number; readonly maxBytesInFlight: number }
   readonly apiKeys: readonly string[]
   readonly shutdownGraceMs: number
   readonly logLevel: string
   readonly opsPort: number
   readonly adminToken: string
   readonly rateLimit: { readonly max: number; readonly windowMs: number }
+  readonly authFailures: { readonly limit: number; readonly windowMs: number }
   readonly pressure: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number; readonly maxRssBytes: number }
   readonly modelPollIntervalMs: number
   /** CORS allow-list (empty = off; ['*'] = any origin). */
@@ -209,6 +234,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (e.ADMIN_TOKEN && apiKeys.includes(e.ADMIN_TOKEN)) {
     throw new ConfigError('ADMIN_TOKEN must differ from every API key (a scoring key must not unlock the admin API)')
   }
+  if (e.HEADERS_TIMEOUT_MS > e.BODY_TIMEOUT_MS) {
+    throw new ConfigError('HEADERS_TIMEOUT_MS must be <= BODY_TIMEOUT_MS (the headers are part of the request)')
+  }
   if (e.MAX_CLIENT_BATCH_SIZE > e.MAX_PENDING_ITEMS) {
     throw new ConfigError('MAX_CLIENT_BATCH_SIZE must be <= MAX_PENDING_ITEMS (such a request could never be admitted)')
   }
@@ -229,15 +257,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxPendingItems: e.MAX_PENDING_ITEMS,
     maxClientBatchSize: e.MAX_CLIENT_BATCH_SIZE,
     maxItemChars: e.MAX_ITEM_CHARS,
+    maxRequestChars: e.MAX_REQUEST_CHARS,
     retryAfterS: e.RETRY_AFTER_S,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    http: { bodyTimeoutMs: e.BODY_TIMEOUT_MS, headersTimeoutMs: e.HEADERS_TIMEOUT_MS, keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS },
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    uploads: { maxConcurrent: e.MAX_CONCURRENT_UPLOADS, maxBytesInFlight: e.MAX_UPLOAD_BYTES_IN_FLIGHT },
     apiKeys,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     logLevel: e.LOG_LEVEL,
     opsPort: e.OPS_PORT,
     adminToken: e.ADMIN_TOKEN,
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
+    authFailures: { limit: e.AUTH_FAILURE_LIMIT, windowMs: e.AUTH_FAILURE_WINDOW_MS },
     pressure: {
       maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
       maxHeapUsedBytes: e.MAX_HEAP_USED_BYTES,

@@ -30,6 +30,8 @@ export const ERROR_STATUS = {
   overloaded: 503, // queue full: 503 + Retry-After (RLHF clients retry 5xx, never 4xx)
   model_not_ready: 503,
   video_unavailable: 503, // no ffmpeg on this host
+  storage_unavailable: 503, // temp dir full or out of file handles (ENOSPC, EDQUOT, EMFILE): ours, and it passes
+  decoder_killed: 503, // ffmpeg killed from outside (OOM killer, SIGKILL/SIGTERM): not the input's fault; retry
   shutting_down: 503,
   timeout: 504, // per-request deadline passed
 } as const
@@ -74,6 +76,16 @@ export class ServiceError extends Error {
 
 export function isServiceError(err: unknown): err is ServiceError {
   return err instanceof ServiceError
+}
+
+/** A file-system failure that is the server's, not the client's, and passes (a full or RAM-backed temp dir,
+ *  exhausted file handles): 503 + Retry-After instead of a 500. Null for anything else. */
+export function storageError(err: unknown, retryAfterS = 1): ServiceError | null {
+  const code = (err as NodeJS.ErrnoException | null)?.code
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EMFILE' || code === 'ENFILE') {
+    return new ServiceError('storage_unavailable', `temporary storage is unavailable (${code}); retry later`, { 'retry-after': String(retryAfterS) })
+  }
+  return null
 }
 
 /** A validation issue as zod (or any validator) reports it: where, and what is wrong. */

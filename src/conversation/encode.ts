@@ -6,16 +6,35 @@
 // every run boundary is an atomic piece (turn markers) or a media block, and the tokenizer adds no dummy
 // prefix; it lets /v1/rank tokenize a shared prompt once and lets media resolve in place. The published
 // apply_chat_template also tokenizes each text part between media on its own, so the same holds there.
+// Rendering (strings) and tokenizing (ids) are separate steps so that turnsBatch can tokenize a whole request's
+// texts in one call on the tokenizer's worker thread.
 //
 // Manifest switches (models/README.md §Text has the published behaviour next to each):
 // - media_placement: `inline` (ours: media where its part is) or `ixc` (the published layout: one media item goes
 //   right after BOS, before `[UNUSED_TOKEN_146]user\n…`; with several, each part stands where an `<ImageHere>`
 //   marker would be).
 // - eos_newline: whether the `\n` of the last turn stays before EOS.
-// - content_special_tokens: `literal` (safe: no content can produce a control id) or `published`.
+// - content_special_tokens: `literal` (safe mode, the default: no content can produce a control id, see
+//   control-text.ts) or `published` (the published tokenizer's behaviour: fidelity work only, unsafe for RL).
 import { ServiceError } from '../errors.ts'
 import type { TextTokenizer } from '../preprocess/text/tokenize.ts'
-import type { EncodedItem, MediaBlock, Message, Segment } from './types.ts'
+import { neutralizeControlText } from './control-text.ts'
+import type { EncodedItem, MediaBlock, MediaPart, Message, Segment } from './types.ts'
+
+/** Ids of margin when cutting a long text's head (see keepChars). */
+const CUT_MARGIN_IDS = 64
+
+/** The last `keep` characters of `text`, starting after a space when one is near the cut (BPE words then split
+ *  exactly as in the whole text), never inside a surrogate pair. */
+function tailOf(text: string, keep: number): string {
+  if (text.length <= keep) return text
+  let from = text.length - keep
+  const space = text.indexOf(' ', from)
+  if (space >= 0 && space - from < keep / 8) from = space
+  const c = text.charCodeAt(from)
+  if (c >= 0xdc00 && c <= 0xdfff) from++
+  return text.slice(from)
+}
 
 export interface TemplateSpec {
   turn: string
@@ -31,10 +50,10 @@ export interface EncoderSpec {
   template: TemplateSpec
   padId: number
   maxSeqLen: number
-  /** Hard cap on characters per conversation, checked before tokenizing (tokenizing is main-thread CPU). */
+  /** Hard cap on characters per conversation, checked before tokenizing. */
   maxChars: number
   /** Strings the tokenizer turns into one id wherever they appear (its user-defined pieces / added tokens). In
-   *  the literal mode content never keeps one whole. */
+   *  the literal mode content never keeps one whole. Default: the tokenizer's own `atomicPieces`. */
   atomicPieces?: readonly string[]
   /** content_special_tokens = published: control pieces recognised in content, string -> id. */
   controlLiterals?: Readonly<Record<string, number>>
@@ -57,51 +76,31 @@ function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
-/**
- * The literal mode's content neutralisation, written here minimally until the reliability work's function
- * lands in src/conversation: cuts `text` into chunks, to be tokenized one by one, such that no chunk contains
- * an atomic piece (`[UNUSED_TOKEN_146]`, an added token, …): each occurrence is cut after its first character,
- * so `[` and `UNUSED_TOKEN_146]` become ordinary pieces. Text without such an occurrence comes back whole, so
- * its ids do not change. Atomic pieces cannot straddle a content boundary in the IXC template: the turn
- * header ends with `\n` and the turn tail starts with `[`, which no piece has inside it.
- */
-export function neutralizeContentPieces(text: string, pieces: readonly string[]): string[] {
-  // a one-character piece cannot be cut (and forges nothing: it is that character's own id)
-  const cuttable = pieces.filter((p) => [...p].length > 1)
-  if (cuttable.length === 0 || text.length === 0) return [text]
-  const re = new RegExp(cuttable.map(escapeRe).join('|'))
-  const out: string[] = []
-  let rest = text
-  for (let m = re.exec(rest); m !== null; m = re.exec(rest)) {
-    // cut after the first character of the leftmost match (a surrogate pair stays whole): nothing before the cut
-    // holds a piece, and the rest is scanned again, since an overlapping piece can start inside the match
-    const cut = m.index + (rest.codePointAt(m.index)! > 0xffff ? 2 : 1)
-    out.push(rest.slice(0, cut))
-    rest = rest.slice(cut)
-  }
-  out.push(rest)
-  return out
-}
-
-// A text run under construction: strings tokenized one by one (a cut starts a new one), and the published
-// mode's ids that stand for a control literal.
-type RunItem = { s: string } | { id: number }
+// A rendered text run: strings tokenized one by one and concatenated (a safe-mode cut starts a new one), the
+// published mode's ids that stand for a control literal, and its `<ImageHere>` markers.
+type RunItem = { s: string } | { id: number } | { marker: true }
+type Run = RunItem[] | { kind: 'media'; part: MediaPart; hoisted?: boolean }
 
 export class ConversationEncoder {
   readonly #tok: TextTokenizer
   readonly #spec: EncoderSpec
   readonly #head: string
   readonly #tail: string
+  /** The atomic pieces the literal mode cuts in content (one-character pieces forge nothing). */
+  readonly #controls: readonly string[]
   readonly #placement: 'inline' | 'ixc'
   readonly #published: boolean
   /** ids of the whitespace that ends the turn template ("\n"), dropped before EOS when eos_newline = strip. */
   readonly #tailWsIds: number[]
   readonly #splitRe: RegExp | null
   readonly #outOfTable: ReadonlySet<string>
+  /** Characters one id can stand for at most (see keepChars). */
+  readonly #pieceChars: number
 
   constructor(tokenizer: TextTokenizer, spec: EncoderSpec) {
     this.#tok = tokenizer
     this.#spec = spec
+    this.#controls = (spec.atomicPieces ?? tokenizer.atomicPieces ?? []).filter((p) => [...p].length > 1)
     const at = spec.template.turn.indexOf('{content}')
     this.#head = spec.template.turn.slice(0, at)
     this.#tail = spec.template.turn.slice(at + '{content}'.length)
@@ -115,17 +114,53 @@ export class ConversationEncoder {
     // longest first: the published tokenizer's trie matches the longest special token at a position
     literals.sort((a, b) => b.length - a.length)
     this.#splitRe = this.#published && literals.length > 0 ? new RegExp(`(${literals.map(escapeRe).join('|')})`) : null
+    // in the published mode an atomic piece or a control literal in content is one id for all its characters
+    let pieceChars = tokenizer.maxPieceChars ?? 16
+    if (this.#published) for (const p of [...this.#controls, ...literals]) pieceChars = Math.max(pieceChars, p.length)
+    this.#pieceChars = pieceChars
   }
 
   get maxSeqLen(): number {
     return this.#spec.maxSeqLen
   }
 
-  /** Renders and tokenizes messages into segments (no prefix/suffix); media parts become empty media segments
-   *  that the media resolver fills in. `rowMedia` is the number of media items in the whole row this group
-   *  will be part of (default: its own): with the ixc placement a single media item does not split the text
-   *  (it is hoisted in front by finish()). */
+  /** Renders and tokenizes messages into segments (no prefix/suffix) on the calling thread; media parts become
+   *  empty media segments that the media resolver fills in. `rowMedia` is the number of media items in the
+   *  whole row this group will be part of (default: its own): with the ixc placement a single media item does
+   *  not split the text (it is hoisted in front by finish()). */
   turns(messages: readonly Message[], rowMedia?: number): Segment[] {
+    const plan = this.#render(messages, rowMedia)
+    return this.#assemble(plan, (texts) => texts.map((x) => this.#tok.encode(x)))
+  }
+
+  /** turns() for many message groups with one tokenizer call (a worker thread for the real tokenizer);
+   *  `rowMedia[i]` as turns()' rowMedia for group i. */
+  async turnsBatch(groups: ReadonlyArray<readonly Message[]>, rowMedia: ReadonlyArray<number | undefined> = []): Promise<Segment[][]> {
+    const plans = groups.map((g, i) => this.#render(g, rowMedia[i]))
+    const texts = plans.flatMap((p) => p.flatMap((r) => (Array.isArray(r) ? r.flatMap((x) => ('s' in x ? [x.s] : [])) : [])))
+    const ids = this.#tok.encodeBatch ? await this.#tok.encodeBatch(texts) : texts.map((x) => this.#tok.encode(x))
+    let at = 0
+    const take = (n: readonly string[]) => ids.slice(at, (at += n.length))
+    return plans.map((p) => this.#assemble(p, take))
+  }
+
+  /** Whether any text of `messages` contains an atomic piece the literal mode cuts (so its ids differ from the
+   *  published pipeline's on purpose). Always false in the published mode. */
+  hasControlText(messages: readonly Message[]): boolean {
+    if (this.#published || this.#controls.length === 0) return false
+    const texts = messages.flatMap((m) => (typeof m.content === 'string' ? [m.content] : m.content.flatMap((p) => (p.type === 'text' ? [p.text] : []))))
+    return texts.some((x) => this.#controls.some((c) => x.includes(c)))
+  }
+
+  /** Characters of one text part that can still reach the row: left truncation keeps max_seq_len ids, and n
+   *  characters give at least n / (characters per id) ids, so a longer text's head is cut before tokenizing
+   *  (with a margin of ids, dropped by the truncation anyway, for merges that would have crossed the cut). */
+  get keepChars(): number {
+    return (this.#spec.maxSeqLen + CUT_MARGIN_IDS) * this.#pieceChars
+  }
+
+  /** The rendered conversation as runs to tokenize, or media parts. Nothing is tokenized here. */
+  #render(messages: readonly Message[], rowMedia?: number): Run[] {
     let chars = 0
     let ownMedia = 0
     for (const m of messages) {
@@ -141,7 +176,8 @@ export class ConversationEncoder {
       throw new ServiceError('input_too_long', `conversation has ${chars} characters; the limit is ${this.#spec.maxChars}`)
     }
     const hoist = this.#placement === 'ixc' && (rowMedia ?? ownMedia) === 1
-    const out: Segment[] = []
+    const keep = this.keepChars
+    const out: Run[] = []
     let run: RunItem[] = []
     const text = (s: string, cut = false) => {
       const last = run[run.length - 1]
@@ -149,11 +185,8 @@ export class ConversationEncoder {
       else run.push({ s })
     }
     const flush = () => {
-      for (const seg of this.#runSegments(run)) {
-        const last = out[out.length - 1]
-        if (seg.kind === 'text' && last?.kind === 'text') last.ids = last.ids.concat(seg.ids)
-        else out.push(seg)
-      }
+      const items = this.#published ? run.flatMap((x) => ('s' in x ? this.#publishedSplit(x.s) : [x])) : run
+      if (items.length > 0) out.push(items)
       run = []
     }
     for (const m of messages) {
@@ -169,8 +202,12 @@ export class ConversationEncoder {
             if (i === first) s = s.trimStart()
             if (i === last) s = s.trimEnd()
           }
-          if (this.#published) text(s)
-          else neutralizeContentPieces(s, this.#spec.atomicPieces ?? []).forEach((c, k) => text(c, k > 0))
+          const kept = tailOf(s, keep)
+          // a published <ImageHere> in the cut head would still have taken a media item (markers carry no ids)
+          if (this.#published && this.#placement === 'ixc' && s.slice(0, s.length - kept.length).includes(MEDIA_MARKER)) {
+            text(s)
+          } else if (this.#published) text(kept)
+          else neutralizeControlText(kept, this.#controls).forEach((c, k) => text(c, k > 0))
         } else if (hoist) {
           out.unshift({ kind: 'media', part: p, hoisted: true })
         } else {
@@ -184,18 +221,37 @@ export class ConversationEncoder {
     return out
   }
 
-  /** A run's items -> text segments (ids) and, in the published ixc mode, marker segments. */
-  #runSegments(run: readonly RunItem[]): Segment[] {
-    const segs: Segment[] = []
-    const push = (ids: number[]) => {
-      if (ids.length > 0) segs.push({ kind: 'text', ids })
+  /** Runs -> segments, with `encode` giving the ids of a run's strings (in order). */
+  #assemble(plan: readonly Run[], encode: (texts: readonly string[]) => number[][]): Segment[] {
+    const out: Segment[] = []
+    const push = (ids: readonly number[]) => {
+      if (ids.length === 0) return
+      const prev = out[out.length - 1]
+      if (prev?.kind === 'text') for (let i = 0; i < ids.length; i++) prev.ids.push(ids[i]!)
+      else out.push({ kind: 'text', ids: [...ids] })
     }
-    for (const item of run) {
-      if ('id' in item) push([item.id])
-      else if (this.#splitRe === null) push(this.#tok.encode(item.s))
-      else this.#publishedText(item.s, segs, push)
+    const vocab = this.#published ? this.#spec.vocabSize : undefined
+    for (const r of plan) {
+      if (!Array.isArray(r)) {
+        out.push(r.hoisted ? { kind: 'media', part: r.part, hoisted: true } : { kind: 'media', part: r.part })
+        continue
+      }
+      const ids = encode(r.flatMap((x) => ('s' in x ? [x.s] : [])))
+      let k = 0
+      for (const item of r) {
+        if ('marker' in item) out.push({ kind: 'marker' })
+        else if ('id' in item) push([item.id])
+        else {
+          const got = ids[k++]!
+          const bad = vocab === undefined ? undefined : got.find((id) => id >= vocab)
+          if (bad !== undefined) {
+            throw new ServiceError('content_token_out_of_range', `content produces token id ${bad}, past the model's embedding table (${vocab} rows)`)
+          }
+          push(got)
+        }
+      }
     }
-    return segs
+    return out
   }
 
   /**
@@ -205,8 +261,9 @@ export class ConversationEncoder {
    * sides; otherwise (AddedToken with lstrip/rstrip false) nothing is stripped. `<ImageHere>` splits the prompt
    * before tokenization (apply_chat_template) and becomes a marker segment.
    */
-  #publishedText(s: string, segs: Segment[], push: (ids: number[]) => void): void {
-    const pieces = s.split(this.#splitRe!)
+  #publishedSplit(s: string): RunItem[] {
+    if (this.#splitRe === null) return [{ s }]
+    const pieces = s.split(this.#splitRe)
     const strip = this.#spec.template.eos_newline === 'strip'
     const controls = this.#spec.controlLiterals ?? {}
     for (let i = 1; i < pieces.length; i += 2) {
@@ -222,18 +279,7 @@ export class ConversationEncoder {
         pieces[i + 1] = pieces[i + 1]!.replace(PY_LSTRIP, '')
       }
     }
-    const vocab = this.#spec.vocabSize
-    pieces.forEach((p, i) => {
-      if (i % 2 === 0) {
-        const ids = this.#tok.encode(p)
-        const bad = vocab === undefined ? undefined : ids.find((id) => id >= vocab)
-        if (bad !== undefined) {
-          throw new ServiceError('content_token_out_of_range', `content produces token id ${bad}, past the model's embedding table (${vocab} rows)`)
-        }
-        push(ids)
-      } else if (p === MEDIA_MARKER) segs.push({ kind: 'marker' })
-      else push([controls[p]!])
-    })
+    return pieces.map((p, i): RunItem => (i % 2 === 0 ? { s: p } : p === MEDIA_MARKER ? { marker: true } : { id: controls[p]! }))
   }
 
   /** The ixc placement (the published apply_chat_template with each media part standing where an `<ImageHere>`

@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { ConversationEncoder } from '../conversation/encode.ts'
+import type { Message } from '../conversation/types.ts'
 import type { Engine, LoadedGraph } from '../engine/types.ts'
 import { issuesText } from '../errors.ts'
 import { packRewardBatch } from '../scheduler/pack.ts'
@@ -88,6 +89,12 @@ function checkSessions(m: ModelManifest, graphs: { reward: LoadedGraph; vision: 
 }
 
 function checkTokenizer(tok: HfTextTokenizer, m: ModelManifest): void {
+  // safe mode relies on this: control pieces typed in text (<s>, </s>, <unk>) are plain characters
+  const control = new Set([m.tokenizer.bos_id, m.tokenizer.eos_id, m.tokenizer.pad_id, m.tokenizer.unk_id])
+  for (const piece of tok.controlPieces) {
+    const got = tok.encode(`x${piece}x ${piece}`)
+    if (got.some((id) => control.has(id))) throw new Error(`tokenizer turns the text ${JSON.stringify(piece)} into a control id`)
+  }
   for (const k of ['turn_start', 'turn_end', 'reward'] as const) {
     const got = tok.encode(m.tokenizer.special[k])
     if (got.length !== 1 || got[0] !== m.tokenizer.special_ids[k]) {
@@ -121,6 +128,41 @@ async function warmUp(engine: Engine, model: ModelVersion): Promise<void> {
   }
 }
 
+/** Text cases of golden.json checked at load, and the score tolerance (ONNX Runtime vs the trainer's PyTorch
+ *  export run: ~1e-5 in practice; a wrong model is off by far more). */
+const GOLDEN_CASES = 3
+const GOLDEN_MIN_TOL = 1e-3
+
+/** The version scores its own golden.json text cases (same input_ids, same scores): a model whose weights and
+ *  manifest checksums were changed together is self-consistent, but it is not the model the trainer verified,
+ *  and it is refused. A few cases in one batch: milliseconds. */
+async function verifyGolden(engine: Engine, model: ModelVersion): Promise<void> {
+  if (!model.manifest.files['golden.json']) throw new Error('manifest.files has no golden.json: the model cannot be verified')
+  const golden = JSON.parse(await readFile(path.join(model.dir, 'golden.json'), 'utf8')) as {
+    atol_score?: number
+    cases?: Array<{ id: string; kind: string; messages: Message[]; input_ids: number[]; score: number }>
+  }
+  // cases with marker strings in content test the published tokenizer's (unsafe) behaviour, not the model
+  const cases = (golden.cases ?? []).filter((c) => c.kind === 'text' && !model.encoder.hasControlText(c.messages)).slice(0, GOLDEN_CASES)
+  if (cases.length === 0) throw new Error('golden.json has no text case to verify the model with')
+  const rows = cases.map((c) => {
+    const row = model.encoder.finish(model.encoder.turns(c.messages))
+    if (row.ids.length !== c.input_ids.length || row.ids.some((id, i) => id !== c.input_ids[i])) {
+      throw new Error(`golden.json ${c.id}: the tokenizer/template give other input_ids than the trainer`)
+    }
+    return row
+  })
+  const m = model.manifest
+  const out = await engine.runReward(model.key, packRewardBatch(rows, m.tokenizer.pad_id, m.config.hidden_size))
+  const tol = Math.max(golden.atol_score ?? 0, GOLDEN_MIN_TOL)
+  cases.forEach((c, i) => {
+    const got = out.scores[i]!
+    if (!(Math.abs(got - c.score) <= tol)) {
+      throw new Error(`golden.json ${c.id}: this model scores ${got}, the trainer's model scored ${c.score} (tolerance ${tol})`)
+    }
+  })
+}
+
 /** Everything about a version dir that needs no engine: manifest, file checks, tokenizer, encoder. */
 export async function readVersion(
   entry: { name: string; version: number; dir: string },
@@ -138,7 +180,7 @@ export async function readVersion(
   }
   checkManifestGraphs(m)
   await verifyFiles(entry.dir, m)
-  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer)
+  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer, { worker: true })
   checkTokenizer(tokenizer, m)
   const { bos, eos, unk } = m.tokenizer.control_pieces
   const vocabSize = m.config.vocab_size
@@ -171,6 +213,7 @@ export async function loadVersion(
   try {
     checkSessions(m, graphs)
     await warmUp(opts.engine, model)
+    await verifyGolden(opts.engine, model)
   } catch (err) {
     await opts.engine.unload(key).catch(() => {})
     throw err

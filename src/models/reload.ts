@@ -69,6 +69,13 @@ export class ModelReloader {
     for (const e of await versionDirs(this.#o.root)) this.#attempted.set(`${e.name}/${e.version}`, await signature(e.dir))
   }
 
+  /** Requests started and not yet ended, over all generations (tests; 0 on an idle server). */
+  get openRequests(): number {
+    let n = 0
+    for (const v of this.#open.values()) n += v
+    return n
+  }
+
   /** Call when a request starts; call the returned function when it has ended (answered or aborted). */
   requestStarted(): () => void {
     const gen = this.#generation

@@ -355,8 +355,53 @@ export function resolveQueryTemplate(name: string): QueryTemplate | 'plain' | 'a
   return t
 }
 
+/**
+ * Where the response starts in a templated query. The response is the policy's output and may itself contain
+ * the template's markers (a policy can emit them), so it is never parsed into turns. With the prompt
+ * (OpenRLHF sends prompts[i]) the response is what follows it; without it, what follows the first assistant
+ * turn opening (the turns before it come from the dataset; send prompts when prompts have assistant turns).
+ */
+function responseStart(query: string, prompt: string | undefined, template: QueryTemplate): number {
+  const p = prompt === undefined ? '' : prompt
+  if (p.length > 0) {
+    const at = query.indexOf(p)
+    if (at >= 0) return at + p.length
+    const overlap = suffixPrefixOverlap(p, query) // the prompt's head was cut by left truncation
+    if (overlap > 0) return overlap
+  }
+  const openers = [template.turnStart, ...(template.roleMarkers ?? []).map(([m]) => m)].filter((m): m is string => !!m)
+  const finders = openers.sort((a, b) => b.length - a.length).map((m) => new ForwardFinder(query, m))
+  const roleEnd = template.roleEnd === undefined ? undefined : new ForwardFinder(query, template.roleEnd)
+  for (let open = nextOpening(query, template, finders, 0); open; ) {
+    const next = nextOpening(query, template, finders, open.contentStart)
+    if (open.role !== null) {
+      if (open.role === 'assistant') return open.contentStart
+    } else {
+      const re = roleEnd!.next(open.contentStart)
+      if (re >= 0 && (!next || re < next.at) && normaliseRole(query.slice(open.contentStart, re)) === 'assistant') {
+        return re + template.roleEnd!.length
+      }
+    }
+    open = next
+  }
+  return query.length
+}
+
+/** A templated query as the prompt's turns plus one assistant message holding the whole response. */
+export function parseTemplatedQuerySafe(query: string, prompt: string | undefined, template: QueryTemplate): Message[] {
+  const at = responseStart(query, prompt, template)
+  const messages = parseTemplatedQuery(query.slice(0, at), template)
+  const response = stripEdgeTokens(query.slice(at), [...template.strip, ...template.turnEnds])
+  const last = messages[messages.length - 1]!
+  // the prompt ends with the generation header: parseTemplatedQuery gave it as an empty assistant turn
+  if (last.role === 'assistant' && last.content === '') last.content = response
+  else messages.push({ role: 'assistant', content: response })
+  return messages
+}
+
 /** query (+ its prompt) -> messages and the template that parsed it, with the template named in config/request
- *  (`auto` detects it and refuses a query in no known format; `auto_or_plain` splits those at the prompt). */
+ *  (`auto` detects it and refuses a query in no known format; `auto_or_plain` splits those at the prompt). The
+ *  response is always one assistant message (see responseStart). */
 export function parseQuery(query: string, prompt: string | undefined, templateName: string): { messages: Message[]; template: string } {
   const resolved = resolveQueryTemplate(templateName)
   let template: QueryTemplate | 'plain'
@@ -372,5 +417,5 @@ export function parseQuery(query: string, prompt: string | undefined, templateNa
     }
   } else template = resolved
   if (template === 'plain') return { messages: splitPlainQuery(query, prompt), template: 'plain' }
-  return { messages: parseTemplatedQuery(query, template), template: template.name }
+  return { messages: parseTemplatedQuerySafe(query, prompt, template), template: template.name }
 }

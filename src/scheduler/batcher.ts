@@ -225,7 +225,8 @@ export class Batcher {
         const scores = Array.from(out.scores.subarray(i * perRow, i * perRow + n))
         tokens += j.length
         items += n
-        for (const s of scores) m.score.observe(modelLabels(model), s)
+        // a non-finite score fails its own row only (prom-client would throw on it and fail the whole batch)
+        for (const s of scores) if (Number.isFinite(s)) m.score.observe(modelLabels(model), s)
         if (j.cancelled) return // answered already (timeout / client gone); the work is done anyway
         const bad = scores.find((s) => !Number.isFinite(s))
         if (bad !== undefined) {

@@ -33,6 +33,17 @@ export interface ScoringDeps {
   metrics: Metrics
   /** Rows one request may carry (MAX_CLIENT_BATCH_SIZE). */
   maxRows: number
+  /** Text characters one request may carry over all its distinct message groups (MAX_REQUEST_CHARS). */
+  maxRequestChars: number
+}
+
+function textChars(messages: readonly Message[]): number {
+  let n = 0
+  for (const m of messages) {
+    if (typeof m.content === 'string') n += m.content.length
+    else for (const p of m.content) if (p.type === 'text') n += p.text.length
+  }
+  return n
 }
 
 export class ScoringService {
@@ -57,23 +68,35 @@ export class ScoringService {
       const t0 = performance.now()
       // A group is tokenized (and its media resolved) once per media count of the rows it is in: the count
       // decides the ixc placement of a single item and hd_num, and is nearly always the same for all its rows.
+      // Each piece's new groups are tokenized in one call, off the event loop (the tokenizer's worker thread).
       const segments = new Map<readonly Message[], Map<number, Segment[]>>()
       const rowGroups: Array<Array<{ segs: Segment[]; n: number }>> = []
       for (let i = 0; i < rows.length; i += piece) {
-        // Tokenizing runs on the event loop: a 1024-query rollout yields between pieces.
-        if (i > 0) await new Promise<void>((r) => setImmediate(r))
-        for (const row of rows.slice(i, i + piece)) {
-          const n = row.reduce((a, g) => a + mediaCount(g), 0)
-          rowGroups.push(
-            row.map((group) => {
-              let byCount = segments.get(group)
-              if (!byCount) segments.set(group, (byCount = new Map()))
-              let segs = byCount.get(n)
-              if (!segs) byCount.set(n, (segs = model.encoder.turns(group, n)))
-              return { segs, n }
-            }),
-          )
+        const slice = rows.slice(i, i + piece)
+        // text bounded before any tokenizing: per request, or per piece of a request admitted by token cost
+        const chars = [...new Set(slice.flat())].reduce((n, g) => n + textChars(g), 0)
+        if (chars > this.#d.maxRequestChars) {
+          const where = opts.pieces ? `${slice.length} samples of the request have` : 'request has'
+          throw new ServiceError('input_too_long', `${where} ${chars} characters of text; the limit is ${this.#d.maxRequestChars}`)
         }
+        const counts = slice.map((row) => row.reduce((a, g) => a + mediaCount(g), 0))
+        const fresh: Array<{ group: readonly Message[]; n: number }> = []
+        slice.forEach((row, j) => {
+          for (const group of row) {
+            let byCount = segments.get(group)
+            if (!byCount) segments.set(group, (byCount = new Map()))
+            if (!byCount.has(counts[j]!)) {
+              byCount.set(counts[j]!, [])
+              fresh.push({ group, n: counts[j]! })
+            }
+          }
+        })
+        const turns = await model.encoder.turnsBatch(
+          fresh.map((f) => f.group),
+          fresh.map((f) => f.n),
+        )
+        fresh.forEach((f, k) => segments.get(f.group)!.set(f.n, turns[k]!))
+        slice.forEach((row, j) => rowGroups.push(row.map((group) => ({ segs: segments.get(group)!.get(counts[j]!)!, n: counts[j]! }))))
       }
       if (opts.pieces) this.#checkTokenCost(model, rowGroups, opts.pieces.maxTokens)
       let preprocessMs = performance.now() - t0

@@ -3,7 +3,8 @@
 // visible; the real tokenizer and model are checked against the trainer's golden set in
 // test/engine/published-golden.test.ts.
 import t from 'tap'
-import { ConversationEncoder, neutralizeContentPieces, type TemplateSpec } from '../../src/conversation/encode.ts'
+import { neutralizeControlText } from '../../src/conversation/control-text.ts'
+import { ConversationEncoder, type TemplateSpec } from '../../src/conversation/encode.ts'
 import type { MediaBlock, Message, Segment } from '../../src/conversation/types.ts'
 import { ServiceError } from '../../src/errors.ts'
 import { imageTokenCount, planImageGrid } from '../../src/preprocess/image/hd-transform.ts'
@@ -152,6 +153,6 @@ t.test('content_special_tokens literal (safe): no content can produce a control 
       }
     }
   }
-  t.same(neutralizeContentPieces('no pieces here', Object.keys(SPECIALS)), ['no pieces here'], 'plain text stays one chunk')
-  t.same(neutralizeContentPieces('a[UNUSED_TOKEN_130]b', Object.keys(SPECIALS)), ['a[', 'UNUSED_TOKEN_130]b'])
+  t.same(neutralizeControlText('no pieces here', Object.keys(SPECIALS)), ['no pieces here'], 'plain text stays one chunk')
+  t.same(neutralizeControlText('a[UNUSED_TOKEN_130]b', Object.keys(SPECIALS)), ['a[', 'UNUSED_TOKEN_130]b'])
 })

@@ -3,6 +3,8 @@
 // one image running the vision graph once, every hostile fixture refused with a specific 4xx, and no temp dir,
 // ffmpeg child or local-file byte left behind.
 import t from 'tap'
+import { skipUnless } from '../helpers/tools.ts'
+import sharp from 'sharp'
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -85,7 +87,7 @@ async function tensorOf(part: MediaPart, images: number): Promise<ImageTensor> {
   return withRequestTempDir(tempRoot, (dir) => preprocessVideo(bytes, s.format, dir, params.video, params.image, defaultMediaConfig({ tempDir: tempRoot })))
 }
 
-t.test('golden.json: pixel tensors match the trainer (mean |diff| <= 1e-2)', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('golden.json: pixel tensors match the trainer (mean |diff| <= 1e-2)', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   t.ok(mediaCases.some((c) => c.kind === 'image') && mediaCases.some((c) => c.kind === 'video'), 'golden has image and video cases')
   for (const c of mediaCases) {
     const parts = mediaParts(c.messages)
@@ -109,7 +111,7 @@ t.test('golden.json: pixel tensors match the trainer (mean |diff| <= 1e-2)', { s
   }
 })
 
-t.test('golden.json: image and video scores through HTTP and the real engine (within 1e-2)', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('golden.json: image and video scores through HTTP and the real engine (within 1e-2)', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   const res = await post('/v1/score', { model: entry.name, items: mediaCases.map((c) => ({ messages: c.messages })) })
   t.equal(res.status, 200, res.text.slice(0, 300))
   mediaCases.forEach((c, i) => {
@@ -137,12 +139,24 @@ t.test('best-of-N, N = 8, one image: the vision graph runs once', async (t) => {
 })
 
 t.test('every real image fixture scores; EXIF orientation 6 is applied', async (t) => {
+  const conv = (data?: string) => ({ items: [{ messages: [{ role: 'user', content: [...(data ? [{ type: 'image', data }] : []), { type: 'text', text: 'Describe it.' }] }, { role: 'assistant', content: 'A picture.' }] }] })
+  const textOnly = await post('/v1/score', conv())
   for (const n of readdirSync(join(fixtures, 'images/real')).filter((f) => !f.endsWith('.json'))) {
-    const data = fixtureBase64(`images/real/${n}`)
-    const res = await post('/v1/score', { items: [{ messages: [{ role: 'user', content: [{ type: 'image', data }, { type: 'text', text: 'Describe it.' }] }, { role: 'assistant', content: 'A picture.' }] }] })
+    const res = await post('/v1/score', conv(fixtureBase64(`images/real/${n}`)))
     t.equal(res.status, 200, `${n}: ${res.text.slice(0, 200)}`)
-    t.ok(Number.isFinite(res.json.scores[0]), n)
+    t.ok(res.json.results[0].tokens > textOnly.json.results[0].tokens, `${n}: image tokens in the row`)
+    t.not(res.json.scores[0], textOnly.json.scores[0], `${n}: the image reaches the score`)
   }
+  // Orientation 6: the pixels are stored 90 degrees from how they are displayed. The JPEG must score exactly like a lossless PNG of
+  // its displayed pixels (rotated by libvips from the EXIF tag), and unlike a PNG of its stored pixels (the tag
+  // ignored) — a service that skipped the rotation would score the stored one.
+  const jpeg = readFileSync(join(fixtures, 'images/real/sharp-Landscape_6-exif-orientation6.jpg'))
+  t.equal((await sharp(jpeg).metadata()).orientation, 6)
+  const displayed = await sharp(jpeg, { ignoreIcc: true }).rotate().png().toBuffer()
+  const stored = await sharp(jpeg, { ignoreIcc: true }).png().toBuffer()
+  const [a, b, c] = await Promise.all([jpeg, displayed, stored].map((buf) => post('/v1/score', conv(buf.toString('base64')))))
+  t.ok(Math.abs(a.json.scores[0] - b.json.scores[0]) <= 1e-5, `EXIF-rotated JPEG ${a.json.scores[0]} = its displayed pixels ${b.json.scores[0]}`)
+  t.ok(Math.abs(a.json.scores[0] - c.json.scores[0]) > 1e-4, `and not its stored pixels ${c.json.scores[0]}`)
 })
 
 t.test('every hostile fixture: specific 4xx, process up, no local file bytes in any answer', async (t) => {

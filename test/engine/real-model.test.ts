@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../src/app.ts'
+import { ConversationEncoder } from '../../src/conversation/encode.ts'
+import { HfTextTokenizer } from '../../src/preprocess/text/tokenize.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { MODELS_DIR, readGolden, realModelDir } from '../helpers/real-model.ts'
 
@@ -52,6 +54,20 @@ t.test('golden.json text cases: same input_ids, score within 1e-3', async (t) =>
     const d = Math.abs(r.score - textCases[i]!.score)
     t.ok(d <= 1e-3, `${textCases[i]!.id}: |${r.score} - ${textCases[i]!.score}| = ${d}`)
   })
+})
+
+t.test('golden cases with [UNUSED_TOKEN_*] in content (older export): the ids of a tokenizer that keeps them atomic in content', async (t) => {
+  // The older export recorded the tokenizer as it is (its added tokens atomic in content, control pieces plain
+  // text): the published mode without control literals. The literal (safe) mode the service runs by default
+  // must not give these ids (next test).
+  const m = app.models.resolve(entry.name).manifest
+  const atomic = new ConversationEncoder(await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer), {
+    template: { ...m.template, content_special_tokens: 'published' },
+    padId: m.tokenizer.pad_id,
+    maxSeqLen: m.max_seq_len,
+    maxChars: 400_000,
+  })
+  for (const c of forging) t.same([...atomic.finish(atomic.turns(c.messages)).ids], c.input_ids, `${c.id} input_ids (markers atomic in content)`)
 })
 
 t.test('golden cases with [UNUSED_TOKEN_*] in content (older export): the literal mode yields no control id from content', async (t) => {

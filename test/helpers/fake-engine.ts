@@ -14,6 +14,8 @@ export class FakeEngine implements Engine {
   readonly rowsRun: number[][] = []
   readonly batches: number[] = []
   failNext = false
+  /** Fails the run with this index (0 = the first runReward call), whatever runs before it. */
+  failRun: number | null = null
   alive = true
   #gate: Promise<void> | null = null
   #open: (() => void) | null = null
@@ -57,8 +59,10 @@ export class FakeEngine implements Engine {
       scores[r] = fakeRowScore(ids, imageSum)
     }
     this.batches.push(f.rows)
+    const index = this.batches.length - 1
     for (const w of this.#waiting.splice(0)) w()
     if (this.#gate) await this.#gate
+    if (this.failRun === index) throw new Error('fake engine failure')
     if (this.failNext) {
       this.failNext = false
       throw new Error('fake engine failure')

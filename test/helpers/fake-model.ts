@@ -8,6 +8,8 @@ export const SPECIALS: Record<string, number> = { '[UNUSED_TOKEN_146]': 7, '[UNU
 
 /** Atomic special pieces, otherwise one id per character (100 + code point mod 3000). */
 export const charTokenizer: TextTokenizer = {
+  atomicPieces: Object.keys(SPECIALS),
+  maxPieceChars: 1,
   encode(text: string): number[] {
     const ids: number[] = []
     for (const piece of text.split(/(\[UNUSED_TOKEN_\d+\])/)) {

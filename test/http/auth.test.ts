@@ -92,6 +92,28 @@ t.test('rate limit per key, with Retry-After; other keys and probes unaffected',
   t.equal((await app.inject({ method: 'POST', url: '/v1/score', payload, headers: auth('bad') })).statusCode, 401)
 })
 
+t.test('failed authentication is rate-limited per client address before the key is checked (issue 12 #9)', async (t) => {
+  const { app } = await buildTestApp({ API_KEYS: 'k1' })
+  t.teardown(() => app.close())
+  const from = (ip: string, k: string) => app.inject({ method: 'POST', url: '/v1/score', payload, headers: auth(k), remoteAddress: ip })
+  const statuses: number[] = []
+  for (let i = 0; i < 60; i++) statuses.push((await from('10.0.0.9', `guess-${i}`)).statusCode)
+  t.same(statuses.slice(0, 20), Array(20).fill(401), 'the first AUTH_FAILURE_LIMIT (20) guesses get 401')
+  t.same(statuses.slice(20), Array(40).fill(429), 'the other 40 get 429')
+  const limited = await from('10.0.0.9', 'k1')
+  t.equal(limited.statusCode, 429, 'a correct guess from that address is not told apart')
+  t.equal(limited.json().error.code, 'rate_limited')
+  t.ok(Number(limited.headers['retry-after']) > 0, `Retry-After ${limited.headers['retry-after']}`)
+  t.equal((await from('10.0.0.10', 'k1')).statusCode, 200, 'other addresses are unaffected')
+
+  // with RATE_LIMIT_MAX, wrong keys share their address's budget (they no longer get one bucket each)
+  const { app: limitedApp } = await buildTestApp({ API_KEYS: 'k1', RATE_LIMIT_MAX: '5', AUTH_FAILURE_LIMIT: '0' })
+  t.teardown(() => limitedApp.close())
+  const codes: number[] = []
+  for (let i = 0; i < 8; i++) codes.push((await limitedApp.inject({ method: 'POST', url: '/v1/score', payload, headers: auth(`bad-${i}`), remoteAddress: '10.0.0.11' })).statusCode)
+  t.same(codes, [401, 401, 401, 401, 401, 429, 429, 429])
+})
+
 t.test('without keys the limit is per client IP', async (t) => {
   const { app } = await buildTestApp({ RATE_LIMIT_MAX: '1' })
   t.teardown(() => app.close())

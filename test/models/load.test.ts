@@ -2,6 +2,8 @@
 // serves, while a good one next to it does. Broken versions are built in a temp dir from the real model
 // (unchanged files symlinked).
 import { mkdtemp, readFile, rm, symlink, writeFile, mkdir, readdir, appendFile, copyFile } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -10,6 +12,7 @@ import { WorkerEngine } from '../../src/engine/engine-client.ts'
 import { imageTokenCount } from '../../src/preprocess/image/hd-transform.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { realModelDir } from '../helpers/real-model.ts'
+import { skipUnless } from '../helpers/tools.ts'
 
 const real = await realModelDir()
 const root = await mkdtemp(path.join(os.tmpdir(), 'models-'))
@@ -46,6 +49,28 @@ await variant('wrong-dir', (_dir, m) => {
 await variant('missing-file', async (dir) => {
   await rm(path.join(dir, 'vision.onnx'))
 })
+// Self-consistent but wrong: the score head's weights changed and the manifest's checksum updated with them
+// (python3-onnx edits the graph). Only golden.json, checked at load, tells it from the trainer's model.
+const onnxPy = spawnSync('/usr/bin/python3', ['-c', 'import onnx'])
+const wrongWeights = skipUnless(onnxPy.status === 0, 'no /usr/bin/python3 with onnx')
+if (!wrongWeights) {
+  await variant('wrong-weights', async (dir, m) => {
+    const file = path.join(dir, 'reward.onnx')
+    await rm(file)
+    const py = [
+      'import sys, onnx, numpy as np',
+      'from onnx import numpy_helper',
+      'm = onnx.load(sys.argv[1])',
+      'head = [i for i in m.graph.initializer if list(i.dims)[-1:] == [1]][-1]',
+      'head.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(head) * 1.5, head.name))',
+      'onnx.save(m, sys.argv[2])',
+    ].join('\n')
+    const r = spawnSync('/usr/bin/python3', ['-c', py, path.join(real.dir, 'reward.onnx'), file])
+    if (r.status !== 0) throw new Error(String(r.stderr))
+    const bytes = await readFile(file)
+    m.files['reward.onnx'] = { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length }
+  })
+}
 
 const engine = new WorkerEngine({ providers: ['cpu'], threads: 1, spin: false })
 const app = buildApp(testConfig({ MODELS_DIR: root, DEFAULT_MODEL: 'good' }), { engine })
@@ -66,6 +91,7 @@ t.test('each broken version is reported with its reason; the good one serves', a
     'bad-io-names': /reward\.onnx \(manifest\) inputs/,
     'wrong-dir': /says bad|says wrong-dir\/7/,
     'missing-file': /vision\.onnx is missing/,
+    ...(wrongWeights ? {} : { 'wrong-weights': /golden\.json text-\d+: this model scores .*the trainer's model scored/ }),
   }
   for (const [name, re] of Object.entries(want)) {
     t.equal(by[name].state, 'failed', name)

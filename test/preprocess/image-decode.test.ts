@@ -1,6 +1,7 @@
 // Decoding real and hostile images through the hardened sharp path (src/preprocess/image/sharp.ts).
 import t from 'tap'
 import { createHash } from 'node:crypto'
+import { skipUnless } from '../helpers/tools.ts'
 import { readFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
@@ -44,7 +45,7 @@ const py = spawnSync('/usr/bin/python3', ['-c', [
   'sys.stdout.buffer.write(im.tobytes())',
 ].join('\n'), landscape6], { maxBuffer: 8 << 20 })
 
-t.test('EXIF orientation 6 is applied: same pixels as PIL ImageOps.exif_transpose', { skip: py.status !== 0 && 'no /usr/bin/python3 with PIL' }, async (t) => {
+t.test('EXIF orientation 6 is applied: same pixels as PIL ImageOps.exif_transpose', { skip: skipUnless(py.status === 0, 'no /usr/bin/python3 with PIL') }, async (t) => {
   const img = await decodeImage(new Uint8Array(readFileSync(landscape6)), 'jpeg', limits)
   t.same([img.width, img.height], [600, 450])
   t.equal(py.stdout.length, img.data.length, 'PIL gives the same 600x450 size')
@@ -75,7 +76,7 @@ const orientations = spawnSync('/usr/bin/python3', ['-c', [
   'print(json.dumps(out))',
 ].join('\n')], { encoding: 'utf8', maxBuffer: 8 << 20 })
 
-t.test('EXIF orientations 1-8 match PIL exif_transpose', { skip: orientations.status !== 0 && 'no /usr/bin/python3 with PIL' }, async (t) => {
+t.test('EXIF orientations 1-8 match PIL exif_transpose', { skip: skipUnless(orientations.status === 0, 'no /usr/bin/python3 with PIL') }, async (t) => {
   for (const c of JSON.parse(orientations.stdout) as Array<{ n: number; jpeg: string; size: [number, number]; rgb: string }>) {
     const img = await decodeImage(new Uint8Array(Buffer.from(c.jpeg, 'base64')), 'jpeg', limits)
     t.same([img.width, img.height], c.size, `orientation ${c.n}: size`)
@@ -108,7 +109,7 @@ const trainerDecode = spawnSync('/usr/bin/python3', ['-c', [
   'print(json.dumps(out))',
 ].join('\n'), join(fixtures, 'images/real')], { encoding: 'utf8', maxBuffer: 64 << 20 })
 
-t.test("decoded pixels equal the trainer's load_image (PIL) byte for byte", { skip: trainerDecode.status !== 0 && `trainer decoder not runnable: ${trainerDecode.stderr.slice(-200)}` }, async (t) => {
+t.test("decoded pixels equal the trainer's load_image (PIL) byte for byte", { skip: skipUnless(trainerDecode.status === 0, `trainer decoder not runnable: ${trainerDecode.stderr.slice(-200)}`) }, async (t) => {
   const cases = JSON.parse(trainerDecode.stdout) as Array<{ name: string; file: string; rgb: string }>
   t.ok(cases.length >= 14)
   for (const c of cases) {

@@ -1,6 +1,7 @@
 // multipart/form-data uploads: files referenced by field name, server-side temp files removed, limits enforced
 // while streaming (a 50 MB upload over the limit is refused long before it is sent in full), hostile headers.
 import t from 'tap'
+import sharp from 'sharp'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { request as httpRequest } from 'node:http'
@@ -135,17 +136,63 @@ t.test('a client that aborts mid-upload leaves no temp file and no crash', async
 })
 
 t.test('a server at capacity refuses an upload before reading it (503 + Retry-After)', async (t) => {
-  const { app, engine } = await buildMediaApp({ MAX_PENDING_ITEMS: '1', MAX_CLIENT_BATCH_SIZE: '1' })
+  const { app, engine, tempRoot } = await buildMediaApp({ MAX_PENDING_ITEMS: '1', MAX_CLIENT_BATCH_SIZE: '1', MEDIA_MAX_FILE_BYTES: String(40 * 1024 * 1024), MEDIA_MAX_REQUEST_BYTES: String(40 * 1024 * 1024) })
   t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as { port: number }).port
   engine.hold()
   const busy = app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }] } })
   await engine.started(1)
-  const res = await app.inject({ method: 'POST', url: '/v1/score', headers, payload: form([{ name: 'request', value: scoreBody('img1') }, { name: 'img1', value: webp, filename: 'a' }]) })
-  t.equal(res.statusCode, 503)
-  t.equal(res.json().error.code, 'overloaded')
-  t.ok(res.headers['retry-after'])
+  // a 30 MB upload, allowed by every size limit, streamed over real HTTP: the answer comes before the body
+  // (refused after receiving and storing it, the whole 30 MB would have been sent)
+  const total = 30 * 1024 * 1024
+  for (const declare of [true, false]) {
+    const res = await streamUpload(port, total, declare)
+    t.equal(res.status, 503, res.body)
+    t.equal(JSON.parse(res.body).error.code, 'overloaded')
+    t.ok(res.sent < total / 2, `refused after ${(res.sent / 1048576).toFixed(1)} MiB of 30 (${declare ? 'declared length' : 'chunked'})`)
+  }
+  t.equal(liveTempDirs(), 0, 'nothing was stored')
   engine.release()
   t.equal((await busy).statusCode, 200)
   const after = await app.inject({ method: 'POST', url: '/v1/score', headers, payload: form([{ name: 'request', value: scoreBody('img1') }, { name: 'img1', value: webp, filename: 'a' }]) })
   t.equal(after.statusCode, 200, 'accepted again once there is room')
+  t.same(readdirSync(tempRoot).filter((n) => n.startsWith(TEMP_PREFIX)), [])
+})
+
+t.test('concurrent uploads are admitted before reading: count and bytes in flight (issue 12 #6)', async (t) => {
+  // 40 concurrent 3 MB uploads; 4 may be in flight by count, 10 MB by bytes (so 3); the engine holds the
+  // admitted ones, so every other upload arrives while they are in flight
+  const { app, engine } = await buildMediaApp({ MAX_CONCURRENT_UPLOADS: '4', MAX_UPLOAD_BYTES_IN_FLIGHT: String(10 * 1024 * 1024) })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as { port: number }).port
+  const png = await sharp(Buffer.from(Array.from({ length: 1000 * 1000 * 3 }, (_, i) => (i * 2654435761) >>> 24)), { raw: { width: 1000, height: 1000, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer()
+  t.ok(png.length > 2.9e6, `a ${(png.length / 1e6).toFixed(1)} MB PNG`)
+  const payload = form([{ name: 'request', value: scoreBody('img1') }, { name: 'img1', value: png, filename: 'a.png' }])
+  engine.hold()
+  let peak = 0
+  const watch = setInterval(() => (peak = Math.max(peak, liveTempDirs())), 2)
+  const send = () =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/v1/score', headers: { ...headers, 'content-length': payload.length } }, (res) => {
+        let body = ''
+        res.on('data', (c) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      req.on('error', reject)
+      req.end(payload)
+    })
+  const all = Array.from({ length: 40 }, send)
+  await engine.started(1)
+  await new Promise((r) => setTimeout(r, 300))
+  engine.release()
+  const answers = await Promise.all(all)
+  clearInterval(watch)
+  const ok = answers.filter((a) => a.status === 200).length
+  const refused = answers.filter((a) => a.status === 503 && JSON.parse(a.body).error.code === 'overloaded').length
+  t.ok(ok >= 1 && ok <= 3, `${ok} uploads admitted (the byte budget holds 3)`)
+  t.equal(ok + refused, 40, `the other ${refused} refused with 503`)
+  t.ok(peak <= 3, `at most 3 uploads stored at once (peak ${peak})`)
+  t.equal(liveTempDirs(), 0)
 })

@@ -1,9 +1,11 @@
 // The media hook through the real routes (fake engine): cache and in-flight sharing, hd_num selection, budgets,
 // and every hostile image answered with a specific 4xx before the engine sees anything.
 import t from 'tap'
+import { skipUnless } from '../helpers/tools.ts'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildMediaApp, mediaModel, VisionCountingEngine } from './helpers/media-app.ts'
+import { imageTokenCount } from '../../src/preprocess/image/hd-transform.ts'
 import { fixtures, fixtureBase64 as b64, hasFfmpeg } from './helpers/fixtures.ts'
 import { IxcMediaResolver } from '../../src/preprocess/media/resolver.ts'
 import { defaultMediaConfig } from '../../src/preprocess/media/media-config.ts'
@@ -118,10 +120,15 @@ t.test('every real image fixture scores', async (t) => {
   t.teardown(() => app.close())
   const names = readdirSync(join(fixtures, 'images/real')).filter((n) => !n.endsWith('.json'))
   t.ok(names.length >= 10)
+  // the same conversation without the image: each image must add its tokens and change the score
+  const textOnly = (await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }] }, { role: 'assistant', content: 'a painting' }] }] } })).json()
   for (const n of names) {
     const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [imageConv(b64(`images/real/${n}`))] } })
     t.equal(res.statusCode, 200, `${n}: ${res.body.slice(0, 200)}`)
-    t.ok(Number.isFinite(res.json().scores[0]), n)
+    const runs = engine.visionRuns.length
+    const last = engine.visionRuns[runs - 1]!
+    t.equal(res.json().results[0].tokens - textOnly.results[0].tokens, imageTokenCount(last.height / 112, last.width / 112, 112, 14), `${n}: its image tokens are in the row`)
+    t.not(res.json().scores[0], textOnly.scores[0], `${n}: the image reaches the score`)
   }
   // 600x450 after EXIF orientation (stored 450x600): landscape, hd_num 4 -> 2 columns: 224 wide, int(224/(600/450)) = 168 -> 224 tall
   const landscape = engine.visionRuns[names.indexOf('sharp-Landscape_6-exif-orientation6.jpg')]!
@@ -131,7 +138,7 @@ t.test('every real image fixture scores', async (t) => {
   t.same([concert.height, concert.width], [224, 224])
 })
 
-t.test('a cancelled request kills its decoder; another request waiting for the same video still gets it', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('a cancelled request kills its decoder; another request waiting for the same video still gets it', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   const engine = new VisionCountingEngine()
   const resolver = new IxcMediaResolver(defaultMediaConfig({ workers: 0 }))
   const model = mediaModel()
@@ -149,4 +156,19 @@ t.test('a cancelled request kills its decoder; another request waiting for the s
   t.equal(blocks[0]!.tokens, (6 + 1) * 16 + 1 + 7 * 4, 'B got its video block')
   t.equal(engine.visionRuns.length, 1)
   t.equal(liveFfmpegChildren(), 0)
+})
+
+t.test('a vision graph that returns the wrong token count is an engine error (500), never a silent misalignment', async (t) => {
+  const { app, engine } = await buildMediaApp()
+  t.teardown(() => app.close())
+  const runVision = engine.runVision.bind(engine)
+  engine.runVision = async (key, image, h, w) => {
+    const out = await runVision(key, image, h, w)
+    const tokens = out.tokens - 1 // one token short of what the HD grid needs
+    return { ...out, tokens, embeds: out.embeds.subarray(0, tokens * out.dim) }
+  }
+  const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [imageConv(webp)] } })
+  t.equal(res.statusCode, 500)
+  t.equal(res.json().error.code, 'engine_error')
+  t.equal(engine.rowsRun.length, 0, 'nothing was scored')
 })

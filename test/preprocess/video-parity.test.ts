@@ -2,6 +2,7 @@
 // the test setup): the same synthetic frames through resize_long_side + layout_frames + video_transform must give
 // the identical canvas and tensor. Catches any drift in rounding, label drawing, line placement or padding.
 import t from 'tap'
+import { skipUnless } from '../helpers/tools.ts'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
@@ -59,7 +60,7 @@ function synth(w: number, h: number, k: number): RgbImage {
   return { width: w, height: h, data }
 }
 
-t.test('layout + Video_transform identical to the trainer', { skip: py.status !== 0 && `trainer media.py not runnable here: ${py.stderr.slice(-300)}` }, async (t) => {
+t.test('layout + Video_transform identical to the trainer', { skip: skipUnless(py.status === 0, `trainer media.py not runnable here: ${py.stderr.slice(-300)}`) }, async (t) => {
   const ref = JSON.parse(py.stdout)
   // the trainer's font is what its manifests ship; use it, with the contract's other numbers
   const video: VideoPreprocessParams = { ...preprocess.video, label_font: ref.font }

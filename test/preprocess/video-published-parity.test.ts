@@ -8,6 +8,7 @@
 // is 0; Video_transform exact on the same canvas; the whole service tensor equal to the trainer's.
 // With CI=true a missing ffmpeg or Python is a failure, not a skip.
 import t from 'tap'
+import { skipUnless } from '../helpers/tools.ts'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -25,7 +26,6 @@ const root = join(import.meta.dirname, '..', '..')
 const FONT = join(root, 'trainer', 'reward_trainer', 'assets', 'label-font.ttf')
 const PY = '/usr/bin/python3'
 const hasPython = spawnSync(PY, ['-c', 'import PIL, numpy, torch'], { encoding: 'utf8' }).status === 0
-const CI = process.env.CI === 'true'
 const missing = !hasFfmpeg ? 'ffmpeg' : !hasPython ? `${PY} with PIL/numpy/torch` : null
 
 // the published numbers (ixc_utils: num_frm 32, 560 * 2, pad 40, gap 10, width-2 line, SimHei 40; tile 560)
@@ -36,8 +36,7 @@ const image = { ...preprocess.image, tile_size: S }
 // shipped font; with the default hinting it was ~730 (1/3 of the ink, up to 255 levels).
 const MAX_DIFF_PER_LABEL = 0
 
-t.test('published video path: equal to the trainer except the label glyph pixels', { skip: missing && !CI ? `${missing} missing` : false }, async (t) => {
-  if (missing) t.fail(`${missing} is missing (CI=true: the published-video parity check must run)`)
+t.test('published video path: equal to the trainer except the label glyph pixels', { skip: skipUnless(!missing, `${missing} missing`) }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'video-published-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const gen = (name: string, src: string, secs: number) => {
@@ -126,7 +125,7 @@ t.test('published video path: equal to the trainer except the label glyph pixels
   t.comment(`label bands: at most ${worstLabel.toFixed(1)} differing pixels per label, at most ${worstLevel} levels`)
 })
 
-t.test('select by frame number returns exactly the frames of a full decode at those numbers', { skip: !hasFfmpeg && !CI ? 'ffmpeg missing' : false }, async (t) => {
+t.test('select by frame number returns exactly the frames of a full decode at those numbers', { skip: skipUnless(hasFfmpeg, 'ffmpeg missing') }, async (t) => {
   const file = join(fixtures, 'video', 'real', 'fuzzcorpus-h264-aac-publicdomain-sample.mp4') // H.264 with B-frames
   const dir = mkdtempSync(join(tmpdir(), 'video-select-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

@@ -2,6 +2,7 @@
 // formulas, its manifest section, the label font reader, and the published load_video's failure on a rate whose
 // stride rounds to 0 (a 4xx here). The pixel parity with the trainer is video-published-parity.test.ts.
 import t from 'tap'
+import { skipUnless } from '../helpers/tools.ts'
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
@@ -100,7 +101,7 @@ t.test('manifest: published params validated, the font must be a listed model fi
   t.equal(mediaParamsOf({ preprocess }).video.layout, 'ixc_stack', 'the bitmap layout still parses')
 })
 
-t.test('a stride that rounds to 0 is refused with a 4xx, no ffmpeg left running', { skip: !hasFfmpeg && process.env.CI !== 'true' ? 'ffmpeg missing' : false }, async (t) => {
+t.test('a stride that rounds to 0 is refused with a 4xx, no ffmpeg left running', { skip: skipUnless(hasFfmpeg, 'ffmpeg missing') }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'video-pub-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'slow.mp4')

@@ -7,13 +7,14 @@ import { buildMediaApp } from './helpers/media-app.ts'
 import { fixtures, fixtureBase64 as b64, hasFfmpeg } from './helpers/fixtures.ts'
 import { liveFfmpegChildren } from '../../src/preprocess/video/ffmpeg.ts'
 import { TEMP_PREFIX, liveTempDirs } from '../../src/preprocess/media/temp-dir.ts'
+import { skipUnless } from '../helpers/tools.ts'
 
 const videoConv = (p: string) => ({
   items: [{ messages: [{ role: 'user', content: [{ type: 'video', data: b64(p) }, { type: 'text', text: 'what happens?' }] }, { role: 'assistant', content: 'someone draws' }] }],
 })
 const passwdLine = readFileSync('/etc/passwd', 'utf8').split('\n')[0]!
 
-t.test('every video fixture: valid ones score, hostile ones get specific 4xx', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('every video fixture: valid ones score, hostile ones get specific 4xx', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   const { app, engine, tempRoot } = await buildMediaApp()
   t.teardown(() => app.close())
   const expected: Record<string, [number, string | null]> = {
@@ -31,11 +32,16 @@ t.test('every video fixture: valid ones score, hostile ones get specific 4xx', {
   // the table covers the whole fixture folders
   const all = ['real', 'hostile'].flatMap((d) => readdirSync(join(fixtures, 'video', d)).map((f) => `video/${d}/${f}`))
   t.same(all.sort(), Object.keys(expected).sort())
+  // the same conversation without the video: a scored video adds its tokens and changes the score
+  const textOnly = (await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: [{ type: 'text', text: 'what happens?' }] }, { role: 'assistant', content: 'someone draws' }] }] } })).json()
   for (const [p, [status, code]] of Object.entries(expected)) {
     const res = await app.inject({ method: 'POST', url: '/v1/score', payload: videoConv(p) })
     t.equal(res.statusCode, status, `${p}: ${res.body.slice(0, 200)}`)
     if (code) t.equal(res.json().error.code, code, p)
-    else t.ok(Number.isFinite(res.json().scores[0]), `${p} scored`)
+    else {
+      t.ok(res.json().results[0].tokens > textOnly.results[0].tokens, `${p}: video tokens in the row`)
+      t.not(res.json().scores[0], textOnly.scores[0], `${p}: the video reaches the score`)
+    }
     t.notOk(res.body.includes(passwdLine.slice(0, 12)), `${p}: no /etc/passwd bytes in the answer`)
   }
   t.equal(engine.visionRuns.length, 3, 'the three valid videos reached the vision graph')
@@ -44,7 +50,7 @@ t.test('every video fixture: valid ones score, hostile ones get specific 4xx', {
   t.same(readdirSync(tempRoot).filter((n) => n.startsWith(TEMP_PREFIX)), [])
 })
 
-t.test('HLS-in-AVI with AVI allowed: forced demuxer, no playlist opened, nothing leaks', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('HLS-in-AVI with AVI allowed: forced demuxer, no playlist opened, nothing leaks', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   const { app, engine } = await buildMediaApp({ VIDEO_FORMATS: 'mp4,webm,avi' })
   t.teardown(() => app.close())
   const res = await app.inject({ method: 'POST', url: '/v1/score', payload: videoConv('video/hostile/patt-read_passwd_bypass.mp4') })
@@ -72,7 +78,7 @@ t.test('without ffmpeg: video is 503 video_unavailable, images still work', asyn
   t.equal(engine.visionRuns.length, 1)
 })
 
-t.test('a burst of video requests never runs more decoders than VIDEO_MAX_CONCURRENT', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('a burst of video requests never runs more decoders than VIDEO_MAX_CONCURRENT', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   const { app } = await buildMediaApp({ VIDEO_MAX_CONCURRENT: '1' })
   t.teardown(() => app.close())
   let peak = 0

@@ -1,6 +1,7 @@
 // Video path: PPM stream parsing, frame selection, the ixc_stack geometry of models/README.md, and real/hostile
 // files through the hardened ffmpeg runner (system ffmpeg; skipped where it is missing).
 import t from 'tap'
+import { skipUnless } from '../helpers/tools.ts'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { hasFfmpeg, readFixture as read } from './helpers/fixtures.ts'
@@ -105,7 +106,7 @@ async function run(path: string, over: Partial<typeof cfg> = {}) {
   return withRequestTempDir(tempRoot, (dir) => preprocessVideo(bytes, s.format, dir, video, image, { ...cfg, ...over }))
 }
 
-t.test('real videos become one laid-out tensor', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('real videos become one laid-out tensor', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   // 224x224, 5 s -> 5 frames of 224x224 stacked: 5·(20+224) + 4·10 = 1260 tall -> short side to 112:
   // int(112·1260/224) = 630 long -> padded to 672 = 6 tiles
   const a = await run('video/real/llamafactory-mllm_demo_4.mp4')
@@ -121,7 +122,7 @@ t.test('real videos become one laid-out tensor', { skip: !hasFfmpeg && 'no ffmpe
   await t.rejects(run('video/real/small-Mpeg4.mp4'), { code: 'no_video_stream' })
 })
 
-t.test('limits: duration, dimensions, streams, wall clock (SIGKILL)', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('limits: duration, dimensions, streams, wall clock (SIGKILL)', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   const long = 'video/real/fuzzcorpus-h264-aac-publicdomain-sample.mp4'
   await t.rejects(run(long, { maxVideoDurationS: 10 }), { code: 'media_limit_exceeded', message: /30\.1 s, over the limit of 10 s/ })
   await t.rejects(run(long, { maxVideoWidth: 320 }), { code: 'media_limit_exceeded', message: /640x360/ })
@@ -132,7 +133,7 @@ t.test('limits: duration, dimensions, streams, wall clock (SIGKILL)', { skip: !h
   t.equal(liveFfmpegChildren(), 0, 'no ffmpeg child left')
 })
 
-t.test('hostile videos are refused with specific codes and leak nothing', { skip: !hasFfmpeg && 'no ffmpeg' }, async (t) => {
+t.test('hostile videos are refused with specific codes and leak nothing', { skip: skipUnless(hasFfmpeg, 'no ffmpeg') }, async (t) => {
   await t.rejects(run('video/hostile/fuzzcorpus-bug1079747.mp4'), { code: 'media_invalid' })
   await t.rejects(run('video/hostile/fuzzcorpus-0-timescale.mp4'), { code: 'media_invalid' })
   // The HLS-in-AVI payload, even with AVI explicitly allowed: the forced demuxer + format whitelist never opens the

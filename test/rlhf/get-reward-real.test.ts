@@ -36,7 +36,13 @@ t.test('every template round-trips to the same score as the messages', async (t)
   }
   const ref = (await app.inject({ method: 'POST', url: '/v1/score', payload: { items: convs.map((messages) => ({ messages })) } })).json()
   for (const [name, fn] of Object.entries(render)) {
-    const res = await app.inject({ method: 'POST', url: `/get_reward?template=${name}`, payload: { query: convs.map(fn), prompts: [], labels: null } })
+    // prompts as OpenRLHF sends them: the query up to the response (the template's assistant header included)
+    const queries = convs.map(fn)
+    const prompts = convs.map((c, i) => {
+      const answer = c[c.length - 1]!.content as string
+      return queries[i]!.slice(0, queries[i]!.lastIndexOf(answer))
+    })
+    const res = await app.inject({ method: 'POST', url: `/get_reward?template=${name}`, payload: { query: queries, prompts, labels: null } })
     t.equal(res.statusCode, 200, name)
     const body = res.json()
     body.rewards.forEach((r: number, i: number) => t.ok(Math.abs(r - ref.scores[i]) < TOL, `${name} #${i}: ${r} vs ${ref.scores[i]}`))
@@ -44,7 +50,11 @@ t.test('every template round-trips to the same score as the messages', async (t)
   }
   // One sample per request (OpenRLHF's current traffic) gives the same reward as inside a batch.
   const single = await Promise.all(
-    convs.map((c) => app.inject({ method: 'POST', url: '/get_reward', payload: { query: [render.chatml!(c)], prompts: [''], labels: [null] } })),
+    convs.map((c) => {
+      const q = render.chatml!(c)
+      const prompt = q.slice(0, q.lastIndexOf(c[c.length - 1]!.content as string))
+      return app.inject({ method: 'POST', url: '/get_reward', payload: { query: [q], prompts: [prompt], labels: [null] } })
+    }),
   )
   single.forEach((r, i) => t.ok(Math.abs(r.json().rewards[0] - ref.scores[i]) < TOL, `single #${i}`))
   // Plain split by the prompt, as OpenRLHF sends it without --apply_chat_template.

@@ -3,6 +3,8 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { buildTestApp } from '../helpers/build-app.ts'
+import { fakeRowScore } from '../helpers/fake-engine.ts'
+import { fakeModel } from '../helpers/fake-model.ts'
 
 const item = (answer: string) => ({
   messages: [
@@ -105,4 +107,34 @@ t.test('queued jobs are batched together while the engine is busy', async (t) =>
   await first
   for (const r of await Promise.all(rest)) t.equal(r.statusCode, 200)
   t.same(engine.batches, [1, 6])
+})
+
+t.test('a non-finite score fails only its own request (500 engine_error); its batch mate is scored', async (t) => {
+  const { app, engine } = await buildTestApp({ MAX_BATCH_SIZE: '8' })
+  t.teardown(() => app.close())
+  const bad = 'the NaN one'
+  const runReward = engine.runReward.bind(engine)
+  // the engine answers NaN for the row that contains `bad` (as a broken graph or an fp16 overflow would)
+  engine.runReward = async (key, feeds) => {
+    const out = await runReward(key, feeds)
+    engine.rowsRun.slice(-feeds.rows).forEach((ids, r) => {
+      if (String.fromCharCode(...ids.filter((x) => x >= 100).map((x) => x - 100)).includes(bad)) out.scores[r] = Number.NaN
+    })
+    return out
+  }
+  engine.hold()
+  const head = app.inject({ method: 'POST', url: '/v1/score', payload: body('first') })
+  await engine.started(1)
+  const good = app.inject({ method: 'POST', url: '/v1/score', payload: body('fine') })
+  const nan = app.inject({ method: 'POST', url: '/v1/score', payload: body(bad) })
+  await new Promise((r) => setTimeout(r, 50))
+  engine.release()
+  t.equal((await head).statusCode, 200)
+  const [g, n] = await Promise.all([good, nan])
+  t.same(engine.batches, [1, 2], 'the two requests shared a batch')
+  t.equal(n.statusCode, 500)
+  t.equal(n.json().error.code, 'engine_error')
+  t.equal(g.statusCode, 200)
+  const enc = fakeModel().encoder
+  t.ok(Math.abs(g.json().scores[0] - fakeRowScore(enc.finish(enc.turns(item('fine').messages as never)).ids)) < 1e-5, 'its own score')
 })

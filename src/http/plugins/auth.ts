@@ -58,14 +58,56 @@ export function requireAdmin(app: FastifyInstance) {
   }
 }
 
-/** API keys on every 'key' route, when keys are configured. */
+/** Failed authentications per client address in fixed windows: past the limit, every request from that address
+ *  gets 429 until the window ends (a valid key included: otherwise a correct guess would still show as 200).
+ *  Bounded memory: expired windows are dropped, and at most `maxAddresses` are tracked (oldest dropped first). */
+export class AuthFailureLimiter {
+  readonly #windows = new Map<string, { failures: number; resetAt: number }>()
+  constructor(
+    readonly limit: number,
+    readonly windowMs: number,
+    readonly maxAddresses = 10_000,
+  ) {}
+
+  /** Seconds until `address` may try again, or 0. */
+  retryAfterS(address: string, now = Date.now()): number {
+    const w = this.#windows.get(address)
+    if (!w) return 0
+    if (now >= w.resetAt) {
+      this.#windows.delete(address)
+      return 0
+    }
+    return w.failures >= this.limit ? Math.max(1, Math.ceil((w.resetAt - now) / 1000)) : 0
+  }
+
+  fail(address: string, now = Date.now()): void {
+    let w = this.#windows.get(address)
+    if (!w || now >= w.resetAt) {
+      this.#windows.delete(address)
+      if (this.#windows.size >= this.maxAddresses) this.#windows.delete(this.#windows.keys().next().value!)
+      w = { failures: 0, resetAt: now + this.windowMs }
+      this.#windows.set(address, w)
+    }
+    w.failures++
+  }
+}
+
+/** API keys (Bearer or x-api-key) on every 'key' route, when keys are configured. Failed attempts are limited per client
+ *  address before the key is even looked at (AUTH_FAILURE_LIMIT per AUTH_FAILURE_WINDOW_MS). */
 async function auth(app: FastifyInstance): Promise<void> {
   const { config, metrics } = app
   if (config.apiKeys.length === 0) return
+  const limiter = config.authFailures.limit > 0 ? new AuthFailureLimiter(config.authFailures.limit, config.authFailures.windowMs) : null
   app.addHook('onRequest', async (request, reply) => {
     if (authScope(pathOf(request)) !== 'key') return
+    const wait = limiter?.retryAfterS(request.ip) ?? 0
+    if (wait > 0) {
+      metrics.rejected.inc({ reason: 'rate_limited' })
+      throw new ServiceError('rate_limited', 'too many failed authentications from this address; retry later', { 'retry-after': String(wait) })
+    }
     const token = apiKeyOf(request)
     if (token === null || !tokenMatches(token, config.apiKeys)) {
+      limiter?.fail(request.ip)
       metrics.rejected.inc({ reason: 'unauthorized' })
       reply.header('www-authenticate', 'Bearer')
       throw new ServiceError('unauthorized', 'missing or invalid API key (send Authorization: Bearer <key> or x-api-key: <key>)')

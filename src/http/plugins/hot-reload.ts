@@ -38,9 +38,8 @@ async function hotReload(app: FastifyInstance, opts: HotReloadOptions): Promise<
     load: opts.load,
   })
   app.decorate('reloader', reloader)
-  app.addHook('onRequest', async (_request, reply) => {
-    const done = reloader.requestStarted()
-    reply.raw.once('close', done)
+  app.addHook('onRequest', async (request) => {
+    request.onEnd(reloader.requestStarted())
   })
   // After the start-up load hook above: the watcher starts from what start-up loaded.
   app.addHook('onReady', async () => {
@@ -51,4 +50,4 @@ async function hotReload(app: FastifyInstance, opts: HotReloadOptions): Promise<
   app.addHook('onClose', async () => reloader.close())
 }
 
-export default fp(hotReload, { name: 'hot-reload', dependencies: ['services'] })
+export default fp(hotReload, { name: 'hot-reload', dependencies: ['services', 'request-context'] })

@@ -1,11 +1,12 @@
 // multipart/form-data for the scoring routes: one JSON field `request` carrying the usual body, plus files that
 // media parts reference by field name. The files themselves are handled by src/preprocess/media/uploads.ts;
-// this plugin parses the body, refuses early (boundary, declared length, a full server) and removes the
-// request's directory when the request ends, however it ends.
+// this plugin parses the body, refuses early (boundary, declared length, a full server, too many uploads or
+// upload bytes in flight: all in onRequest, before a byte of the body is read) and removes the request's
+// directory when the request ends, however it ends.
 import multipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { ServiceError } from '../../errors.ts'
+import { ServiceError, storageError } from '../../errors.ts'
 import { mediaScopeOf } from '../../preprocess/media/request-scope.ts'
 import { RequestUploads } from '../../preprocess/media/uploads.ts'
 
@@ -13,14 +14,21 @@ export const REQUEST_FIELD = 'request'
 // RFC 2046: boundaries are at most 70 characters; longer ones stalled busboy's search (GHSA-xjh9-v7x6-24jw)
 const BOUNDARY = /;\s*boundary=(?:"([^"]*)"|([^;\s]*))/i
 
-function toServiceError(err: unknown): unknown {
+function toServiceError(err: unknown, retryAfterS: number): unknown {
   if (err instanceof ServiceError) return err
+  const storage = storageError(err, retryAfterS)
+  if (storage) return storage
   const e = err as { code?: string; statusCode?: number; message?: string }
   if (e?.code === 'FST_REQ_FILE_TOO_LARGE' || e?.statusCode === 413) {
     return new ServiceError('payload_too_large', `upload over a limit (${e.code ?? 'too large'})`)
   }
   if (typeof e?.code === 'string' && e.code.startsWith('FST_')) return new ServiceError('bad_request', `malformed multipart body: ${e.message ?? e.code}`)
   if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') return new ServiceError('bad_request', 'upload ended early')
+  // busboy's own parse errors carry no code ("Unexpected end of multipart data", "Malformed part header", ...):
+  // a truncated or garbage body is the client's
+  if (err instanceof Error && e.code === undefined && /multipart|part|boundary|form|header/i.test(err.message)) {
+    return new ServiceError('bad_request', `malformed multipart body: ${e.message}`)
+  }
   return err
 }
 
@@ -29,6 +37,13 @@ async function mediaUploads(app: FastifyInstance): Promise<void> {
   const cfg = config.media
   const bodyLimit = config.bodyLimitBytes
   const uploads = new WeakMap<FastifyRequest, RequestUploads>()
+  // uploads admitted and not yet ended, and the bytes they may store (admission before reading)
+  const inFlight = { count: 0, bytes: 0 }
+  const refuse = (reply: { header(k: string, v: string): unknown }, message: string) => {
+    reply.header('connection', 'close')
+    metrics.rejected.inc({ reason: 'overloaded' })
+    return new ServiceError('overloaded', message, { 'retry-after': String(config.retryAfterS) })
+  }
 
   const readBody = async (request: FastifyRequest): Promise<unknown> => {
     const files = await RequestUploads.open(cfg, mediaScopeOf(request))
@@ -65,11 +80,17 @@ async function mediaUploads(app: FastifyInstance): Promise<void> {
     }
     // a full server refuses now, not after receiving and storing the upload (admission proper happens in the
     // scoring service, once the item count is known)
-    if (batcher.pendingItems >= config.maxPendingItems) {
-      reply.header('connection', 'close')
-      metrics.rejected.inc({ reason: 'overloaded' })
-      throw new ServiceError('overloaded', 'server is at capacity; retry the upload later', { 'retry-after': String(config.retryAfterS) })
-    }
+    if (batcher.pendingItems >= config.maxPendingItems) throw refuse(reply, 'server is at capacity; retry the upload later')
+    // what the upload may store: its declared length, or the per-request media limit when it declares none
+    const reserve = Number.isFinite(declared) && declared >= 0 ? declared : cfg.maxRequestBytes
+    if (inFlight.count >= config.uploads.maxConcurrent) throw refuse(reply, `${inFlight.count} uploads in flight; retry the upload later`)
+    if (inFlight.bytes + reserve > config.uploads.maxBytesInFlight) throw refuse(reply, 'too many upload bytes in flight; retry the upload later')
+    inFlight.count++
+    inFlight.bytes += reserve
+    request.onEnd(() => {
+      inFlight.count--
+      inFlight.bytes -= reserve
+    })
   })
   app.addHook('preValidation', async (request, reply) => {
     if (!request.isMultipart()) return
@@ -78,7 +99,7 @@ async function mediaUploads(app: FastifyInstance): Promise<void> {
     } catch (err) {
       // stop reading the rest of an upload we have refused
       reply.header('connection', 'close')
-      throw toServiceError(err)
+      throw toServiceError(err, config.retryAfterS)
     }
   })
   const cleanup = async (request: FastifyRequest) => {

@@ -141,7 +141,7 @@ async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: Ima
     if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
     return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data), info.width * info.height) }
   }
-  const { data, width, height, channels: ch } = await decodeRaw(buf, header, limits, false)
+  const { data, width, height, channels: ch } = await decodeRaw(buf, header, limits, false, header.sixteenBit)
   const pixels = width * height
   const out = new Uint8Array(pixels * 3)
   if (header.sixteenBit) {
@@ -159,36 +159,43 @@ async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: Ima
   return { width, height, data: out }
 }
 
-// RGB or RGBA at 8 bits (16 for a 16-bit source), EXIF orientation applied or not.
-async function decodeRaw(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits, autoOrient: boolean) {
+// RGB or RGBA at 8 bits, or 16 (`wide`, a 16-bit source only), EXIF orientation applied or not.
+async function decodeRaw(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits, autoOrient: boolean, wide: boolean) {
   const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient })
     .timeout({ seconds: limits.timeoutSeconds })
-    .toColourspace(header.sixteenBit ? 'rgb16' : 'srgb')
-    .raw({ depth: header.sixteenBit ? 'ushort' : 'uchar' })
+    .toColourspace(wide ? 'rgb16' : 'srgb')
+    .raw({ depth: wide ? 'ushort' : 'uchar' })
     .toBuffer({ resolveWithObject: true })
   if (info.channels !== 3 && info.channels !== 4) throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`)
+  if (data.length !== info.width * info.height * info.channels * (wide ? 2 : 1)) throw new Error('decoded size mismatch')
   return { data, width: info.width, height: info.height, channels: info.channels }
 }
 
 export type ImageDecodeMode = 'normalized' | 'published'
 
+/** `header`: from readImageHeader when the caller already has it (the media path reads it first to reserve
+ *  decode memory). */
 export async function decodeImage(
   buf: Uint8Array,
   expected: ImageFormat,
   limits: ImageDecodeLimits,
   mode: ImageDecodeMode = 'normalized',
+  header?: ImageHeader,
 ): Promise<RgbImage> {
-  const header = await readImageHeader(buf, expected, limits)
+  header ??= await readImageHeader(buf, expected, limits)
   try {
     if (mode === 'published') return await decodePublished(buf, header, limits)
-    const { data, width, height, channels } = await decodeRaw(buf, header, limits, true)
+    // 16-bit colour or alpha images go straight to 8 bits inside libvips: its 16->8 conversion keeps the high
+    // byte, which is PIL's (checked on the 16-bit fixtures), and the decoded image then holds half the memory.
+    // Only 16-bit grey without alpha needs PIL's v/257 rounding (to8bit).
+    const wide = header.sixteenBit && header.grey && !header.alpha
+    const { data, width, height, channels } = await decodeRaw(buf, header, limits, true, wide)
     const pixels = width * height
-    // always a buffer of our own (it may be transferred to a worker thread, which libvips' memory is not)
-    const bytes = header.sixteenBit
-      ? to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), header.grey && channels === 3)
-      : new Uint8Array(data)
-    if (bytes.length !== pixels * channels) throw new Error('decoded size mismatch')
-    return { width, height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : bytes }
+    // the result is always a buffer of our own (it may be transferred to a worker thread, which libvips' memory
+    // is not): to8bit and flattenOnWhite allocate one, plain RGB is copied
+    if (wide) return { width, height, data: to8bit(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), channels === 3) }
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.length)
+    return { width, height, data: channels === 4 ? flattenOnWhite(bytes, pixels) : new Uint8Array(bytes) }
   } catch (err) {
     throw err instanceof ServiceError ? err : mapSharpError(err)
   }

@@ -11,6 +11,10 @@ export const mediaConfigSchema = z.object({
   maxFilesPerRequest: z.number().int().positive().default(16), // media parts (JSON) or files (multipart) per request
   maxImagePixels: z.number().int().positive().default(36_000_000), // from the header, before decoding
   imageDecodeTimeoutS: z.number().int().positive().default(10),
+  // pixels of all image decodes in flight together (a 36 Mpx RGBA image holds ~250 MB while decoded); more wait
+  decodePixelBudget: z.number().int().positive().default(72_000_000),
+  // pixels that may wait for the budget; beyond it an image gets 503 overloaded + Retry-After at once
+  decodeQueuePixels: z.number().int().nonnegative().default(16 * 36_000_000),
   videoFormats: z.array(z.enum(['mp4', 'webm', 'avi'])).default(['mp4', 'webm']), // AVI is off: GAB2/HLS history
   maxVideoDurationS: z.number().positive().default(120),
   maxVideoWidth: z.number().int().positive().default(4096),
@@ -52,6 +56,12 @@ export const MediaEnvSchema = z.object({
   MEDIA_MAX_IMAGE_PIXELS: int(1),
   /** libvips time limit per image decode, seconds. */
   MEDIA_IMAGE_TIMEOUT_S: int(1),
+  /** Pixels (width x height from the header) of all image decodes in flight together; bounds decode memory
+   *  (16 concurrent 36 Mpx images once took 5.5 GB). An image waits for room; must be >= MEDIA_MAX_IMAGE_PIXELS
+   *  to let the largest image decode while nothing else does (a larger one always runs alone). */
+  MEDIA_DECODE_PIXEL_BUDGET: int(1),
+  /** Pixels that may wait for that budget; beyond it 503 + Retry-After at once. */
+  MEDIA_DECODE_QUEUE_PIXELS: int(0),
   /** Allowed video containers, sniffed from magic bytes: mp4 (MP4/MOV), webm (WebM/MKV), avi. */
   VIDEO_FORMATS: z.string().transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0)).pipe(z.array(z.enum(['mp4', 'webm', 'avi']))).optional(),
   VIDEO_MAX_DURATION_S: num(),
@@ -87,6 +97,8 @@ export function mediaConfigFromEnv(e: z.infer<typeof MediaEnvSchema>): MediaConf
     maxFilesPerRequest: e.MEDIA_MAX_FILES,
     maxImagePixels: e.MEDIA_MAX_IMAGE_PIXELS,
     imageDecodeTimeoutS: e.MEDIA_IMAGE_TIMEOUT_S,
+    decodePixelBudget: e.MEDIA_DECODE_PIXEL_BUDGET,
+    decodeQueuePixels: e.MEDIA_DECODE_QUEUE_PIXELS,
     videoFormats: e.VIDEO_FORMATS,
     maxVideoDurationS: e.VIDEO_MAX_DURATION_S,
     maxVideoWidth: e.VIDEO_MAX_WIDTH,
@@ -120,6 +132,7 @@ export function describeMediaLimits(c: MediaConfig): Record<string, unknown> {
     max_files_per_request: c.maxFilesPerRequest,
     max_image_pixels: c.maxImagePixels,
     image_decode_timeout_s: c.imageDecodeTimeoutS,
+    decode_pixel_budget: c.decodePixelBudget,
     image_formats: ['jpeg', 'png', 'webp', 'gif'],
     video_formats: c.videoFormats,
     max_video_duration_s: c.maxVideoDurationS,

@@ -6,8 +6,9 @@
 import { performance } from 'node:perf_hooks'
 import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types.ts'
 import { ServiceError } from '../../errors.ts'
-import { decodeImage } from '../image/sharp.ts'
+import { decodeImage, readImageHeader } from '../image/sharp.ts'
 import type { ImageTensor } from '../image/hd-transform.ts'
+import { ffmpegAvailable } from '../video/ffmpeg.ts'
 import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
 import { loadPartBytes } from './input.ts'
@@ -39,6 +40,8 @@ interface Job {
 export class IxcMediaResolver implements MediaResolver {
   readonly cache: EmbeddingCache
   readonly videoSlots: Slots
+  /** Decoded pixels of the image decodes in flight (MEDIA_DECODE_PIXEL_BUDGET). */
+  readonly pixelBudget: Slots
   private readonly transformer: Transformer
 
   constructor(
@@ -48,7 +51,13 @@ export class IxcMediaResolver implements MediaResolver {
   ) {
     this.cache = new EmbeddingCache(cfg.embeddingCacheBytes, metrics)
     this.videoSlots = new Slots(cfg.videoMaxConcurrent)
+    this.pixelBudget = new Slots(cfg.decodePixelBudget, cfg.decodeQueuePixels)
     this.transformer = createTransformer(cfg.workers)
+  }
+
+  // What this host can decode: video needs the ffmpeg/ffprobe binaries (/readyz reports their absence).
+  async capabilities(): Promise<{ video: boolean }> {
+    return { video: await ffmpegAvailable({ ffmpeg: this.cfg.ffmpegPath, ffprobe: this.cfg.ffprobePath }) }
   }
 
   // Stops the transform workers (app close).
@@ -109,8 +118,12 @@ export class IxcMediaResolver implements MediaResolver {
     const { sniffed, params } = job
     if (sniffed.kind === 'image') {
       const limits = { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS }
-      const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode)
-      return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
+      // the header (milliseconds, no pixels) says what the decode will hold; it waits for that much budget
+      const header = await readImageHeader(job.bytes, sniffed.format, limits)
+      return this.pixelBudget.run(async () => {
+        const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, header)
+        return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
+      }, signal, header.width * header.height)
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
     // that is removed as soon as the frames are out

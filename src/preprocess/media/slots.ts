@@ -1,47 +1,79 @@
-// A counting semaphore for decoder processes: admission bounds items, not videos, so one request with many
-// videos (or a burst of video requests) could otherwise start an ffmpeg per video at once.
+// A counting semaphore for decoder work: admission bounds items, not media, so one request with many videos or
+// images (or a burst of media requests) could otherwise decode them all at once. Weighted: video decodes take
+// one slot each (VIDEO_MAX_CONCURRENT); image decodes take their pixel count out of MEDIA_DECODE_PIXEL_BUDGET, so
+// the decoded-pixel memory of all in-flight images together is bounded. Waiters run in arrival order.
 import { ServiceError } from '../../errors.ts'
+
+interface Waiter {
+  weight: number
+  grant(): void
+}
 
 export class Slots {
   private used = 0
-  private readonly waiting: Array<() => void> = []
+  private queued = 0
+  private readonly waiting: Waiter[] = []
 
-  constructor(readonly size: number) {}
+  /** `maxQueued`: the total weight that may wait; beyond it `run` refuses at once with 503 overloaded. */
+  constructor(
+    readonly size: number,
+    private readonly maxQueued = Number.POSITIVE_INFINITY,
+    private readonly retryAfterS = 1,
+  ) {}
 
   get inUse(): number {
     return this.used
   }
 
-  // Runs `fn` once a slot is free; gives up waiting (and never runs `fn`) when `signal` aborts.
-  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    await this.acquire(signal)
+  // Runs `fn` once `weight` is free (a weight over `size` runs alone); gives up waiting (and never runs `fn`)
+  // when `signal` aborts.
+  async run<T>(fn: () => Promise<T>, signal?: AbortSignal, weight = 1): Promise<T> {
+    await this.acquire(weight, signal)
     try {
       return await fn()
     } finally {
-      this.used--
-      this.waiting.shift()?.()
+      this.used -= weight
+      this.wake()
     }
   }
 
-  private acquire(signal?: AbortSignal): Promise<void> {
+  private fits(weight: number): boolean {
+    return this.used === 0 || this.used + weight <= this.size
+  }
+
+  private wake(): void {
+    while (this.waiting.length > 0 && this.fits(this.waiting[0]!.weight)) this.waiting.shift()!.grant()
+  }
+
+  private acquire(weight: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortReason(signal))
-    if (this.used < this.size) {
-      this.used++
+    if (this.waiting.length === 0 && this.fits(weight)) {
+      this.used += weight
       return Promise.resolve()
     }
+    if (this.queued + weight > this.maxQueued) {
+      return Promise.reject(new ServiceError('overloaded', 'too much media is waiting to be decoded; retry later', { 'retry-after': String(this.retryAfterS) }))
+    }
+    this.queued += weight
     return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal?.removeEventListener('abort', onAbort)
-        this.used++
-        resolve()
+      const waiter: Waiter = {
+        weight,
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort)
+          this.queued -= weight
+          this.used += weight
+          resolve()
+        },
       }
       const onAbort = () => {
-        const i = this.waiting.indexOf(grant)
+        const i = this.waiting.indexOf(waiter)
         if (i >= 0) this.waiting.splice(i, 1)
+        this.queued -= weight
+        this.wake() // a smaller waiter behind it may fit now
         reject(abortReason(signal!))
       }
       signal?.addEventListener('abort', onAbort, { once: true })
-      this.waiting.push(grant)
+      this.waiting.push(waiter)
     })
   }
 }

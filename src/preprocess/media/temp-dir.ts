@@ -2,6 +2,7 @@
 // from a client, and every directory is removed when its request ends, whatever happened.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { storageError } from '../../errors.ts'
 
 export const TEMP_PREFIX = 'reward-media-'
 let live = 0
@@ -12,7 +13,9 @@ export interface RequestTempDir {
 }
 
 export async function createRequestTempDir(root: string): Promise<RequestTempDir> {
-  const path = await mkdtemp(join(root, TEMP_PREFIX))
+  const path = await mkdtemp(join(root, TEMP_PREFIX)).catch((err: unknown) => {
+    throw storageError(err) ?? err
+  })
   live++
   let removed = false
   return {
@@ -31,6 +34,8 @@ export async function withRequestTempDir<T>(root: string, fn: (dir: string) => P
   const dir = await createRequestTempDir(root)
   try {
     return await fn(dir.path)
+  } catch (err) {
+    throw storageError(err) ?? err // e.g. writing inline video bytes to a full temp dir
   } finally {
     await dir.remove()
   }

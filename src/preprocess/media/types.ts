@@ -49,4 +49,6 @@ export interface MediaResolver {
   resolve(parts: readonly MediaPart[], ctx: MediaContext): Promise<MediaBlock[]>
   /** Releases what the resolver holds (worker threads); called when the app closes. */
   close?(): Promise<void>
+  /** Which media kinds this host can decode now (video: the ffmpeg binaries run); /readyz reports it. */
+  capabilities?(): Promise<{ video: boolean }>
 }

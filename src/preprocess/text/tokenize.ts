@@ -4,9 +4,16 @@
 // ids of those characters, exactly as sentencepiece would, so nobody can forge the reward position.
 import { readFile } from 'node:fs/promises'
 import { Tokenizer } from '@huggingface/tokenizers'
+import { TokenizerWorker } from './tokenize-pool.ts'
 
 export interface TextTokenizer {
   encode(text: string): number[]
+  /** Many texts at once, off the event loop where the tokenizer can (a worker thread); same ids as encode(). */
+  encodeBatch?(texts: readonly string[]): Promise<number[][]>
+  /** Strings this tokenizer matches atomically in text (its added tokens): safe mode cuts them in content. */
+  readonly atomicPieces?: readonly string[]
+  /** Characters in the longest ordinary vocab piece: a text of n characters gives at least n / this many ids. */
+  readonly maxPieceChars?: number
 }
 
 export interface ControlIds {
@@ -42,9 +49,20 @@ export class HfTextTokenizer implements TextTokenizer {
   /** Strings matched whole wherever they appear in text (user-defined pieces such as [UNUSED_TOKEN_146], added
    *  tokens): what the conversation encoder's literal mode keeps out of content. */
   readonly atomicPieces: readonly string[]
+  readonly controlPieces: readonly string[]
+  readonly maxPieceChars: number
+  #worker: TokenizerWorker | null = null
 
-  constructor(json: TokenizerJson, control: ControlIds, opts: { wordSplit?: boolean } = {}) {
+  constructor(json: TokenizerJson, control: ControlIds, opts: { wordSplit?: boolean; file?: string } = {}) {
     const controlIds = new Set([control.bos_id, control.eos_id, control.pad_id, control.unk_id])
+    const vocab = ((json.model as { vocab?: Record<string, number> } | undefined)?.vocab ?? {}) as Record<string, number>
+    const addedContents = new Set((json.added_tokens ?? []).map((t) => t.content))
+    /** the vocab pieces of the control ids (<s>, </s>, <unk>): load checks that typing them gives no control id */
+    this.controlPieces = Object.entries(vocab).filter(([, id]) => controlIds.has(id)).map(([piece]) => piece)
+    let longest = 1
+    for (const [piece, id] of Object.entries(vocab)) if (!addedContents.has(piece) && !controlIds.has(id)) longest = Math.max(longest, [...piece].length)
+    this.maxPieceChars = longest
+    if (opts.file) this.#worker = new TokenizerWorker({ file: opts.file, control, wordSplit: opts.wordSplit })
     // Hugging Face tokenizers split text on every added token; SentencePiece never matches control pieces in
     // text. Dropping them from the added-token list (they stay in the model vocab) gives sentencepiece's ids.
     const added_tokens = (json.added_tokens ?? []).filter((t) => !controlIds.has(t.id))
@@ -56,12 +74,21 @@ export class HfTextTokenizer implements TextTokenizer {
     this.#tok = new Tokenizer({ ...json, added_tokens, pre_tokenizer }, {})
   }
 
-  static async fromFile(file: string, control: ControlIds): Promise<HfTextTokenizer> {
-    return new HfTextTokenizer(JSON.parse(await readFile(file, 'utf8')) as TokenizerJson, control)
+  /** `worker`: encodeBatch runs on a worker thread of its own (the service); off, it runs on the caller's. */
+  static async fromFile(file: string, control: ControlIds, opts: { worker?: boolean } = {}): Promise<HfTextTokenizer> {
+    const json = JSON.parse(await readFile(file, 'utf8')) as TokenizerJson
+    return new HfTextTokenizer(json, control, { file: opts.worker ? file : undefined })
   }
 
   encode(text: string): number[] {
     if (text.length === 0) return []
     return this.#tok.encode(text, { add_special_tokens: false }).ids
+  }
+
+  // Tokenizing a request's text costs up to ~100 ms of CPU (4 M characters budget; long space-free runs are
+  // superlinear in BPE); on the event loop that froze /healthz. The worker keeps the loop free.
+  encodeBatch(texts: readonly string[]): Promise<number[][]> {
+    if (this.#worker) return this.#worker.encode(texts)
+    return Promise.resolve(texts.map((x) => this.encode(x)))
   }
 }

@@ -112,6 +112,17 @@ function unavailable(err: unknown): ServiceError | null {
   return null
 }
 
+// A decoder killed from outside (the OOM killer's SIGKILL, an operator's SIGTERM) says nothing about the input:
+// 503, retryable. A crash signal on its own (SIGSEGV, SIGABRT, ...) follows the input: 422 as before. Our own
+// kills (timeout, abort, refused output) never get here: they are reported as what they are.
+function killedBySignal(res: RunResult): ServiceError | null {
+  if (res.code !== null || res.signal === null) return null
+  if (['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'].includes(res.signal)) {
+    return new ServiceError('decoder_killed', `the video decoder was killed (${res.signal}); retry later`, { 'retry-after': '1' })
+  }
+  return new ServiceError('media_invalid', `the video decoder crashed on this input (${res.signal})`)
+}
+
 // First line of ffmpeg's stderr, with the server's temp path removed (it is ours, but nobody else's business).
 function firstLine(stderr: string, file: string): string {
   const line = stderr.split('\n').find((l) => l.trim() !== '') ?? 'unknown error'
@@ -157,6 +168,8 @@ export async function probeVideo(bins: FfmpegBinaries, file: string, demuxer: st
     throw unavailable(err) ?? err
   }
   if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video probe exceeded ${limits.timeoutMs} ms`)
+  const killed = killedBySignal(res)
+  if (killed) throw killed
   if (res.code !== 0) {
     if (/max_streams|nb_streams|streams.*limit/i.test(res.stderr)) throw new ServiceError('media_limit_exceeded', `video has more than ${limits.maxStreams} streams`)
     throw new ServiceError('media_invalid', `video could not be read: ${firstLine(res.stderr, file)}`)
@@ -216,6 +229,8 @@ async function decodeFrames(bins: FfmpegBinaries, file: string, demuxer: string,
     throw unavailable(err) ?? err
   }
   if (res.timedOut) throw new ServiceError('media_limit_exceeded', `video decoding exceeded ${limits.timeoutMs} ms`)
+  const killed = killedBySignal(res)
+  if (killed) throw killed
   if (res.code !== 0) throw new ServiceError('media_invalid', `video could not be decoded: ${firstLine(res.stderr, file)}`)
   try {
     parser.end()

@@ -17,6 +17,7 @@ async function appWithLog(ready: boolean) {
   app.decorate('lifecycle', { shuttingDown: false, inflight: 0 } as never)
   app.decorate('engine', { health: async () => ready } as never)
   app.decorate('models', { isReady: () => ready, servingModels: () => [] } as never)
+  app.decorate('media', {} as never)
   await app.register(healthRoutes)
   app.get('/other', async () => ({}))
   await app.ready()

@@ -103,15 +103,50 @@ t.test("Fastify's own errors and 404s go through the table", async (t) => {
 })
 
 t.test('a failing batch fails only its own requests (500, generic message)', async (t) => {
-  const { app, engine } = await buildTestApp()
+  // While a first request holds the engine, four more queue up; they run as two batches of two. The first of
+  // those fails: its two requests get 500, the two of the next batch are scored (a batcher that failed the
+  // whole queue, or the wrong batch, fails this).
+  const { app, engine } = await buildTestApp({ MAX_BATCH_SIZE: '2' })
   t.teardown(() => app.close())
-  engine.failNext = true
-  const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a', 'b')] } })
-  t.equal(res.statusCode, 500)
-  t.equal(res.json().error.code, 'engine_error')
-  t.notMatch(res.json().error.message, /fake engine failure/)
-  const ok = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a', 'b')] } })
-  t.equal(ok.statusCode, 200)
+  const enc = fakeModel().encoder
+  const score = (c: ReturnType<typeof conv>) => app.inject({ method: 'POST', url: '/v1/score', payload: { items: [c] } })
+  engine.hold()
+  const head = score(conv('x', 'y'))
+  await engine.started(1)
+  const failing = [conv('a', 'b'), conv('c', 'd')].map(score)
+  const later = [conv('e', 'f'), conv('g', 'h')]
+  const queued = later.map(score)
+  await new Promise((r) => setTimeout(r, 50))
+  engine.failRun = 1
+  engine.release()
+  t.equal((await head).statusCode, 200)
+  for (const res of await Promise.all(failing)) {
+    t.equal(res.statusCode, 500)
+    t.equal(res.json().error.code, 'engine_error')
+    t.notMatch(res.json().error.message, /fake engine failure/)
+  }
+  const ok = await Promise.all(queued)
+  ok.forEach((res, i) => {
+    t.equal(res.statusCode, 200, 'a request of the next batch is scored')
+    t.ok(Math.abs(res.json().scores[0] - fakeRowScore(enc.finish(enc.turns(later[i]!.messages as never)).ids)) < 1e-5, 'with its own score')
+  })
+  t.same(engine.batches, [1, 2, 2], 'the failing batch held two concurrent requests')
+})
+
+t.test('a request with more than 10 items prints no MaxListenersExceededWarning', async (t) => {
+  const { app } = await buildTestApp()
+  t.teardown(() => app.close())
+  const warnings: string[] = []
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`)
+  process.on('warning', onWarning)
+  t.teardown(() => process.off('warning', onWarning))
+  const items = Array.from({ length: 40 }, (_, i) => conv(`q${i}`, `a${i}`))
+  // over real HTTP: the abort signal is the socket's
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const res = await fetch(`${base}/v1/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ items }) })
+  t.equal(res.status, 200)
+  await new Promise((r) => setImmediate(r))
+  t.same(warnings.filter((w) => /MaxListeners/.test(w)), [])
 })
 
 t.test('x-request-id: a sane caller id is echoed, anything else replaced', async (t) => {
@@ -121,4 +156,20 @@ t.test('x-request-id: a sane caller id is echoed, anything else replaced', async
   t.equal(ok.headers['x-request-id'], 'trainer-42.step:7')
   const bad = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'a b<script>' } })
   t.match(bad.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+})
+
+t.test('MAX_REQUEST_CHARS: text over the request budget is refused before tokenizing; /get_reward counts it per piece', async (t) => {
+  const { app, engine } = await buildTestApp({ MAX_REQUEST_CHARS: '1000', MAX_CLIENT_BATCH_SIZE: '4' })
+  t.teardown(() => app.close())
+  const over = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a'.repeat(400), 'b'.repeat(400)), conv('c'.repeat(400), 'd')] } })
+  t.equal(over.statusCode, 422, over.body)
+  t.equal(over.json().error.code, 'input_too_long')
+  t.match(over.json().error.message, /request has 1201 characters of text; the limit is 1000/)
+  t.equal(engine.rowsRun.length, 0, 'nothing ran')
+  t.equal((await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [conv('a'.repeat(300), 'b'.repeat(300))] } })).statusCode, 200, 'under the budget')
+  // 12 samples of 200 characters: 2400 over the request, 800 per piece of MAX_CLIENT_BATCH_SIZE = 4 samples
+  const queries = Array.from({ length: 12 }, (_, i) => `<|im_start|>user\n${'q'.repeat(100)}<|im_end|>\n<|im_start|>assistant\n${String(i).padEnd(100, 'r')}<|im_end|>`)
+  const rl = await app.inject({ method: 'POST', url: '/get_reward', payload: { query: queries } })
+  t.equal(rl.statusCode, 200, rl.body)
+  t.equal(rl.json().rewards.length, 12)
 })
