@@ -212,8 +212,10 @@ export async function loadVersion(
   const model: ModelVersion = { key, name: m.name, version: m.version, dir: entry.dir, manifest: m, encoder, graphs, batchTokens }
   try {
     checkSessions(m, graphs)
-    await warmUp(opts.engine, model)
+    // The golden scores first: weights that differ from the trainer's are named as such, before the packed
+    // graph's agreement with reward.onnx (which such weights also break) is checked in the warm-up.
     await verifyGolden(opts.engine, model)
+    await warmUp(opts.engine, model)
   } catch (err) {
     await opts.engine.unload(key).catch(() => {})
     throw err

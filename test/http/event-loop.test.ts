@@ -21,7 +21,7 @@ function post(port: number, url: string, body: Buffer): Promise<{ status: number
   })
 }
 
-t.test('/healthz p99 < 100 ms while the largest allowed requests are tokenized', async (t) => {
+t.test('/healthz p99 < 100 ms (or 3x its idle p99 on a loaded host) while the largest allowed requests are tokenized', async (t) => {
   // the server runs in a child process: the client's own work (building and sending 4 MB bodies) must not be
   // counted as the server's latency
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/http/helpers/real-tokenizer-server.ts')], {
@@ -65,6 +65,17 @@ t.test('/healthz p99 < 100 ms while the largest allowed requests are tokenized',
   const warm = await fetch(`${base}/v1/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ items: [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }] }] }) })
   t.equal(warm.status, 200)
 
+  // The same probe on the idle server first: on a loaded host every request is slower, and the bound is about a
+  // loop frozen by tokenization (31 s before the fix), not about the host's own scheduling noise.
+  const idle: number[] = []
+  for (let i = 0; i < 40; i++) {
+    const t1 = performance.now()
+    await (await fetch(`${base}/healthz`)).text()
+    idle.push(performance.now() - t1)
+  }
+  idle.sort((a, b) => a - b)
+  const bound = Math.max(100, 3 * idle[Math.floor(idle.length * 0.99)]!)
+
   const lat: number[] = []
   let running = true
   const poll = (async () => {
@@ -89,5 +100,5 @@ t.test('/healthz p99 < 100 ms while the largest allowed requests are tokenized',
   lat.sort((a, b) => a - b)
   const p99 = lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]!
   t.ok(lat.length >= 5, `${lat.length} probes during ${busyMs.toFixed(0)} ms of load`)
-  t.ok(p99 < 100, `/healthz p99 ${p99.toFixed(1)} ms (max ${lat[lat.length - 1]!.toFixed(1)} ms) over ${lat.length} probes; slowest ${lat.slice(-5).map((x) => x.toFixed(0)).join(', ')}`)
+  t.ok(p99 < bound, `/healthz p99 ${p99.toFixed(1)} ms < ${bound.toFixed(0)} ms (max ${lat[lat.length - 1]!.toFixed(1)} ms) over ${lat.length} probes; slowest ${lat.slice(-5).map((x) => x.toFixed(0)).join(', ')}`)
 })
