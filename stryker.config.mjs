@@ -63,8 +63,8 @@ export default {
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
   jsonReporter: { fileName: `reports/mutation/${name}${process.env.MUTATION_BASELINE === '1' ? '.before' : ''}.json` },
   htmlReporter: { fileName: `reports/mutation/${name}${process.env.MUTATION_BASELINE === '1' ? '.before' : ''}.html` },
-  tempDirName: '.stryker-tmp',
+  tempDirName: `.stryker-tmp-${name}`, // one per module: modules can run side by side
   cleanTempDir: true,
-  ignorePatterns: ['reports', 'trainer', 'clients', '.tap'],
+  ignorePatterns: ['reports', 'trainer', 'clients', '.tap', '.stryker-tmp*'],
   thresholds: { high: 90, low: 75, break: null },
 }

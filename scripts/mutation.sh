@@ -12,6 +12,9 @@ mods=("$@")
 mkdir -p reports/mutation
 for m in "${mods[@]}"; do
   echo "=== mutation: $m"
+  # the sandbox is .stryker-tmp-<module>/sandbox-*/: tests that read ../shared (fixtures) must find it there too
+  mkdir -p ".stryker-tmp-$m"
+  [ -d ../shared ] && ln -sfn "$(cd .. && pwd)/shared" ".stryker-tmp-$m/shared"
   MUTATION_MODULE="$m" nice -n 10 npx stryker run stryker.config.mjs
 done
 # one line per module: score, killed, survived, timeout, no-coverage (from the JSON reports)

@@ -10,7 +10,8 @@ import {
   videoTransform,
   type ImagePreprocessParams,
 } from '../../src/preprocess/image/hd-transform.ts'
-import type { RgbImage } from '../../src/preprocess/image/rgb.ts'
+import { normalizeToTensor, type RgbImage } from '../../src/preprocess/image/rgb.ts'
+import { resizeBilinear } from '../../src/preprocess/image/pil-resize.ts'
 
 const params: ImagePreprocessParams = {
   tile_size: 112, patch_size: 14, hd_num: 4, hd_num_multi: 2, resize: 'pil_bilinear', pad_color: [255, 255, 255],
@@ -79,4 +80,19 @@ t.test('videoTransform: short side to S, long side padded to a multiple of S, or
   t.ok(Math.abs(land.data[0 * 112 * 224 + 5 * 224 + x]! - white) < 1e-5, 'padded column is white')
   const sq = videoTransform(gray(112, 112), params)
   t.same([sq.width, sq.height], [112, 112], 'no padding needed')
+})
+
+t.test('a square video frame is not transposed (the trainer transposes only when width < height)', async (t) => {
+  // PIL's bilinear resize rounds to uint8 between its horizontal and vertical passes, so resizing a transposed
+  // square and transposing back is not the same image: the orientation test must be strict
+  const n = 200
+  const data = new Uint8Array(n * n * 3)
+  for (let i = 0; i < data.length; i++) data[i] = (i * 37 + Math.floor(i / 7) * 91) % 256
+  const img: RgbImage = { width: n, height: n, data }
+  const want = normalizeToTensor(resizeBilinear(img, 112, 112), params.mean, params.std)
+  const got = videoTransform(img, params)
+  t.same([got.width, got.height], [112, 112])
+  let diff = 0
+  for (let i = 0; i < want.length; i++) if (got.data[i] !== want[i]) diff++
+  t.equal(diff, 0, 'identical to resizing the frame as it is')
 })
