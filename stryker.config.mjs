@@ -3,7 +3,10 @@
 // command runner on just the test files that cover it (run straight with node + tsx: ~1-5 s a mutant instead of
 // tap's per-file start-up). The command runner has no per-test coverage, so every mutant runs the whole command:
 // keep each module's list short. Results: reports/mutation/<module>.{json,html}; scores in test/README.md.
-const tests = (...files) => files.map((f) => `node --import tsx ${f}`).join(' && ')
+import { existsSync } from 'node:fs'
+
+// test/mutation/<module>.test.ts files are named before they exist (a module not yet worked on runs without)
+const tests = (...files) => files.filter((f) => existsSync(f)).map((f) => `node --import tsx ${f}`).join(' && ')
 
 export const modules = {
   'batch-policy': {
