@@ -52,9 +52,13 @@ const command = process.env.MUTATION_BASELINE === '1'
   ? mod.command.split(' && ').filter((c) => !c.includes('test/mutation/')).join(' && ')
   : mod.command
 
+// MUTATION_MUTATE=file:line-line,... narrows a run to some lines (re-checking survivors); its report is .partial
+const partial = process.env.MUTATION_MUTATE ? '.partial' : ''
+const suffix = `${process.env.MUTATION_BASELINE === '1' ? '.before' : ''}${partial}`
+
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
-  mutate: mod.mutate,
+  mutate: process.env.MUTATION_MUTATE ? process.env.MUTATION_MUTATE.split(',') : mod.mutate,
   testRunner: 'command',
   commandRunner: { command: `nice -n 10 sh -c '${command}'` },
   coverageAnalysis: 'off',
@@ -64,8 +68,8 @@ export default {
   timeoutMS: 8000,
   reporters: ['clear-text', 'json', 'html', 'progress-append-only'],
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
-  jsonReporter: { fileName: `reports/mutation/${name}${process.env.MUTATION_BASELINE === '1' ? '.before' : ''}.json` },
-  htmlReporter: { fileName: `reports/mutation/${name}${process.env.MUTATION_BASELINE === '1' ? '.before' : ''}.html` },
+  jsonReporter: { fileName: `reports/mutation/${name}${suffix}.json` },
+  htmlReporter: { fileName: `reports/mutation/${name}${suffix}.html` },
   tempDirName: `.stryker-tmp-${name}`, // one per module: modules can run side by side
   cleanTempDir: true,
   ignorePatterns: ['reports', 'trainer', 'clients', '.tap', '.stryker-tmp*'],

@@ -82,6 +82,7 @@ t.test('admit after close: 503 shutting_down with Retry-After, nothing reserved'
   } catch (err) {
     const e = err as ServiceError
     t.equal(e.code, 'shutting_down')
+    t.equal(e.message, 'server is closed')
     t.same(e.headers, { 'retry-after': '7' })
   }
   t.equal(b.pendingItems, 0)
@@ -96,8 +97,11 @@ t.test('rows submitted in one tick run as one batch; each gets its own score and
     t.equal(r.score, Math.fround(fakeRowScore(rows[i]!.ids)))
     t.equal(r.batchSize, 3)
     t.equal(r.inferenceMs, 0.1)
-    t.ok(r.queueMs >= 0)
+    t.ok(r.queueMs >= 0 && r.queueMs < 5_000, `queueMs ${r.queueMs}`)
   })
+  t.match(await metric('scorer_inference_seconds_sum'), /scorer_inference_seconds_sum\{graph="reward"\} 0\.0001$/)
+  const queued = Number((await metric('scorer_queue_seconds_sum')).split(' ').pop())
+  t.ok(queued >= 0 && queued < 5, `queue seconds ${queued}`)
   t.equal(b.queueDepth, 0)
   t.match(await metric('scorer_items_scored_total'), /model="m",version="1"} 3/)
   t.match(await metric('scorer_tokens_scored_total'), /model="m",version="1"} 6/)
@@ -141,6 +145,7 @@ t.test('deadline: 504 timeout at the deadline, and the row never runs', async (t
   const e = await rejection(late)
   t.equal(e.code, 'timeout')
   t.equal(e.status, 504)
+  t.equal(e.message, 'request deadline passed before it was scored')
   t.match(await metric('scorer_rejected_total'), /reason="timeout"} 1/)
   engine.release()
   await busy
@@ -161,11 +166,21 @@ t.test('a job already past its deadline when the policy looks is rejected as exp
   t.same(engine.rowsRun, [[1]])
 })
 
+t.test('an idle batcher drops a row already past its deadline through the policy (expired), unrun', async (t) => {
+  const { b, engine } = setup()
+  const e = await rejection(b.submit(model(), row(2), performance.now() - 1))
+  t.equal(e.code, 'timeout')
+  t.equal(e.message, 'request deadline passed before it was scored')
+  await tick()
+  t.same(engine.rowsRun, [])
+})
+
 t.test('client gone: an aborted signal rejects at once; an abort while queued drops the row', async (t) => {
   const { b, engine, metric } = setup()
   const gone = AbortSignal.abort()
   const e0 = await rejection(b.submit(model(), row(9), far(), gone))
   t.equal(e0.code, 'client_closed')
+  t.equal(e0.message, 'client closed the request')
   t.equal(b.queueDepth, 0, 'never queued')
   engine.hold()
   const busy = b.submit(model(), row(1), far())
@@ -176,6 +191,7 @@ t.test('client gone: an aborted signal rejects at once; an abort while queued dr
   ac.abort()
   const e1 = await rejection(queued)
   t.equal(e1.code, 'client_closed')
+  t.equal(e1.message, 'client closed the request')
   t.match(await metric('scorer_rejected_total'), /reason="client_gone"} 2/)
   engine.release()
   await busy
@@ -190,8 +206,8 @@ t.test('a finished job removes its abort listener and its timer', async (t) => {
   let removed = 0
   const add = ac.signal.addEventListener.bind(ac.signal)
   const rm = ac.signal.removeEventListener.bind(ac.signal)
-  ac.signal.addEventListener = ((...a: Parameters<typeof add>) => (added++, add(...a))) as typeof add
-  ac.signal.removeEventListener = ((...a: Parameters<typeof rm>) => (removed++, rm(...a))) as typeof rm
+  ac.signal.addEventListener = ((...a: Parameters<typeof add>) => (a[0] === 'abort' && added++, add(...a))) as typeof add
+  ac.signal.removeEventListener = ((...a: Parameters<typeof rm>) => (a[0] === 'abort' && removed++, rm(...a))) as typeof rm
   const r = await b.submit(model(), row(1), performance.now() + 50, ac.signal)
   t.ok(Number.isFinite(r.score))
   t.equal(added, 1)
@@ -213,6 +229,7 @@ t.test('a failing batch rejects only its own rows with a retryable engine_error;
     const e = await rejection(p)
     t.equal(e.code, 'engine_error')
     t.equal(e.status, 500)
+    t.equal(e.message, 'inference failed')
   }
   const ok = await Promise.all(second)
   t.same(ok.map((r) => r.score), [row(3), row(4)].map((r) => Math.fround(fakeRowScore(r.ids))))
