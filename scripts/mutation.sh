@@ -3,7 +3,9 @@
 #   npm run test:mutation                      all modules
 #   npm run test:mutation -- batcher encode    some
 #   MUTATION_BASELINE=1 npm run test:mutation  without test/mutation/ (the "before" scores)
-# Not part of scripts/test.sh: a long check (about 25 min for all modules on one core); scores go in test/README.md.
+#   MUTATION_MUTATE=src/x.ts:10-12,... npm run test:mutation -- x   only those lines (re-checking survivors)
+# Not part of scripts/test.sh: a long check (over an hour for all modules on a loaded 2-core host); scores go in
+# test/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=(batch-policy batcher errors hd-transform encode query-template get-reward auth)
@@ -21,7 +23,7 @@ done
 node -e '
 const fs = require("fs")
 for (const m of process.argv.slice(1)) {
-  const f = `reports/mutation/${m}${process.env.MUTATION_BASELINE === "1" ? ".before" : ""}.json`
+  const f = `reports/mutation/${m}${process.env.MUTATION_BASELINE === "1" ? ".before" : ""}${process.env.MUTATION_MUTATE ? ".partial" : ""}.json`
   if (!fs.existsSync(f)) continue
   const r = JSON.parse(fs.readFileSync(f, "utf8"))
   const n = {}

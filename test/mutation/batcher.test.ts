@@ -91,13 +91,15 @@ t.test('admit after close: 503 shutting_down with Retry-After, nothing reserved'
 t.test('rows submitted in one tick run as one batch; each gets its own score and timings', async (t) => {
   const { b, engine, metric } = setup()
   const rows = [row(1, 2, 3), row(4, 5), row(6)]
+  const t0 = performance.now()
   const res = await Promise.all(rows.map((r) => b.submit(model(), r, far())))
+  const elapsed = performance.now() - t0
   t.same(engine.batches, [3])
   res.forEach((r, i) => {
     t.equal(r.score, Math.fround(fakeRowScore(rows[i]!.ids)))
     t.equal(r.batchSize, 3)
     t.equal(r.inferenceMs, 0.1)
-    t.ok(r.queueMs >= 0 && r.queueMs < 5_000, `queueMs ${r.queueMs}`)
+    t.ok(r.queueMs >= 0 && r.queueMs <= elapsed, `queueMs ${r.queueMs} within the ${elapsed} ms the call took`)
   })
   t.match(await metric('scorer_inference_seconds_sum'), /scorer_inference_seconds_sum\{graph="reward"\} 0\.0001$/)
   const queued = Number((await metric('scorer_queue_seconds_sum')).split(' ').pop())
