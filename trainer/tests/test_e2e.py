@@ -69,12 +69,70 @@ def test_export_fails_loudly_on_parity_mismatch(tiny_run, monkeypatch):
     assert not [p for p in os.listdir(run / "model-bad") if p.startswith(".export-")]
 
 
-def test_resume_from_checkpoint_continues(tiny_run, tmp_path):
+def test_resume_from_checkpoint_continues(tiny_run, tmp_path, monkeypatch):
+    """A run killed after its step-2 checkpoint and resumed ends bit-for-bit (within float noise) where the same
+    run left alone ends: resume restores the weights, the AdamW moments and the step, and runs only the rest."""
+    import dataclasses
+
     import torch
+
+    from reward_trainer import train as train_mod
+    from reward_trainer.checkpoint import preprocess_configs
+    from reward_trainer.config import ModelArgs, TrainConfig
 
     run, _ = tiny_run
     state = torch.load(run / "train" / "ckpt.pt", map_location="cpu")
     assert state["final"] and state["step"] >= 1 and "model_args" in state and "train_config" in state
+    margs = ModelArgs.from_dict(state["model_args"])
+    base = dataclasses.replace(TrainConfig(**state["train_config"]), max_steps=4, ckpt_every=2, time_budget_s=0.0,
+                               epochs=1.0, eval_data=None)
+
+    def train(out, resume):
+        icfg, vcfg = preprocess_configs(state)
+        return train_mod.train(dataclasses.replace(base, out=str(out), resume=resume), margs, icfg, vcfg)
+
+    real_scores = train_mod.pair_scores
+    calls = []
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real_scores(*a, **k)
+
+    monkeypatch.setattr(train_mod, "pair_scores", counting)
+    assert train(tmp_path / "straight", resume=False)["steps"] == 4
+    assert len(calls) == 4
+    straight = torch.load(tmp_path / "straight" / "ckpt.pt", map_location="cpu")
+
+    class Killed(Exception):
+        pass
+
+    def dies_after_two(*a, **k):
+        if len(calls) == 2:
+            raise Killed()
+        return counting(*a, **k)
+
+    calls.clear()
+    monkeypatch.setattr(train_mod, "pair_scores", dies_after_two)
+    with pytest.raises(Killed):
+        train(tmp_path / "cut", resume=True)
+    mid = torch.load(tmp_path / "cut" / "ckpt.pt", map_location="cpu")
+    assert mid["step"] == 2 and not mid["final"] and mid["optimizer"]["state"], "the step-2 checkpoint holds AdamW moments"
+
+    calls.clear()
+    monkeypatch.setattr(train_mod, "pair_scores", counting)
+    res = train(tmp_path / "cut", resume=True)
+    assert res["steps"] == 4 and len(calls) == 2, "resumed at step 2: ran steps 3 and 4 only"
+    resumed = torch.load(tmp_path / "cut" / "ckpt.pt", map_location="cpu")
+    assert resumed["final"] and resumed["step"] == 4
+    # same weights and optimizer moments as the run that was never interrupted (CPU float32: tolerance 1e-5)
+    for name, w in straight["model"].items():
+        assert torch.allclose(resumed["model"][name], w, rtol=1e-4, atol=1e-5), name
+    for i, st in straight["optimizer"]["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                assert torch.allclose(resumed["optimizer"]["state"][i][k], v, rtol=1e-4, atol=1e-6), (i, k)
+    # and the resumed weights moved away from the step-2 checkpoint (training did continue)
+    assert any(not torch.equal(resumed["model"][n], mid["model"][n]) for n in mid["model"])
 
 
 def test_exported_manifest_satisfies_the_service_json_schema(tiny_run):
