@@ -6,6 +6,7 @@
 // algorithm (its exporter checks the graph with it).
 import type { PackedRewardFeeds } from '../engine/types.ts'
 import type { EncodedRow } from './types.ts'
+import { placeImages } from './pack.ts'
 
 type Image = EncodedRow['images'][number]
 
@@ -129,16 +130,7 @@ export function packPackedBatch(rows: readonly PackedRow[], padId: number, dim: 
   let embedAt = 0
   const place = (row: EncodedRow, base: number) => {
     for (let j = 0; j < row.ids.length; j++) ids32[2 * (base + j)] = row.ids[j]!
-    for (const img of row.images) {
-      const { tokens, embeds } = img.block
-      if (img.block.dim !== dim) throw new Error(`image block width ${img.block.dim} != model width ${dim} (this is a bug)`)
-      imageEmbeds.set(embeds.subarray(0, tokens * dim), embedAt * dim)
-      for (let k = 0; k < tokens; k++) {
-        pos32[2 * (base + img.start + k)] = embedAt + k
-        imMask[base + img.start + k] = 1
-      }
-      embedAt += tokens
-    }
+    embedAt = placeImages(row.images, base, { imageEmbeds, pos32, imMask, dim }, embedAt)
   }
   rows.forEach((r, i) => {
     place(r.trunk, i * t)

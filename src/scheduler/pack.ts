@@ -32,16 +32,30 @@ export function packRewardBatch(rows: readonly EncodedRow[], padId: number, dim:
       att32[2 * (base + j)] = 1
     }
     readoutIndex[i] = BigInt(len - 1)
-    for (const img of r.images) {
-      const { tokens, embeds } = img.block
-      if (img.block.dim !== dim) throw new Error(`image block width ${img.block.dim} != model width ${dim} (this is a bug)`)
-      imageEmbeds.set(embeds.subarray(0, tokens * dim), embedAt * dim)
-      for (let k = 0; k < tokens; k++) {
-        pos32[2 * (base + img.start + k)] = embedAt + k
-        imMask[base + img.start + k] = 1
-      }
-      embedAt += tokens
-    }
+    embedAt = placeImages(r.images, base, { imageEmbeds, pos32, imMask, dim }, embedAt)
   })
   return { rows: b, seqLen: t, inputIds, imageEmbeds, embedRows, dim, imagePositions, imMask, attentionMask, readoutIndex }
+}
+
+/** Writes a row's media blocks at `base` (its first position in the flat [rows, seqLen] arrays): their embeddings
+ *  into image_embeds from row `embedAt` on, their positions and im_mask. Returns the next free embedding row.
+ *  Shared by the padded (reward.onnx) and packed (reward_packed.onnx) layouts. */
+export function placeImages(
+  images: EncodedRow['images'],
+  base: number,
+  out: { imageEmbeds: Float32Array; pos32: Int32Array; imMask: Float32Array; dim: number },
+  embedAt: number,
+): number {
+  const { imageEmbeds, pos32, imMask, dim } = out
+  for (const img of images) {
+    const { tokens, embeds } = img.block
+    if (img.block.dim !== dim) throw new Error(`image block width ${img.block.dim} != model width ${dim} (this is a bug)`)
+    imageEmbeds.set(embeds.subarray(0, tokens * dim), embedAt * dim)
+    for (let k = 0; k < tokens; k++) {
+      pos32[2 * (base + img.start + k)] = embedAt + k
+      imMask[base + img.start + k] = 1
+    }
+    embedAt += tokens
+  }
+  return embedAt
 }

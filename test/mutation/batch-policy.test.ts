@@ -2,25 +2,11 @@
 // every case there has the oldest job as the shortest of its model, so the window never grew to the left.
 import t from 'tap'
 import { takeNextBatch } from '../../src/scheduler/batch-policy.ts'
-import type { BatchLimits, QueuedJob } from '../../src/scheduler/types.ts'
 
-interface J extends QueuedJob {
-  id: string
-}
-const job = (id: string, length: number, extra: Partial<QueuedJob> = {}): J => ({
-  id,
-  length,
-  enqueuedAt: 0,
-  batchKey: 'm/1',
-  deadline: 1e9,
-  cancelled: false,
-  ...extra,
-})
-const limits = (o: Partial<BatchLimits> = {}): BatchLimits => ({ maxBatchTokens: 1000, maxBatchSize: 8, maxQueueDelayMs: 0, ...o })
-const ids = (js: J[]) => js.map((j) => j.id)
+import { ids, job, limits, type J } from '../helpers/batch-jobs.ts'
 
 t.test('a job whose deadline is exactly now is expired, not run', async (t) => {
-  const r = takeNextBatch([job('due', 10, { deadline: 7 }), job('b', 10)], limits(), 7)
+  const r = takeNextBatch([job('due', 10, 0, { deadline: 7 }), job('b', 10)], limits(), 7)
   t.same(ids(r.expired), ['due'])
   t.same(ids(r.batch), ['b'])
 })
@@ -59,7 +45,7 @@ t.test('a batch cut short by the token budget does not wait for company', async 
 })
 
 t.test('a batch that waits reports the remaining delay of the oldest job', async (t) => {
-  const r = takeNextBatch([job('a', 10, { enqueuedAt: 10 }), job('b', 10, { enqueuedAt: 12 })], limits({ maxQueueDelayMs: 5 }), 14)
+  const r = takeNextBatch([job('a', 10, 10), job('b', 10, 12)], limits({ maxQueueDelayMs: 5 }), 14)
   t.same(ids(r.batch), [])
   t.same(ids(r.rest), ['a', 'b'])
   t.equal(r.waitMs, 1)

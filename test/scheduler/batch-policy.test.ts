@@ -1,22 +1,7 @@
 import t from 'tap'
 import { paddedCost, takeNextBatch } from '../../src/scheduler/batch-policy.ts'
-import type { BatchLimits, QueuedJob } from '../../src/scheduler/types.ts'
-
-interface J extends QueuedJob {
-  id: string
-}
-// id, length, enqueuedAt; optional model key / cancelled / deadline
-const job = (id: string, length: number, enqueuedAt = 0, extra: Partial<QueuedJob> = {}): J => ({
-  id,
-  length,
-  enqueuedAt,
-  batchKey: 'm/1',
-  deadline: 1e9,
-  cancelled: false,
-  ...extra,
-})
-const limits = (o: Partial<BatchLimits> = {}): BatchLimits => ({ maxBatchTokens: 1000, maxBatchSize: 8, maxQueueDelayMs: 0, ...o })
-const ids = (js: J[]) => js.map((j) => j.id)
+import type { BatchLimits } from '../../src/scheduler/types.ts'
+import { ids, job, limits, type J } from '../helpers/batch-jobs.ts'
 
 const cases: Array<{
   name: string
