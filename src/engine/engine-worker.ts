@@ -2,7 +2,7 @@
 // they run on, so they happen here and the event loop stays free for HTTP, health checks and batching.
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
-import { createSession, runReward, runVision, type CreatedSession } from './onnx.ts'
+import { createSession, runReward, runVision, valueTypes, type CreatedSession } from './onnx.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
 
 const init = workerData as WorkerInit
@@ -12,6 +12,7 @@ function describe(s: CreatedSession) {
   return {
     inputNames: [...s.session.inputNames],
     outputNames: [...s.session.outputNames],
+    valueTypes: valueTypes(s.session),
     executionProvider: s.executionProvider,
     fallbacks: s.fallbacks,
   }
@@ -26,10 +27,11 @@ function sessionsOf(key: string) {
 async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'load': {
-      const reward = await createSession(req.files.reward, init)
+      const graph = { dtype: req.files.dtype ?? 'float32' }
+      const reward = await createSession(req.files.reward, init, graph)
       let vision: CreatedSession
       try {
-        vision = await createSession(req.files.vision, init)
+        vision = await createSession(req.files.vision, init, graph)
       } catch (err) {
         await reward.session.release()
         throw err
