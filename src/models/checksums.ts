@@ -75,7 +75,7 @@ export class ChecksumCache {
     const before = await stat(abs, { bigint: true })
     const id = identity(before)
     const entries = await this.#load()
-    const hit = entries[abs]
+    const hit = this.#file ? entries[abs] : undefined
     if (hit && same(hit, id)) {
       this.stats.cached++
       return { sha256: hit.sha256, size: Number(before.size) }
