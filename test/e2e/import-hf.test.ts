@@ -4,7 +4,7 @@
 // PyTorch model's (golden.json, written by the exporter from the PyTorch model) within 1e-4. Also: warm-up
 // stays small whatever max_seq_len is, /v1/models reports dtype/attention/parameters/bytes, the checksum cache
 // is written and reused. Needs /usr/bin/python3 with torch + onnx; in CI (CI=true) it never skips.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
@@ -138,4 +138,23 @@ async function main() {
       t.ok(spread > 1e-3, 'the scores depend on the input')
     })
   }
+
+  t.test('npm run check:golden (the README\'s parity check) passes, and fails at an impossible tolerance', async (t) => {
+    // async: the server answering it lives in this process
+    const run = (...extra: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const args = ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'check-golden.ts'), dir, base, ...extra]
+        execFile(process.execPath, args, { cwd: REPO_ROOT }, (err, stdout, stderr) =>
+          resolve({ status: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
+        )
+      })
+    const ok = await run()
+    t.equal(ok.status, 0, ok.stderr)
+    const rep = JSON.parse(ok.stdout)
+    t.match(rep, { model: 'ixc-hf/1', ok: true, atol: 1e-4 })
+    t.ok(rep.cases.text >= 3 && rep.cases.image >= 3 && rep.cases.video >= 3)
+    const strict = await run('0')
+    t.equal(strict.status, 1, 'max |diff| > 0 fails a zero tolerance')
+    t.equal(JSON.parse(strict.stdout).ok, false)
+  })
 }
