@@ -27,7 +27,7 @@ function sessionsOf(key: string) {
 async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'load': {
-      const graph = { dtype: req.files.dtype ?? 'float32' }
+      const graph = { dtype: req.files.dtype ?? 'float32', cpuFloat16: init.cpuFloat16 === true }
       const reward = await createSession(req.files.reward, init, graph)
       let vision: CreatedSession
       try {
