@@ -1,10 +1,13 @@
 // Run ONNX graphs with onnxruntime-node (the runtime the service uses) for the exporter's parity check.
-// usage: node run_onnx.mjs <requests.json> <responses.json>
-// requests: [{ "model": path, "feeds": { name: { "dtype": "float32"|"int64", "dims": [..], "b64": raw LE bytes } } }]
-// responses: [{ name: { "dims": [..], "b64": raw float32 LE bytes } }]
+// usage: node run_onnx.mjs <requests.ndjson> <responses.ndjson>
+// requests, one JSON object per line: { "model": path, "feeds": { name: { "dtype": "float32"|"int64", "dims": [..], "b64": raw LE bytes } } }
+// responses, one line per request: { name: { "dims": [..], "b64": raw float32 LE bytes } }
+// One line per request/response, streamed: a full-width model's vision outputs for all golden cases exceed V8's
+// maximum string length (~512 MiB) as one JSON document ("RangeError: Invalid string length").
 // float16 graphs: float32 feeds are converted to the half inputs the graph declares and half outputs back to
 // float32, as the service's engine does (src/engine/float16.ts; Node 20 has no Float16Array).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,10 +43,11 @@ function fromHalf(h) {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-const requests = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const sessions = new Map();
-const out = [];
-for (const req of requests) {
+const out = openSync(process.argv[3], 'w');
+for await (const line of createInterface({ input: createReadStream(process.argv[2]), crlfDelay: Infinity })) {
+  if (!line) continue;
+  const req = JSON.parse(line);
   if (!sessions.has(req.model)) {
     sessions.set(req.model, await ort.InferenceSession.create(req.model, { graphOptimizationLevel: 'all', intraOpNumThreads: 1 }));
   }
@@ -64,6 +68,6 @@ for (const req of requests) {
     const d = t.type === 'float16' ? Float32Array.from(t.data, fromHalf) : t.data;
     o[name] = { dims: t.dims, b64: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64') };
   }
-  out.push(o);
+  writeSync(out, JSON.stringify(o) + '\n');
 }
-writeFileSync(process.argv[3], JSON.stringify(out));
+closeSync(out);
