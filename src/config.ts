@@ -2,6 +2,7 @@
 // loadConfig(process.env) and passes the frozen result down; tests build one with testConfig().
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
+import path from 'node:path'
 import { z } from 'zod'
 import { QUERY_TEMPLATE_NAMES } from './rlhf/query-template.ts'
 import { MediaEnvSchema, mediaConfigFromEnv, type MediaConfig } from './preprocess/media/media-config.ts'
@@ -30,6 +31,10 @@ const EnvSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   /** Triton-style repository: MODELS_DIR/<name>/<version>/model.json. Relative paths resolve from the cwd. */
   MODELS_DIR: z.string().min(1).default('models'),
+  /** Where model file hashes are remembered between starts (src/models/checksums.ts): a file is re-hashed only
+   *  when its inode, size, mtime or ctime changed. Default: MODELS_DIR/.sha256-cache.json (as trusted as the
+   *  models; a read-only MODELS_DIR only costs a re-hash per start). "off": hash every file on every load. */
+  CHECKSUM_CACHE: z.string().default(''),
   /** Model answering requests that name none. Empty: the only model, or the first name alphabetically. */
   DEFAULT_MODEL: z.string().default(''),
   /** Ordered preference; the first provider whose session initialises wins, the others' failures are logged and
@@ -150,6 +155,8 @@ export interface Config {
   readonly port: number
   readonly host: string
   readonly modelsDir: string
+  /** Checksum cache file; '' = none (CHECKSUM_CACHE=off). */
+  readonly checksumCache: string
   readonly defaultModel: string
   readonly executionProviders: readonly ExecutionProvider[]
   readonly threads: number
@@ -244,6 +251,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.PORT,
     host: e.HOST,
     modelsDir: e.MODELS_DIR,
+    checksumCache:
+      e.CHECKSUM_CACHE === 'off' ? '' : e.CHECKSUM_CACHE || path.join(e.MODELS_DIR, '.sha256-cache.json'),
     defaultModel: e.DEFAULT_MODEL,
     executionProviders: e.EXECUTION_PROVIDERS,
     threads: e.THREADS === 0 ? os.availableParallelism() : e.THREADS,

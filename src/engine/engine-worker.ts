@@ -2,7 +2,7 @@
 // they run on, so they happen here and the event loop stays free for HTTP, health checks and batching.
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
-import { createSession, runReward, runRewardPacked, runVision, type CreatedSession } from './onnx.ts'
+import { createSession, runReward, runRewardPacked, runVision, valueTypes, type CreatedSession } from './onnx.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
 
 const init = workerData as WorkerInit
@@ -17,6 +17,7 @@ function describe(s: CreatedSession) {
   return {
     inputNames: [...s.session.inputNames],
     outputNames: [...s.session.outputNames],
+    valueTypes: valueTypes(s.session),
     executionProvider: s.executionProvider,
     fallbacks: s.fallbacks,
   }
@@ -31,13 +32,14 @@ function sessionsOf(key: string) {
 async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'load': {
-      const reward = await createSession(req.files.reward, init)
+      const graph = { dtype: req.files.dtype ?? 'float32', cpuFloat16: init.cpuFloat16 === true }
+      const reward = await createSession(req.files.reward, init, graph)
       let vision: CreatedSession
       let rewardPacked: CreatedSession | undefined
       try {
-        vision = await createSession(req.files.vision, init)
+        vision = await createSession(req.files.vision, init, graph)
         try {
-          if (req.files.rewardPacked) rewardPacked = await createSession(req.files.rewardPacked, init)
+          if (req.files.rewardPacked) rewardPacked = await createSession(req.files.rewardPacked, init, graph)
         } catch (err) {
           await vision.session.release()
           throw err

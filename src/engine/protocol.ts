@@ -6,6 +6,9 @@ export interface WorkerInit {
   providers: readonly string[]
   threads: number
   spin: boolean
+  /** Lifts the refusal of float16 graphs on the cpu EP (engine/onnx.ts). Tests and benches only: no config
+   *  knob sets it, the service always refuses. */
+  cpuFloat16?: boolean
 }
 
 export type EngineRequest =

@@ -64,15 +64,23 @@ export interface ProviderFallback {
 export interface LoadedGraph {
   inputNames: string[]
   outputNames: string[]
+  /** Element type of each input and output as the graph declares it ('float16', 'int64', ...); engines without
+   *  a graph (tests' fake) may leave it out. */
+  valueTypes?: Record<string, string>
   executionProvider: string
   fallbacks: ProviderFallback[]
 }
+
+/** Float type of a model's graphs (the manifest's dtype): float16 I/O is converted inside the engine. */
+export type GraphDtype = 'float32' | 'float16'
 
 export interface ModelFiles {
   reward: string
   vision: string
   /** reward_packed.onnx, when the manifest has graph version 2 */
   rewardPacked?: string
+  /** Absent: float32. A float16 model is never put on the cpu EP (refused at load, engine/onnx.ts). */
+  dtype?: GraphDtype
 }
 
 export interface LoadedGraphs {

@@ -1,8 +1,6 @@
 // Start-up loading of the model repository: every models/<name>/<version>/ is validated (manifest schema,
 // file sizes + sha256, graph input/output names against the live sessions), warmed up with one real run of
 // each graph, and only then published. Any failure marks that version failed with its reason; it never serves.
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { ConversationEncoder } from '../conversation/encode.ts'
@@ -16,6 +14,7 @@ import { HfTextTokenizer } from '../preprocess/text/tokenize.ts'
 import { ModelManifestSchema, REWARD_INPUTS, REWARD_PACKED_INPUTS, REWARD_OUTPUT, VISION_INPUT, VISION_OUTPUT, type ModelManifest } from './manifest.ts'
 import { autoBatchTokens, modelKey, type ModelVersion } from './model-version.ts'
 import type { ModelRegistry } from './registry.ts'
+import { ChecksumCache } from './checksums.ts'
 
 export interface LoadOptions {
   engine: Engine
@@ -23,13 +22,10 @@ export interface LoadOptions {
   maxBatchTokens: number
   maxItemChars: number
   log: { info(o: object, msg: string): void; error(o: object, msg: string): void; warn(o: object, msg: string): void }
+  /** Remembers file hashes across starts (CHECKSUM_CACHE); absent: every file is hashed on every load. */
+  checksums?: ChecksumCache
 }
 
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256')
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer)
-  return h.digest('hex')
-}
 
 export async function versionDirs(root: string): Promise<Array<{ name: string; version: number; dir: string }>> {
   const out: Array<{ name: string; version: number; dir: string }> = []
@@ -50,7 +46,7 @@ function checkNames(graph: string, side: string, want: string[], got: string[]):
   if (a !== b) throw new Error(`${graph} ${side}: manifest says [${a}], the ONNX session has [${b}]`)
 }
 
-async function verifyFiles(dir: string, m: ModelManifest): Promise<void> {
+async function verifyFiles(dir: string, m: ModelManifest, checksums: ChecksumCache): Promise<void> {
   const needed = [m.graphs.reward.file, m.graphs.vision.file, m.tokenizer.file, ...(m.graphs.reward_packed ? [m.graphs.reward_packed.file] : [])]
   for (const f of needed) if (!m.files[f]) throw new Error(`manifest.files has no entry for ${f}`)
   for (const [f, want] of Object.entries(m.files)) {
@@ -59,7 +55,7 @@ async function verifyFiles(dir: string, m: ModelManifest): Promise<void> {
     const st = await stat(file).catch(() => null)
     if (!st?.isFile()) throw new Error(`${f} is missing`)
     if (st.size !== want.bytes) throw new Error(`${f} has ${st.size} bytes, manifest says ${want.bytes}`)
-    const got = await sha256(file)
+    const got = (await checksums.sha256(file)).sha256
     if (got !== want.sha256) throw new Error(`${f} sha256 ${got} does not match the manifest (${want.sha256})`)
   }
 }
@@ -86,6 +82,28 @@ function checkSessions(m: ModelManifest, graphs: { reward: LoadedGraph; vision: 
     checkNames('reward_packed.onnx', 'inputs', p.inputs.map((i) => i.name), graphs.rewardPacked.inputNames)
     checkNames('reward_packed.onnx', 'outputs', p.outputs.map((i) => i.name), graphs.rewardPacked.outputNames)
   }
+}
+
+/** The graphs' declared element types against the manifest's (a float16 graph under a float32 manifest would
+ *  otherwise be fed tensors of the wrong type at the first request). */
+function checkSessionDtypes(m: ModelManifest, graphs: { reward: LoadedGraph; vision: LoadedGraph }): void {
+  for (const g of ['reward', 'vision'] as const) {
+    const types = graphs[g].valueTypes
+    if (!types) continue
+    for (const spec of [...m.graphs[g].inputs, ...m.graphs[g].outputs]) {
+      if (types[spec.name] !== spec.dtype) {
+        throw new Error(`${g}.onnx ${spec.name}: the graph has ${types[spec.name]}, manifest says ${spec.dtype} (model dtype ${m.dtype})`)
+      }
+    }
+  }
+}
+
+async function saveChecksums(entry: { name: string; version: number }, opts: LoadOptions): Promise<void> {
+  const c = opts.checksums
+  if (!c) return
+  const err = await c.flush()
+  if (err) opts.log.warn({ model: `${entry.name}/${entry.version}`, err: err.message }, 'checksum cache not saved (files are hashed again next start)')
+  else opts.log.info({ model: `${entry.name}/${entry.version}`, ...c.stats }, 'model files verified')
 }
 
 function checkTokenizer(tok: HfTextTokenizer, m: ModelManifest): void {
@@ -166,7 +184,7 @@ async function verifyGolden(engine: Engine, model: ModelVersion): Promise<void> 
 /** Everything about a version dir that needs no engine: manifest, file checks, tokenizer, encoder. */
 export async function readVersion(
   entry: { name: string; version: number; dir: string },
-  limits: { maxBatchTokens: number; maxItemChars: number },
+  limits: { maxBatchTokens: number; maxItemChars: number; checksums?: ChecksumCache },
 ): Promise<{ manifest: ModelManifest; encoder: ConversationEncoder }> {
   const raw: unknown = JSON.parse(await readFile(path.join(entry.dir, 'model.json'), 'utf8'))
   const parsed = ModelManifestSchema.safeParse(raw)
@@ -179,7 +197,7 @@ export async function readVersion(
     throw new Error(`max_seq_len ${m.max_seq_len} exceeds MAX_BATCH_TOKENS ${limits.maxBatchTokens}`)
   }
   checkManifestGraphs(m)
-  await verifyFiles(entry.dir, m)
+  await verifyFiles(entry.dir, m, limits.checksums ?? new ChecksumCache(''))
   const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer, { worker: true })
   checkTokenizer(tokenizer, m)
   const { bos, eos, unk } = m.tokenizer.control_pieces
@@ -201,17 +219,19 @@ export async function loadVersion(
   entry: { name: string; version: number; dir: string },
   opts: LoadOptions,
 ): Promise<ModelVersion> {
-  const { manifest: m, encoder } = await readVersion(entry, opts)
+  const { manifest: m, encoder } = await readVersion(entry, opts).finally(() => saveChecksums(entry, opts))
   const key = modelKey(m.name, m.version)
   const graphs = await opts.engine.load(key, {
     reward: path.join(entry.dir, m.graphs.reward.file),
     vision: path.join(entry.dir, m.graphs.vision.file),
     ...(m.graphs.reward_packed ? { rewardPacked: path.join(entry.dir, m.graphs.reward_packed.file) } : {}),
+    dtype: m.dtype,
   })
   const batchTokens = opts.maxBatchTokens > 0 ? opts.maxBatchTokens : autoBatchTokens(graphs.reward.executionProvider, m.max_seq_len)
   const model: ModelVersion = { key, name: m.name, version: m.version, dir: entry.dir, manifest: m, encoder, graphs, batchTokens }
   try {
     checkSessions(m, graphs)
+    checkSessionDtypes(m, graphs)
     // The golden scores first: weights that differ from the trainer's are named as such, before the packed
     // graph's agreement with reward.onnx (which such weights also break) is checked in the warm-up.
     await verifyGolden(opts.engine, model)

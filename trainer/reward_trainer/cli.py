@@ -178,7 +178,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     hf = sub.add_parser("import-hf", help="published IXC-2.5-Reward checkpoint (HF layout) -> model version directory")
     hf.add_argument("--checkpoint", required=True, help="folder with config.json, tokenizer.model and the shards")
     hf.add_argument("--out", required=True, help="models/<name>/<version>")
-    hf.add_argument("--dtype", choices=["fp32"], default="fp32", help="graph dtype (fp32: CPU execution provider)")
+    hf.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32",
+                    help="graph dtype (fp32: every execution provider; fp16: GPU EPs only, the CPU EP refuses it)")
     hf.add_argument("--attention", choices=["fused", "eager"], default="fused",
                     help="fused: com.microsoft GroupQueryAttention/MultiHeadAttention (no T x T scores); eager: opset 17")
     hf.add_argument("--external-threshold", type=int, default=None,

@@ -41,7 +41,9 @@ DROPPED_BUFFERS = (re.compile(r"^model\.layers\.\d+\.attention\.rotary_emb\.inv_
                    re.compile(r"^vit\.vision_tower\.vision_model\.embeddings\.position_ids$"))
 INDEX = {"safetensors": "model.safetensors.index.json", "bin": "pytorch_model.bin.index.json"}
 SINGLE = {"safetensors": "model.safetensors", "bin": "pytorch_model.bin"}
-DTYPES = {"fp32": torch.float32}
+# --dtype -> the graphs' dtype. The PyTorch model is always built and traced in fp32 (Debian's CPU torch 1.13 has
+# no fp16 matmul); fp16 graphs are converted from that trace (onnx_fp16.py) and parity-checked with a looser gate.
+DTYPES = {"fp32": "float32", "fp16": "float16"}
 # what the imported model declares for the input pipeline (ixc25-reward.md §4-5; the pipeline issue settles it)
 
 
@@ -198,7 +200,7 @@ def peak_rss_bytes() -> int:
 
 # ------------------------------------------------------------------------------------------------ import
 def load_published(checkpoint: str, dtype: str = "fp32"):
-    """A published-layout checkpoint -> (model in `dtype`, eval mode; the trainer-state dict that declares the
+    """A published-layout checkpoint -> (model in float32 (an fp16 graph is converted after tracing), eval mode; the trainer-state dict that declares the
     published input pipeline; the load report). Shared by import-hf and finetune --init."""
     from .model import IXCRewardModel
     from .tokenizer_convert import load_proto, special_ids
@@ -219,7 +221,7 @@ def load_published(checkpoint: str, dtype: str = "fp32"):
         raise HFImportError(f"tokenizer.model has {pieces} pieces, config.json vocab_size is {args.vocab_size}")
     shard_layout(checkpoint)  # refuse a missing shard before building the model
     prev = torch.get_default_dtype()
-    torch.set_default_dtype(DTYPES[dtype])
+    torch.set_default_dtype(torch.float32)
     try:
         torch.manual_seed(0)
         model = IXCRewardModel(args).eval()
@@ -248,12 +250,12 @@ def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "
     from .onnx_large import GraphOptions
 
     if dtype not in DTYPES:
-        raise HFImportError(f"--dtype {dtype}: this build exports {sorted(DTYPES)} (fp16 graphs: not yet)")
+        raise HFImportError(f"--dtype {dtype}: this build exports {sorted(DTYPES)}")
     t0 = time.time()
     model, state, rep = load_published(checkpoint, dtype)
     t_load = time.time() - t0
     tok_path = os.path.join(checkpoint, "tokenizer.model")
-    opts = GraphOptions(attention=attention, external_threshold=external_threshold)
+    opts = GraphOptions(attention=attention, dtype=DTYPES[dtype], external_threshold=external_threshold)
     name, version = os.path.basename(os.path.dirname(os.path.abspath(out))), os.path.basename(os.path.abspath(out))
     if not version.isdigit():
         raise HFImportError(f"--out must end in models/<name>/<version> with an integer version, got {out}")

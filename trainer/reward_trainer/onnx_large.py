@@ -49,12 +49,17 @@ def _weight_bytes(m) -> int:
     return n
 
 
-def finish_graph(tmp_path: str, out_dir: str, name: str, threshold: int) -> List[str]:
+def finish_graph(tmp_path: str, out_dir: str, name: str, threshold: int, dtype: str = "float32") -> List[str]:
     """Re-save the graph torch wrote at tmp_path (possibly with torch's one-file-per-tensor external data) as
-    out_dir/name, with one external data file when its weights exceed `threshold`. Returns the data file names."""
+    out_dir/name, converted to float16 when asked (onnx_fp16.py), with one external data file when its weights
+    exceed `threshold`. Returns the data file names."""
     import onnx
 
     m = onnx.load(tmp_path)  # pulls in any external data torch wrote next to it
+    if dtype == "float16":
+        from .onnx_fp16 import to_fp16
+
+        to_fp16(m)
     path = os.path.join(out_dir, name)
     data: List[str] = []
     if _weight_bytes(m) > threshold:
@@ -74,8 +79,10 @@ def export_graphs(model, out_dir: str, opts: GraphOptions) -> Dict[str, Dict]:
 
     if opts.attention not in ATTENTION:
         raise ValueError(f"attention must be one of {sorted(ATTENTION)}")
-    if opts.dtype != "float32":
-        raise ValueError("only float32 graphs are exported by this path")
+    if opts.dtype not in ("float32", "float16"):
+        raise ValueError("dtype must be float32 or float16")
+    if opts.dtype == "float16" and next(model.parameters()).dtype != torch.float32:
+        raise ValueError("float16 graphs are converted from an fp32 trace: pass the model in float32")
     S = model.args.vision.tile_size
     tmp = os.path.join(out_dir, ".torch-export")
     ops = ("gqa", "mha") if opts.attention == "fused" else ()
@@ -103,7 +110,7 @@ def export_graphs(model, out_dir: str, opts: GraphOptions) -> Dict[str, Dict]:
                                                     "attention_mask": {0: "B", 1: "T"}, "readout_index": {0: "B"},
                                                     "score": {0: "B"}},
                                       do_constant_folding=True, custom_opsets={fused_attention.DOMAIN: 1})
-            data = finish_graph(tp, out_dir, graph + ".onnx", opts.threshold())
+            data = finish_graph(tp, out_dir, graph + ".onnx", opts.threshold(), opts.dtype)
             shutil.rmtree(tmp)
             info[graph] = {"external_data": data, "attention": ATTENTION[opts.attention][graph]}
     finally:
@@ -121,3 +128,6 @@ def annotate(man: Dict, info: Dict[str, Dict], opts: GraphOptions) -> None:
     for graph, g in info.items():
         man["graphs"][graph].update({"dtype": opts.dtype, "attention": g["attention"],
                                      "external_data": list(g["external_data"])})
+        for io in man["graphs"][graph]["inputs"] + man["graphs"][graph]["outputs"]:
+            if io["dtype"] in ("float32", "float16"):
+                io["dtype"] = opts.dtype  # the graph's float I/O follows its dtype

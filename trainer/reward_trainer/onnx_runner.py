@@ -37,18 +37,21 @@ class OnnxRunner:
                 names = [o.name for o in sess[path].get_outputs()]
                 out.append(dict(zip(names, sess[path].run(None, feeds))))
             return out
-        reqs = [{"model": path, "feeds": {k: {"dtype": str(v.dtype), "dims": list(v.shape),
-                                             "b64": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode()}
-                                         for k, v in feeds.items()}} for path, feeds in requests]
         with tempfile.TemporaryDirectory() as td:
-            rq, rs = os.path.join(td, "rq.json"), os.path.join(td, "rs.json")
+            # one JSON line per request and per response (run_onnx.mjs streams them: a single document of a
+            # full-width model's outputs exceeds V8's maximum string length)
+            rq, rs = os.path.join(td, "rq.ndjson"), os.path.join(td, "rs.ndjson")
             with open(rq, "w") as f:
-                json.dump(reqs, f)
+                for path, feeds in requests:
+                    f.write(json.dumps({"model": path, "feeds": {
+                        k: {"dtype": str(v.dtype), "dims": list(v.shape),
+                            "b64": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode()}
+                        for k, v in feeds.items()}}) + "\n")
             p = subprocess.run(["node", os.path.join(TRAINER_DIR, "node", "run_onnx.mjs"), rq, rs],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             if p.returncode != 0:
                 raise RuntimeError("onnxruntime-node failed: " + p.stderr.decode(errors="replace")[-2000:])
             with open(rs) as f:
-                res = json.load(f)
+                res = [json.loads(line) for line in f if line.strip()]
         return [{k: np.frombuffer(base64.b64decode(v["b64"]), dtype=np.float32).reshape(v["dims"]) for k, v in r.items()}
                 for r in res]

@@ -3,6 +3,7 @@
 // drain of a swapped-out version, starts the watcher from what start-up loaded, and stops it on close.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { ChecksumCache } from '../../models/checksums.ts'
 import { loadRepository, type loadVersion } from '../../models/load.ts'
 import { ModelReloader } from '../../models/reload.ts'
 
@@ -28,6 +29,7 @@ async function hotReload(app: FastifyInstance, opts: HotReloadOptions): Promise<
     maxBatchTokens: config.batch.maxBatchTokens,
     maxItemChars: config.maxItemChars,
     log: app.log,
+    checksums: new ChecksumCache(config.checksumCache),
   }
   if (opts.watch) app.addHook('onReady', async () => loadRepository(config.modelsDir, loadOptions))
   const reloader = new ModelReloader({

@@ -4,11 +4,25 @@
 // chosen with the fallback reasons, and the server's limits (clients size their batches from these).
 import type { FastifyInstance } from 'fastify'
 import { describeMediaLimits } from '../../preprocess/media/media-config.ts'
+import type { ModelManifest } from '../../models/manifest.ts'
 
 /** Seconds since the epoch of a manifest's `created` (0 when absent or unparseable), OpenAI's `created`. */
 export const createdSeconds = (created: string | undefined) => {
   const ms = created ? Date.parse(created) : NaN
   return Number.isFinite(ms) ? Math.floor(ms / 1000) : 0
+}
+
+/** What a model is made of: its float type, decoder attention, parameter count (config.num_params, written by
+ *  the trainer) and the bytes of every file it verified on disk (graphs, external data, tokenizer, ...). */
+export function modelSize(m: ModelManifest) {
+  const params = m.config.num_params
+  return {
+    // defaults as the schema's, for manifests built without parsing (tests' fake model)
+    dtype: m.dtype ?? 'float32',
+    attention: m.graphs.reward.attention ?? 'eager',
+    parameters: typeof params === 'number' ? params : null,
+    bytes_on_disk: Object.values(m.files).reduce((n, f) => n + f.bytes, 0),
+  }
 }
 
 export default async function modelsRoute(app: FastifyInstance) {
@@ -53,6 +67,7 @@ export default async function modelsRoute(app: FastifyInstance) {
                 architecture: m.manifest.architecture,
                 created: m.manifest.created ?? null,
                 max_seq_len: m.manifest.max_seq_len,
+                ...modelSize(m.manifest),
                 max_batch_tokens: m.batchTokens ?? null,
                 readout: m.manifest.score.readout,
                 train_stats: m.manifest.score.train_stats,
