@@ -150,13 +150,21 @@ function firstLine(err: unknown): string {
   return msg.split('\n')[0]!.slice(0, 300)
 }
 
-export async function runReward(session: ort.InferenceSession, f: RewardFeeds): Promise<Float32Array> {
+/** The inputs reward.onnx and reward_packed.onnx share: ids and media over the [rows, seqLen] layout. */
+function tokenAndMediaFeeds(session: ort.InferenceSession, f: RewardFeeds | PackedRewardFeeds): Record<string, ort.Tensor> {
   const bt = [f.rows, f.seqLen]
-  const out = await session.run({
+  return {
     input_ids: new ort.Tensor('int64', f.inputIds, bt),
     image_embeds: floatTensor(session, 'image_embeds', f.imageEmbeds, [f.embedRows, f.dim]),
     image_positions: new ort.Tensor('int64', f.imagePositions, bt),
     im_mask: floatTensor(session, 'im_mask', f.imMask, bt),
+  }
+}
+
+export async function runReward(session: ort.InferenceSession, f: RewardFeeds): Promise<Float32Array> {
+  const bt = [f.rows, f.seqLen]
+  const out = await session.run({
+    ...tokenAndMediaFeeds(session, f),
     attention_mask: new ort.Tensor('int64', f.attentionMask, bt),
     readout_index: new ort.Tensor('int64', f.readoutIndex, [f.rows]),
   })
@@ -169,12 +177,8 @@ export async function runReward(session: ort.InferenceSession, f: RewardFeeds): 
 }
 
 export async function runRewardPacked(session: ort.InferenceSession, f: PackedRewardFeeds): Promise<Float32Array> {
-  const bt = [f.rows, f.seqLen]
   const out = await session.run({
-    input_ids: new ort.Tensor('int64', f.inputIds, bt),
-    image_embeds: floatTensor(session, 'image_embeds', f.imageEmbeds, [f.embedRows, f.dim]),
-    image_positions: new ort.Tensor('int64', f.imagePositions, bt),
-    im_mask: floatTensor(session, 'im_mask', f.imMask, bt),
+    ...tokenAndMediaFeeds(session, f),
     attention_mask: new ort.Tensor('int64', f.attentionMask, [f.rows, f.trunkLen]),
     branch_start: new ort.Tensor('int64', f.branchStart, [f.rows, f.branches]),
     branch_mask: new ort.Tensor('int64', f.branchMask, [f.rows, f.branches, f.branchLen]),

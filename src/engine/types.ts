@@ -2,8 +2,8 @@
 // never ONNX Runtime objects. The real implementation is engine-client.ts (sessions in a worker thread);
 // tests substitute test/helpers/fake-engine.ts.
 
-/** The reward.onnx feeds of one padded batch (models/README.md); arrays are row-major [rows, seqLen]. */
-export interface RewardFeeds {
+/** What the padded and the packed reward feeds share: ids and media over row-major [rows, seqLen] arrays. */
+interface TokenAndMediaFeeds {
   rows: number
   seqLen: number
   inputIds: BigInt64Array
@@ -13,6 +13,10 @@ export interface RewardFeeds {
   dim: number
   imagePositions: BigInt64Array
   imMask: Float32Array
+}
+
+/** The reward.onnx feeds of one padded batch (models/README.md). */
+export interface RewardFeeds extends TokenAndMediaFeeds {
   attentionMask: BigInt64Array
   readoutIndex: BigInt64Array
 }
@@ -20,18 +24,10 @@ export interface RewardFeeds {
 /** The reward_packed.onnx feeds (graph version 2, models/README.md): per row a trunk of `trunkLen` positions and
  *  `branches` branches of `branchLen` positions, laid out one after the other in [rows, seqLen] arrays (seqLen =
  *  trunkLen + branches·branchLen); one readout per branch. */
-export interface PackedRewardFeeds {
-  rows: number
-  seqLen: number
+export interface PackedRewardFeeds extends TokenAndMediaFeeds {
   trunkLen: number
   branches: number
   branchLen: number
-  inputIds: BigInt64Array
-  imageEmbeds: Float32Array
-  embedRows: number
-  dim: number
-  imagePositions: BigInt64Array
-  imMask: Float32Array
   /** [rows, trunkLen] */
   attentionMask: BigInt64Array
   /** [rows, branches]: trunk positions the branch sees (and its first position id) */
