@@ -122,7 +122,7 @@ function checkTokenizer(tok: HfTextTokenizer, m: ModelManifest): void {
 }
 
 /** One run of each graph on a minimal input; also proves the graphs agree with the manifest's geometry. */
-async function warmUp(engine: Engine, model: ModelVersion): Promise<void> {
+async function warmUp(engine: Engine, model: ModelVersion): Promise<number> {
   const m = model.manifest
   const s = m.config.vision.tile_size
   const vis = await engine.runVision(model.key, new Float32Array(3 * s * s), s, s)
@@ -136,13 +136,18 @@ async function warmUp(engine: Engine, model: ModelVersion): Promise<void> {
   if (out.scores.length !== 1 || !Number.isFinite(out.scores[0])) {
     throw new Error(`reward.onnx warm-up gave ${out.scores.length} scores (${out.scores[0]})`)
   }
-  if (model.graphs.rewardPacked && engine.runRewardPacked) {
-    // two branches of the empty conversation: each must give the plain graph's score (the packed graph's I/O
-    // and its equivalence, checked once at load)
-    const packed = await engine.runRewardPacked(model.key, packPackedBatch([shareRows([row, row])], m.tokenizer.pad_id, m.config.hidden_size))
-    if (packed.scores.length !== 2 || !packed.scores.every((s) => Math.abs(s - out.scores[0]!) <= 1e-4)) {
-      throw new Error(`reward_packed.onnx warm-up gave [${[...packed.scores]}], reward.onnx ${out.scores[0]}`)
-    }
+  return out.scores[0]!
+}
+
+/** Two branches of the empty conversation through reward_packed.onnx: each must give reward.onnx's score for it
+ *  (the packed graph's I/O and its equivalence, checked once at load, after the golden scores). */
+async function checkPacked(engine: Engine, model: ModelVersion, plain: number): Promise<void> {
+  if (!model.graphs.rewardPacked || !engine.runRewardPacked) return
+  const m = model.manifest
+  const row = model.encoder.finish([])
+  const packed = await engine.runRewardPacked(model.key, packPackedBatch([shareRows([row, row])], m.tokenizer.pad_id, m.config.hidden_size))
+  if (packed.scores.length !== 2 || !packed.scores.every((s) => Math.abs(s - plain) <= 1e-4)) {
+    throw new Error(`reward_packed.onnx warm-up gave [${[...packed.scores]}], reward.onnx ${plain}`)
   }
 }
 
@@ -232,10 +237,11 @@ export async function loadVersion(
   try {
     checkSessions(m, graphs)
     checkSessionDtypes(m, graphs)
-    // The golden scores first: weights that differ from the trainer's are named as such, before the packed
-    // graph's agreement with reward.onnx (which such weights also break) is checked in the warm-up.
+    const plain = await warmUp(opts.engine, model)
+    // The golden scores before the packed graph's agreement with reward.onnx: weights that differ from the
+    // trainer's (which also break that agreement) are named as such.
     await verifyGolden(opts.engine, model)
-    await warmUp(opts.engine, model)
+    await checkPacked(opts.engine, model, plain)
   } catch (err) {
     await opts.engine.unload(key).catch(() => {})
     throw err
