@@ -13,6 +13,7 @@ import t from 'tap'
 import { buildApp } from '../../src/app.ts'
 import { WorkerEngine } from '../../src/engine/engine-client.ts'
 import type { Engine, ModelFiles, RewardFeeds } from '../../src/engine/types.ts'
+import { loadConfig } from '../../src/config.ts'
 import { testConfig } from '../helpers/build-app.ts'
 import { REPO_ROOT, type GoldenCase } from '../helpers/real-model.ts'
 
@@ -89,7 +90,8 @@ async function main() {
   const golden = JSON.parse(await readFile(path.join(dir, 'golden.json'), 'utf8')) as { cases: Array<GoldenCase & { truncated?: boolean }> }
 
   const engine = new RecordingEngine()
-  const app = buildApp(testConfig({ MODELS_DIR: models, MAX_BATCH_TOKENS: '4096' }), { engine })
+  // CHECKSUM_CACHE as a deployment leaves it: unset -> MODELS_DIR/.sha256-cache.json
+  const app = buildApp(loadConfig({ LOG_LEVEL: 'silent', THREADS: '1', MODELS_DIR: models, MAX_BATCH_TOKENS: '4096' }), { engine })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => {
     await app.close()

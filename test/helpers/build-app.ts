@@ -7,7 +7,8 @@ import { FakeEngine } from './fake-engine.ts'
 import { fakeModel, type FakeModelOptions } from './fake-model.ts'
 
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ LOG_LEVEL: 'silent', THREADS: '1', ...env })
+  // no checksum cache by default: tests point MODELS_DIR at folders of the repo (models/, test/fixtures/models/)
+  return loadConfig({ LOG_LEVEL: 'silent', THREADS: '1', CHECKSUM_CACHE: 'off', ...env })
 }
 
 export async function buildTestApp(

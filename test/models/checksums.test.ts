@@ -5,6 +5,7 @@ import { copyFile, mkdtemp, mkdir, open, readdir, readFile, rename, rm, stat, sy
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
+import { loadConfig } from '../../src/config.ts'
 import { ChecksumCache, sha256File } from '../../src/models/checksums.ts'
 import { readVersion } from '../../src/models/load.ts'
 import { realModelDir } from '../helpers/real-model.ts'
@@ -30,6 +31,12 @@ async function flipByteKeepMtime(file: string, at: number): Promise<void> {
   const after = await stat(file)
   if (after.mtimeMs !== before.mtimeMs || after.size !== before.size) throw new Error('test setup: mtime/size not kept')
 }
+
+t.test('CHECKSUM_CACHE: default MODELS_DIR/.sha256-cache.json, a path, or off', async (t) => {
+  t.equal(loadConfig({ MODELS_DIR: '/m' }).checksumCache, '/m/.sha256-cache.json')
+  t.equal(loadConfig({ MODELS_DIR: '/m', CHECKSUM_CACHE: '/var/cache/sha.json' }).checksumCache, '/var/cache/sha.json')
+  t.equal(loadConfig({ MODELS_DIR: '/m', CHECKSUM_CACHE: 'off' }).checksumCache, '')
+})
 
 t.test('hash once, reuse for the same file state, re-hash on any change', async (t) => {
   const f = path.join(tmp, 'w.data')
