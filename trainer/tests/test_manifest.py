@@ -86,3 +86,6 @@ def test_published_video_layout_needs_its_font_file(tmp_path):
         validate_manifest(edited_copy(tmp_path / "b", lambda m: (edit(m), m["preprocess"]["video"]["label_font"].pop("size"))))
     with pytest.raises(ManifestError, match="label_scale"):
         validate_manifest(edited_copy(tmp_path / "c", lambda m: m["preprocess"]["video"].pop("label_scale")))
+    # published layout whose font is not one of `files` (so nothing checksums it)
+    with pytest.raises(ManifestError, match="label_font.file 'label-font.ttf' not listed in files"):
+        validate_manifest(edited_copy(tmp_path / "d", lambda m: m["preprocess"].__setitem__("video", video_section(vcfg))))
