@@ -122,17 +122,18 @@ def test_trl_group_size_must_divide_the_batch(service_url):
 
 # --- verl ---------------------------------------------------------------------------------------------------
 def grpo_batch():
-    """verl's rollout layout with rollout.n = 3: each prompt's samples share a uid; samples interleaved."""
+    """verl's rollout layout, samples interleaved; uids as for a dataset that holds each prompt twice (rows
+    with 2 and 1 rollouts), so grouping by uid and by prompt differ. Returns group indices by uid."""
     tok = vs.CharTokenizer(SPECIALS)
     prompts, responses, uids, convs = [], [], [], []
     for k in range(3):
         for p in range(2):
             prompts.append(qwen_prompt(QS[p]))
             responses.append(AS[p][k] + "<|im_end|>")
-            uids.append("uid-%d" % p)
+            uids.append("uid-%d" % (p if k < 2 else 2 + p))
             convs.append(conv(QS[p], AS[p][k]))
     nt = {"data_source": ["x"] * 6, "uid": uids, "extra_info": [{"index": i} for i in range(6)]}
-    return tok, vs.make_batch(tok, prompts, responses, nt), convs, [int(u[-1]) for u in uids]
+    return tok, vs.make_batch(tok, prompts, responses, nt), convs, [int(u[-1]) for u in uids], [i % 2 for i in range(6)]
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def verl_env(service_url, monkeypatch):
 
 def test_verl_legacy_manager_puts_uid_group_advantages_in_the_reward_tensor(verl_env, service_url):
     monkeypatch, regs = verl_env
-    tok, batch, convs, ids = grpo_batch()
+    tok, batch, convs, ids, by_prompt = grpo_batch()
     rewards = plain_rewards(service_url, convs)
     from reward_client.verl import RewardServiceRewardManager
 
@@ -158,6 +159,9 @@ def test_verl_legacy_manager_puts_uid_group_advantages_in_the_reward_tensor(verl
         got = [float(out["reward_tensor"][i, int(lengths[i]) - 1]) for i in range(len(batch))]
         close(got, expected(rewards, ids, variant))
         close(out["reward_extra_info"]["rm_reward"], rewards, 1e-4)
+    monkeypatch.setenv("REWARD_SERVICE_GROUP", "prompt")
+    out = RewardServiceRewardManager(tok)(batch, return_dict=True)
+    close(out["reward_extra_info"]["rm_advantage"], expected(rewards, by_prompt, "dr_grpo"))
     # REWARD_SERVICE_GROUP=3: consecutive triples, which here mix the two prompts
     monkeypatch.setenv("REWARD_SERVICE_GROUP", "3")
     out = RewardServiceRewardManager(tok)(batch, return_dict=True)
@@ -169,11 +173,11 @@ def test_verl_compute_score_batch_dicts_and_per_sample_entry_points_refuse(verl_
     monkeypatch.setenv("REWARD_SERVICE_ADVANTAGE", "grpo")
     from reward_client import verl
 
-    _, _, convs, ids = grpo_batch()
+    _, _, convs, _, by_prompt = grpo_batch()
     rewards = plain_rewards(service_url, convs)
     extra = [{"prompt": [c[0]]} for c in convs]
     got = verl.compute_score_batch(["x"] * 6, [c[1]["content"] for c in convs], ["7"] * 6, extra)
-    close([g["score"] for g in got], expected(rewards, ids, "grpo"))
+    close([g["score"] for g in got], expected(rewards, by_prompt, "grpo"))
     close([g["rm_reward"] for g in got], rewards, 1e-4)
     with pytest.raises(ValueError, match="compute_score scores one sample per call"):
         verl.compute_score("x", AS[0][0], "7", extra[0])
