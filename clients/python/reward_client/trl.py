@@ -9,7 +9,8 @@ dataset column as a list, plus trainer_state — and wants one float (or None) p
 give strings, conversational ones message lists; tool-using rollouts add `tool` messages and assistant
 `tool_calls` with content None; vision-language datasets put images in the messages ({"type": "image",
 "image": PIL}) or as {"type": "image"} placeholders with the images in the `images` / `image` column. All of it
-is sent in /get_reward's native `messages` form; images become base64 image parts.
+is sent in /get_reward's native `messages` form; images become base64 image parts. With advantage="grpo" |
+"dr_grpo" the function returns the service's group advantages instead (see make_reward_func).
 """
 import logging
 
