@@ -52,14 +52,25 @@ export function retryDelayMs(retry: number, retryAfterMs: number | null, policy:
  * @property {LengthPenalty | null} [length_penalty]
  */
 /**
- * GRPO group advantages wanted with the rewards: groups as a size (consecutive samples, as TRL, verl and OpenRLHF
- * lay out a prompt's completions) or one id per sample; `on`: which reward they are computed on
- * (/get_reward: `shaped` (default) | `raw`; /v1/rank: `raw` | `normalized`).
- * @typedef {object} GroupSpec
- * @property {number} [size]
- * @property {Array<string | number>} [ids]
- * @property {'raw' | 'shaped' | 'normalized'} [on]
- * @property {number} [epsilon] added to the group std (default 1e-4)
+ * How samples form GRPO groups: `size` consecutive samples (as TRL, verl and OpenRLHF lay out a prompt's
+ * completions; must divide the sample count) or one group id per sample (any order; the number 7 and the string
+ * "7" are different groups). Exactly one of the two.
+ * @typedef {{ size: number, ids?: undefined } | { ids: Array<string | number>, size?: undefined }} GroupBy
+ */
+/**
+ * GRPO group advantages wanted with /get_reward's rewards, computed on the `shaped` rewards (the returned ones;
+ * default) or the `raw` reward-model scores; `epsilon` is added to the group std (default 1e-4).
+ * @typedef {GroupBy & { on?: 'shaped' | 'raw', epsilon?: number }} GetRewardGroupSpec
+ */
+/**
+ * GRPO group advantages over /v1/rank's candidates, computed on the `raw` scores (default) or the `normalized`
+ * ones (needs `normalize: true`).
+ * @typedef {GroupBy & { on?: 'raw' | 'normalized', epsilon?: number }} RankGroupSpec
+ */
+/** @typedef {GetRewardGroupSpec | RankGroupSpec} GroupSpec */
+/**
+ * Which advantage a trainer uses: GRPO's (r - mean_g) / (std_g + epsilon) or Dr. GRPO's r - mean_g.
+ * @typedef {'grpo' | 'dr_grpo'} AdvantageVariant
  */
 /**
  * `advantages` of /get_reward and /v1/rank when the request has `group`: GRPO's (r - mean_g) / (std_g + epsilon)
@@ -89,7 +100,7 @@ export function retryDelayMs(retry: number, retryAfterMs: number | null, policy:
  * @property {Message[][]} [messages]
  * @property {QueryTemplate} [template]
  * @property {RewardShapingOptions} [options]
- * @property {GroupSpec} [group] GRPO group advantages
+ * @property {GetRewardGroupSpec} [group] GRPO group advantages (answer `advantages`, extra_logs `advantage`)
  * @property {string} [model]
  */
 /**
@@ -104,9 +115,30 @@ export function retryDelayMs(retry: number, retryAfterMs: number | null, policy:
  * @typedef {{ mode: 'ratio', k: number } | { mode: 'penalty', per_token: number, threshold?: number }} LengthControlOptions
  */
 /**
- * Request and response bodies of /v1/score, /v1/compare and /v1/rank (see openapi.yaml); passed through as
- * they are, typed loosely so that the client does not pin every optional field.
+ * Request and response bodies of /v1/score and /v1/compare (see openapi.yaml); passed through as they are,
+ * typed loosely so that the client does not pin every optional field.
  * @typedef {Record<string, unknown>} JsonObject
+ */
+/**
+ * POST /v1/rank: one prompt (text or messages), N candidate responses. The options are typed; other fields pass
+ * through (the service answers 422 for a missing prompt or candidates).
+ * @typedef {object} RankRequest
+ * @property {string | Message[]} [prompt]
+ * @property {Content[]} [candidates]
+ * @property {boolean} [normalize]
+ * @property {LengthControlOptions} [length_control]
+ * @property {RankGroupSpec} [group] GRPO group advantages over the candidates (answer `advantages`)
+ * @property {string} [model]
+ */
+/**
+ * @typedef {object} RankResponse
+ * @property {number[]} scores raw reward-model scores, in candidate order
+ * @property {number[]} [normalized_scores] with `normalize: true`
+ * @property {number[]} ranks 0 = best
+ * @property {number[]} order candidate indices, best first
+ * @property {number} best
+ * @property {number[]} candidate_tokens
+ * @property {GroupAdvantages} [advantages] when the request has `group`
  */
 /**
  * @typedef {object} RetryPolicy
@@ -171,8 +203,13 @@ export class RewardClient {
     }): Promise<number[]>;
     /** POST /v1/compare. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
     compare(body: JsonObject, signal?: AbortSignal): Promise<JsonObject>;
-    /** POST /v1/rank. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
-    rank(body: JsonObject, signal?: AbortSignal): Promise<JsonObject>;
+    /**
+     * POST /v1/rank (best-of-N; with `group`, GRPO advantages over the candidates).
+     * @param {RankRequest & JsonObject} body
+     * @param {AbortSignal} [signal]
+     * @returns {Promise<RankResponse & JsonObject>}
+     */
+    rank(body: RankRequest & JsonObject, signal?: AbortSignal): Promise<RankResponse & JsonObject>;
     /**
      * POST /get_reward (OpenRLHF's remote reward model route).
      * @param {GetRewardRequest} body
@@ -258,19 +295,38 @@ export type RewardShapingOptions = {
     length_penalty?: LengthPenalty | null | undefined;
 };
 /**
- * GRPO group advantages wanted with the rewards: groups as a size (consecutive samples, as TRL, verl and OpenRLHF
- * lay out a prompt's completions) or one id per sample; `on`: which reward they are computed on
- * (/get_reward: `shaped` (default) | `raw`; /v1/rank: `raw` | `normalized`).
+ * How samples form GRPO groups: `size` consecutive samples (as TRL, verl and OpenRLHF lay out a prompt's
+ * completions; must divide the sample count) or one group id per sample (any order; the number 7 and the string
+ * "7" are different groups). Exactly one of the two.
  */
-export type GroupSpec = {
-    size?: number | undefined;
-    ids?: (string | number)[] | undefined;
-    on?: "raw" | "shaped" | "normalized" | undefined;
-    /**
-     * added to the group std (default 1e-4)
-     */
-    epsilon?: number | undefined;
+export type GroupBy = {
+    size: number;
+    ids?: undefined;
+} | {
+    ids: Array<string | number>;
+    size?: undefined;
 };
+/**
+ * GRPO group advantages wanted with /get_reward's rewards, computed on the `shaped` rewards (the returned ones;
+ * default) or the `raw` reward-model scores; `epsilon` is added to the group std (default 1e-4).
+ */
+export type GetRewardGroupSpec = GroupBy & {
+    on?: "shaped" | "raw";
+    epsilon?: number;
+};
+/**
+ * GRPO group advantages over /v1/rank's candidates, computed on the `raw` scores (default) or the `normalized`
+ * ones (needs `normalize: true`).
+ */
+export type RankGroupSpec = GroupBy & {
+    on?: "raw" | "normalized";
+    epsilon?: number;
+};
+export type GroupSpec = GetRewardGroupSpec | RankGroupSpec;
+/**
+ * Which advantage a trainer uses: GRPO's (r - mean_g) / (std_g + epsilon) or Dr. GRPO's r - mean_g.
+ */
+export type AdvantageVariant = "grpo" | "dr_grpo";
 /**
  * `advantages` of /get_reward and /v1/rank when the request has `group`: GRPO's (r - mean_g) / (std_g + epsilon)
  * and Dr. GRPO's r - mean_g per sample, with each sample's group index, mean and (unbiased) std.
@@ -304,9 +360,9 @@ export type GetRewardRequest = {
     template?: QueryTemplate | undefined;
     options?: RewardShapingOptions | undefined;
     /**
-     * GRPO group advantages
+     * GRPO group advantages (answer `advantages`, extra_logs `advantage`)
      */
-    group?: GroupSpec | undefined;
+    group?: GetRewardGroupSpec | undefined;
     model?: string | undefined;
 };
 export type GetRewardResponse = {
@@ -339,10 +395,49 @@ export type LengthControlOptions = {
     threshold?: number;
 };
 /**
- * Request and response bodies of /v1/score, /v1/compare and /v1/rank (see openapi.yaml); passed through as
- * they are, typed loosely so that the client does not pin every optional field.
+ * Request and response bodies of /v1/score and /v1/compare (see openapi.yaml); passed through as they are,
+ * typed loosely so that the client does not pin every optional field.
  */
 export type JsonObject = Record<string, unknown>;
+/**
+ * POST /v1/rank: one prompt (text or messages), N candidate responses. The options are typed; other fields pass
+ * through (the service answers 422 for a missing prompt or candidates).
+ */
+export type RankRequest = {
+    prompt?: string | Message[] | undefined;
+    candidates?: Content[] | undefined;
+    normalize?: boolean | undefined;
+    length_control?: LengthControlOptions | undefined;
+    /**
+     * GRPO group advantages over the candidates (answer `advantages`)
+     */
+    group?: RankGroupSpec | undefined;
+    model?: string | undefined;
+};
+export type RankResponse = {
+    /**
+     * raw reward-model scores, in candidate order
+     */
+    scores: number[];
+    /**
+     * with `normalize: true`
+     */
+    normalized_scores?: number[] | undefined;
+    /**
+     * 0 = best
+     */
+    ranks: number[];
+    /**
+     * candidate indices, best first
+     */
+    order: number[];
+    best: number;
+    candidate_tokens: number[];
+    /**
+     * when the request has `group`
+     */
+    advantages?: GroupAdvantages | undefined;
+};
 export type RetryPolicy = {
     /**
      * attempts in total, the first included

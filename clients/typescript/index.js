@@ -45,14 +45,25 @@
  * @property {LengthPenalty | null} [length_penalty]
  */
 /**
- * GRPO group advantages wanted with the rewards: groups as a size (consecutive samples, as TRL, verl and OpenRLHF
- * lay out a prompt's completions) or one id per sample; `on`: which reward they are computed on
- * (/get_reward: `shaped` (default) | `raw`; /v1/rank: `raw` | `normalized`).
- * @typedef {object} GroupSpec
- * @property {number} [size]
- * @property {Array<string | number>} [ids]
- * @property {'raw' | 'shaped' | 'normalized'} [on]
- * @property {number} [epsilon] added to the group std (default 1e-4)
+ * How samples form GRPO groups: `size` consecutive samples (as TRL, verl and OpenRLHF lay out a prompt's
+ * completions; must divide the sample count) or one group id per sample (any order; the number 7 and the string
+ * "7" are different groups). Exactly one of the two.
+ * @typedef {{ size: number, ids?: undefined } | { ids: Array<string | number>, size?: undefined }} GroupBy
+ */
+/**
+ * GRPO group advantages wanted with /get_reward's rewards, computed on the `shaped` rewards (the returned ones;
+ * default) or the `raw` reward-model scores; `epsilon` is added to the group std (default 1e-4).
+ * @typedef {GroupBy & { on?: 'shaped' | 'raw', epsilon?: number }} GetRewardGroupSpec
+ */
+/**
+ * GRPO group advantages over /v1/rank's candidates, computed on the `raw` scores (default) or the `normalized`
+ * ones (needs `normalize: true`).
+ * @typedef {GroupBy & { on?: 'raw' | 'normalized', epsilon?: number }} RankGroupSpec
+ */
+/** @typedef {GetRewardGroupSpec | RankGroupSpec} GroupSpec */
+/**
+ * Which advantage a trainer uses: GRPO's (r - mean_g) / (std_g + epsilon) or Dr. GRPO's r - mean_g.
+ * @typedef {'grpo' | 'dr_grpo'} AdvantageVariant
  */
 /**
  * `advantages` of /get_reward and /v1/rank when the request has `group`: GRPO's (r - mean_g) / (std_g + epsilon)
@@ -82,7 +93,7 @@
  * @property {Message[][]} [messages]
  * @property {QueryTemplate} [template]
  * @property {RewardShapingOptions} [options]
- * @property {GroupSpec} [group] GRPO group advantages
+ * @property {GetRewardGroupSpec} [group] GRPO group advantages (answer `advantages`, extra_logs `advantage`)
  * @property {string} [model]
  */
 /**
@@ -97,9 +108,30 @@
  * @typedef {{ mode: 'ratio', k: number } | { mode: 'penalty', per_token: number, threshold?: number }} LengthControlOptions
  */
 /**
- * Request and response bodies of /v1/score, /v1/compare and /v1/rank (see openapi.yaml); passed through as
- * they are, typed loosely so that the client does not pin every optional field.
+ * Request and response bodies of /v1/score and /v1/compare (see openapi.yaml); passed through as they are,
+ * typed loosely so that the client does not pin every optional field.
  * @typedef {Record<string, unknown>} JsonObject
+ */
+/**
+ * POST /v1/rank: one prompt (text or messages), N candidate responses. The options are typed; other fields pass
+ * through (the service answers 422 for a missing prompt or candidates).
+ * @typedef {object} RankRequest
+ * @property {string | Message[]} [prompt]
+ * @property {Content[]} [candidates]
+ * @property {boolean} [normalize]
+ * @property {LengthControlOptions} [length_control]
+ * @property {RankGroupSpec} [group] GRPO group advantages over the candidates (answer `advantages`)
+ * @property {string} [model]
+ */
+/**
+ * @typedef {object} RankResponse
+ * @property {number[]} scores raw reward-model scores, in candidate order
+ * @property {number[]} [normalized_scores] with `normalize: true`
+ * @property {number[]} ranks 0 = best
+ * @property {number[]} order candidate indices, best first
+ * @property {number} best
+ * @property {number[]} candidate_tokens
+ * @property {GroupAdvantages} [advantages] when the request has `group`
  */
 /**
  * @typedef {object} RetryPolicy
@@ -229,9 +261,14 @@ export class RewardClient {
     return this.request('POST', '/v1/compare', body, signal)
   }
 
-  /** POST /v1/rank. @param {JsonObject} body @param {AbortSignal} [signal] @returns {Promise<JsonObject>} */
-  rank(body, signal) {
-    return this.request('POST', '/v1/rank', body, signal)
+  /**
+   * POST /v1/rank (best-of-N; with `group`, GRPO advantages over the candidates).
+   * @param {RankRequest & JsonObject} body
+   * @param {AbortSignal} [signal]
+   * @returns {Promise<RankResponse & JsonObject>}
+   */
+  async rank(body, signal) {
+    return /** @type {RankResponse & JsonObject} */ (await this.request('POST', '/v1/rank', body, signal))
   }
 
   /**

@@ -14,7 +14,8 @@ import { testConfig } from '../helpers/build-app.ts'
 import type { z } from 'zod'
 import type { MessageSchema } from '../../src/http/schemas/common.ts'
 import type { GetRewardRequestSchema } from '../../src/http/schemas/get-reward.ts'
-import type { GetRewardRequest as ClientGetReward, Message as ClientMessage } from '../../clients/typescript/index.js'
+import type { RankRequestSchema } from '../../src/http/schemas/score.ts'
+import type { GetRewardRequest as ClientGetReward, Message as ClientMessage, RankRequest as ClientRank } from '../../clients/typescript/index.js'
 
 // Compile time (tsc --noEmit in scripts/test.sh): the package's own types and the service's request schemas
 // agree: a message is the same shape both ways; every request the client types allow, the service's types allow.
@@ -24,6 +25,8 @@ export type TypesAgree = [
   Is<Extends<z.input<typeof MessageSchema>, ClientMessage>>,
   Is<Extends<ClientMessage, z.input<typeof MessageSchema>>>,
   Is<Extends<ClientGetReward, z.input<typeof GetRewardRequestSchema>>>,
+  Is<Extends<NonNullable<ClientRank['group']>, NonNullable<z.input<typeof RankRequestSchema>['group']>>>,
+  Is<Extends<NonNullable<ClientRank['length_control']>, NonNullable<z.input<typeof RankRequestSchema>['length_control']>>>,
 ]
 
 const run = promisify(execFile)
@@ -77,6 +80,11 @@ client.getReward({ query: 'one string' })
 client.getReward({ query: [], template: 'vicuna' })
 // @ts-expect-error roles are system/user/assistant/tool
 export const bad: Message = { role: 'robot', content: '' }
+export const adv: Promise<number[] | undefined> = client.rank({ prompt: 'x', candidates: ['a', 'b'], group: { size: 2, on: 'normalized' } }).then((r) => r.advantages?.dr_grpo)
+// @ts-expect-error a group size or group ids, not both
+client.getReward({ messages: [tool], group: { size: 1, ids: ['a'] } })
+// @ts-expect-error /v1/rank's advantages are on raw or normalized scores (shaped is /get_reward's)
+client.rank({ prompt: 'x', candidates: ['a'], group: { size: 1, on: 'shaped' } })
 `,
   )
   fs.writeFileSync(

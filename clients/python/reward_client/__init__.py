@@ -1,5 +1,6 @@
 """Client for the reward service: a synchronous client (standard library only), an asyncio client, image
-encoding for media parts, and TRL / verl integrations (reward_client.trl, reward_client.verl).
+encoding for media parts, and TRL / verl / OpenRLHF integrations (reward_client.trl, reward_client.verl,
+reward_client.openrlhf), each of which can ask for GRPO group advantages instead of rewards.
 
     from reward_client import RewardClient, AsyncRewardClient
     rm = RewardClient("http://127.0.0.1:8080")

@@ -110,21 +110,41 @@ def get_reward_body(query=None, prompts=None, labels=None, messages=None, templa
     return body
 
 
-def group_chunk_size(size, group):
-    """Chunks never split a GRPO group: a multiple of the group size, or no chunking with group ids."""
-    if not group or not size:
-        return size
-    if group.get("ids") is not None:
-        return None
-    g = int(group["size"])
-    return max(g, size // g * g)
+def _id_key(x):
+    """The service tells group ids apart by JSON type: the number 7 and the string "7" are different groups."""
+    return (isinstance(x, str), x)
 
 
-def chunks(n, size):
-    """[(start, end)] covering range(n) in pieces of `size` (one piece when size is falsy)."""
+def chunks(n, size, group=None):
+    """[(start, end)] covering range(n) in pieces of at most `size` (one piece when size is falsy) that never
+    split a GRPO group: with a group size, a multiple of it; with group ids, cut only where no id continues
+    past the cut (groups laid out one after the other, as trainers do; a piece may exceed `size` when one
+    group does, and interleaved ids make one piece)."""
     if not size or n <= size:
         return [(0, n)]
+    if group and group.get("ids") is not None:
+        ids = list(group["ids"])
+        last = {_id_key(x): i for i, x in enumerate(ids)}
+        out, start, cut, reach = [], 0, 0, -1
+        for i, x in enumerate(ids):
+            reach = max(reach, last[_id_key(x)])
+            if reach == i:  # every group seen so far ends here: a cut after i keeps them whole
+                if i + 1 - start > size and cut > start:
+                    out.append((start, cut))
+                    start = cut
+                cut = i + 1
+        return out + [(start, n)]
+    if group:
+        g = int(group["size"])
+        size = max(g, size // g * g)
     return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def chunk_group(group, a, b):
+    """The group spec of the piece [a, b): group ids are per sample, so they are sliced with the samples."""
+    if not group or group.get("ids") is None:
+        return group
+    return dict(group, ids=list(group["ids"])[a:b])
 
 
 def merge_get_reward(parts):
@@ -143,8 +163,9 @@ def merge_get_reward(parts):
             g = p["advantages"]["group"]
             groups += [x + offset for x in g]
             offset += max(g) + 1 if g else 0
-        for k in ("grpo", "dr_grpo", "group_mean", "group_std"):
-            adv[k] = [v for p in parts for v in p["advantages"][k]]
+        for k in ("grpo", "dr_grpo", "group_mean", "group_std", "ids"):
+            if k in adv:
+                adv[k] = [v for p in parts for v in p["advantages"][k]]
         adv["group"] = groups
         out["advantages"] = adv
     return out
@@ -207,13 +228,13 @@ class RewardClient(_Base):
         (answer["advantages"]["grpo"], ["dr_grpo"]; also extra_logs "advantage"); chunks keep groups whole."""
         n = len(query) if query is not None else len(messages or [])
         parts = []
-        for a, b in chunks(n, group_chunk_size(chunk_size or self.chunk_size, group)):
+        for a, b in chunks(n, chunk_size or self.chunk_size, group):
             body = get_reward_body(
                 query=None if query is None else list(query)[a:b],
                 prompts=None if prompts is None else list(prompts)[a:b] if len(prompts) else [],
                 labels=labels[a:b] if isinstance(labels, (list, tuple)) else labels,
                 messages=None if messages is None else messages[a:b],
-                template=template, options=options, model=self._model(model), group=group)
+                template=template, options=options, model=self._model(model), group=chunk_group(group, a, b))
             parts.append(self.post_json("/get_reward", body))
         return merge_get_reward(parts)
 
@@ -229,8 +250,11 @@ class RewardClient(_Base):
     def compare(self, body, model=None):
         return self.post_json("/v1/compare", dict(body, **_opt_model(self._model(model))))
 
-    def rank(self, body, model=None):
-        return self.post_json("/v1/rank", dict(body, **_opt_model(self._model(model))))
+    def rank(self, body, model=None, group=None):
+        """/v1/rank. group ({"size": n} or {"ids": [...]}, optional "on": "raw" | "normalized", "epsilon") adds
+        the candidates' GRPO advantages (answer["advantages"]["grpo"], ["dr_grpo"])."""
+        extra = {} if group is None else {"group": group}
+        return self.post_json("/v1/rank", dict(body, **extra, **_opt_model(self._model(model))))
 
     def models(self):
         return self.request("GET", "/v1/models").json()

@@ -5,7 +5,7 @@ blocked threads while they back off. Chunked get_reward sends its chunks concurr
 import asyncio
 import functools
 
-from ._sync import RewardClient, _Base, _opt_model, chunks, get_reward_body, group_chunk_size, merge_get_reward
+from ._sync import RewardClient, _Base, _opt_model, chunk_group, chunks, get_reward_body, merge_get_reward
 
 
 class AsyncRewardClient(_Base):
@@ -25,8 +25,8 @@ class AsyncRewardClient(_Base):
                 prompts=None if prompts is None else list(prompts)[a:b] if len(prompts) else [],
                 labels=labels[a:b] if isinstance(labels, (list, tuple)) else labels,
                 messages=None if messages is None else messages[a:b],
-                template=template, options=options, model=self._model(model), group=group)
-            for a, b in chunks(n, group_chunk_size(chunk_size or self.chunk_size, group))
+                template=template, options=options, model=self._model(model), group=chunk_group(group, a, b))
+            for a, b in chunks(n, chunk_size or self.chunk_size, group)
         ]
         return merge_get_reward(list(await asyncio.gather(*(self.post_json("/get_reward", b) for b in bodies))))
 
@@ -40,8 +40,11 @@ class AsyncRewardClient(_Base):
     async def compare(self, body, model=None):
         return await self.post_json("/v1/compare", dict(body, **_opt_model(self._model(model))))
 
-    async def rank(self, body, model=None):
-        return await self.post_json("/v1/rank", dict(body, **_opt_model(self._model(model))))
+    async def rank(self, body, model=None, group=None):
+        """/v1/rank. group ({"size": n} or {"ids": [...]}, optional "on": "raw" | "normalized", "epsilon") adds
+        the candidates' GRPO advantages (answer["advantages"]["grpo"], ["dr_grpo"])."""
+        extra = {} if group is None else {"group": group}
+        return await self.post_json("/v1/rank", dict(body, **extra, **_opt_model(self._model(model))))
 
     async def models(self):
         return (await self.request("GET", "/v1/models")).json()

@@ -18,12 +18,20 @@ ways in (README: "verl"):
 The service: REWARD_SERVICE_URL (default http://127.0.0.1:8080), REWARD_SERVICE_MODEL (default: the server's),
 REWARD_SERVICE_FALLBACK (reward of a sample the service refuses; default 0.0; logged), REWARD_SERVICE_TEMPLATE
 (policy template of decoded prompts; default auto).
+
+GRPO group advantages from the service instead of rewards: REWARD_SERVICE_ADVANTAGE=grpo | dr_grpo (unset:
+rewards, as before), REWARD_SERVICE_GROUP = auto (verl's `uid`, the id its GRPO estimator groups by, where the
+batch has it, else the prompt) | uid | prompt | <n> (n consecutive samples), REWARD_SERVICE_ADVANTAGE_ON =
+shaped (default) | raw, REWARD_SERVICE_ADVANTAGE_EPSILON (the service's default 1e-4). Only the batch-level
+entry points see whole groups: the legacy manager and compute_score_batch. The advantage goes where the reward
+went (the token reward tensor / "score"), the reward to reward_extra_info "rm_reward".
 """
 import logging
 import os
 
 from . import AsyncRewardClient, RewardClient
 from ._fallback import score_batch, score_batch_async
+from ._group import advantage_from_env, group_ids, rows, score_groups
 from .media import to_service_messages
 
 log = logging.getLogger("reward_client")
@@ -38,7 +46,27 @@ def _settings():
         "model": os.environ.get("REWARD_SERVICE_MODEL") or None,
         "fallback": None if fb.lower() in ("none", "nan") else float(fb),
         "template": os.environ.get("REWARD_SERVICE_TEMPLATE", "auto"),
+        "advantage": advantage_from_env(("auto", "uid", "prompt")),
     }
+
+
+def _per_sample_only(s, where):
+    if s["advantage"] is not None:
+        raise ValueError(
+            "REWARD_SERVICE_ADVANTAGE is set, but %s scores one sample per call and a group advantage needs the "
+            "whole group: use the legacy manager (reward_model.reward_manager=reward_service) or compute_score_batch "
+            "(reward_model.reward_manager=batch)" % where)
+
+
+def _ids(n, group, uids, prompt_keys, where):
+    """Group index per sample: a size, verl's uid, or the prompt."""
+    if isinstance(group, int):
+        return group_ids(n, size=group)
+    if group == "uid" or (group == "auto" and uids is not None):
+        if uids is None:
+            raise ValueError("REWARD_SERVICE_GROUP=uid: %s has no uid; use prompt or a group size" % where)
+        return group_ids(n, keys=[str(u) for u in uids])
+    return group_ids(n, keys=prompt_keys)
 
 
 def client(asynchronous=False):
@@ -87,6 +115,7 @@ def _sample(solution_str, extra_info):
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     s = _settings()
+    _per_sample_only(s, "compute_score")
     sample = _sample(solution_str, extra_info)
     return score_batch(lambda ms: client().get_reward(messages=ms)["rewards"], [sample], s["fallback"], "verl")[0]
 
@@ -94,6 +123,7 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
 async def compute_score_async(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     """The reward loop's naive/dapo managers await an async compute_score instead of using a thread."""
     s = _settings()
+    _per_sample_only(s, "compute_score_async")
     sample = _sample(solution_str, extra_info)
 
     async def call(ms):
@@ -103,10 +133,21 @@ async def compute_score_async(data_source, solution_str, ground_truth, extra_inf
 
 
 def compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos, **kwargs):
-    """Legacy `batch` reward manager (one request per batch)."""
+    """Legacy `batch` reward manager (one request per batch). With REWARD_SERVICE_ADVANTAGE, one dict per
+    sample, which that manager unpacks: {"score": advantage, "rm_reward": reward}."""
     s = _settings()
     samples = [_sample(r, e) for r, e in zip(solution_strs, extra_infos)]
-    return score_batch(lambda ms: client().get_reward(messages=ms)["rewards"], samples, s["fallback"], "verl")
+    if s["advantage"] is None:
+        return score_batch(lambda ms: client().get_reward(messages=ms)["rewards"], samples, s["fallback"], "verl")
+    spec, group = s["advantage"]
+    keys = [("unscorable", i) if isinstance(m, Exception) else m[:-1] for i, m in enumerate(samples)]
+    ids = _ids(len(samples), group, None, keys, "compute_score_batch")
+
+    def call(idx):
+        return rows(client().get_reward(messages=[samples[i] for i in idx], group=spec.group([ids[i] for i in idx])))
+
+    return [{"score": s["fallback"] if r is None else r[spec.advantage], "rm_reward": None if r is None else r["reward"]}
+            for r in score_groups(call, samples, "verl")]
 
 
 # --- reward managers: the prompt from verl's batch ---------------------------------------------------------
@@ -153,6 +194,7 @@ class RewardServiceManager:
         self.config = config
         self.tokenizer = tokenizer
         self.settings = _settings()
+        _per_sample_only(self.settings, "the reward loop's RewardServiceManager")
 
     async def run_single(self, data):
         item = data[-1:][0]  # multi-sequence outputs: the last sequence, as verl's own managers do
@@ -180,25 +222,66 @@ class RewardServiceRewardManager:
         self.settings = _settings()
 
     def __call__(self, data, return_dict=False):
-        import torch
-
         s = self.settings
         kinds = [_item_sample(data[i], self.tokenizer) for i in range(len(data))]
+        if s["advantage"] is not None:
+            return self._advantages(data, kinds, return_dict)
         rewards = _score_kinds(
             kinds,
             lambda xs: client().get_reward(messages=xs)["rewards"],
             lambda xs: client().get_reward(query=xs, prompts=[], template=s["template"])["rewards"],
             s["fallback"],
         )
-        responses = data.batch["responses"]
-        reward_tensor = torch.zeros_like(responses, dtype=torch.float32)
-        lengths = data.batch["attention_mask"][:, -responses.shape[-1]:].sum(dim=-1)
-        for i, r in enumerate(rewards):
-            if int(lengths[i]) > 0:
-                reward_tensor[i, int(lengths[i]) - 1] = float("nan") if r is None else r
-        if return_dict:
-            return {"reward_tensor": reward_tensor, "reward_extra_info": {"rm_reward": list(rewards)}}
-        return reward_tensor
+        return _reward_tensor(data, rewards, {"rm_reward": list(rewards)}, return_dict)
+
+    def _advantages(self, data, kinds, return_dict):
+        """Group advantages in the reward tensor (groups: verl's uid by default), the rewards in extra info."""
+        s = self.settings
+        spec, group = s["advantage"]
+        uids = data.non_tensor_batch.get("uid")
+        keys = [_prompt_ids(data[i]) for i in range(len(data))]
+        ids = _ids(len(data), group, uids, keys, "this batch")
+        got = [None] * len(data)
+        for kind in ("messages", "query"):  # a group shares its prompt, hence its kind
+            idx = [i for i, (k, _) in enumerate(kinds) if k == kind]
+            if not idx:
+                continue
+
+            def call(js, idx=idx, kind=kind):
+                xs = [kinds[idx[j]][1] for j in js]
+                g = spec.group([ids[idx[j]] for j in js])
+                if kind == "messages":
+                    return rows(client().get_reward(messages=xs, group=g))
+                return rows(client().get_reward(query=xs, prompts=[], template=s["template"], group=g))
+
+            for i, r in zip(idx, score_groups(call, [kinds[i][1] for i in idx], "verl")):
+                got[i] = r
+        values = [s["fallback"] if r is None else r[spec.advantage] for r in got]
+        info = {"rm_reward": [None if r is None else r["reward"] for r in got],
+                "rm_advantage": values}
+        return _reward_tensor(data, values, info, return_dict)
+
+
+def _prompt_ids(item):
+    """The valid prompt token ids of one DataProtoItem (left padded), as a list: the prompt's identity."""
+    prompts = item.batch["prompts"]
+    valid = int(item.batch["attention_mask"][: prompts.shape[-1]].sum())
+    return [int(t) for t in prompts[prompts.shape[-1] - valid:]]
+
+
+def _reward_tensor(data, values, extra_info, return_dict):
+    """verl's token-level reward: each value on its response's last token (NaN for None)."""
+    import torch
+
+    responses = data.batch["responses"]
+    reward_tensor = torch.zeros_like(responses, dtype=torch.float32)
+    lengths = data.batch["attention_mask"][:, -responses.shape[-1]:].sum(dim=-1)
+    for i, r in enumerate(values):
+        if int(lengths[i]) > 0:
+            reward_tensor[i, int(lengths[i]) - 1] = float("nan") if r is None else r
+    if return_dict:
+        return {"reward_tensor": reward_tensor, "reward_extra_info": extra_info}
+    return reward_tensor
 
 
 def _register():

@@ -117,12 +117,20 @@ if __name__ == "__main__":
 
 class GroupAdvantageChunks(unittest.TestCase):
     def test_chunks_keep_groups_whole_and_merge_offsets_groups(self):
-        from reward_client._sync import group_chunk_size, merge_get_reward
+        from reward_client._sync import chunk_group, chunks, merge_get_reward
 
-        self.assertEqual(group_chunk_size(10, {"size": 4}), 8)
-        self.assertEqual(group_chunk_size(3, {"size": 4}), 4)
-        self.assertIsNone(group_chunk_size(10, {"ids": ["a", "b"]}))
-        self.assertEqual(group_chunk_size(10, None), 10)
+        self.assertEqual(chunks(10, 10, {"size": 4}), [(0, 10)])
+        self.assertEqual(chunks(16, 10, {"size": 4}), [(0, 8), (8, 16)])
+        self.assertEqual(chunks(8, 3, {"size": 4}), [(0, 4), (4, 8)])
+        self.assertEqual(chunks(5, 2), [(0, 2), (2, 4), (4, 5)])
+        # ids: cut only where every group so far has ended; a group larger than the size is one piece
+        self.assertEqual(chunks(7, 2, {"ids": list("aabbbcc")}), [(0, 2), (2, 5), (5, 7)])
+        self.assertEqual(chunks(6, 4, {"ids": list("aabbcc")}), [(0, 4), (4, 6)])
+        self.assertEqual(chunks(4, 2, {"ids": list("abab")}), [(0, 4)], "interleaved groups: one piece")
+        self.assertEqual(chunks(4, 2, {"ids": [7, "7", 7, "7"]}), [(0, 4)], "7 and '7' are different groups")
+        self.assertEqual(chunks(4, 1, {"ids": [7, 7, "7", "7"]}), [(0, 2), (2, 4)])
+        self.assertEqual(chunk_group({"ids": list("aabb"), "on": "raw"}, 2, 4), {"ids": ["b", "b"], "on": "raw"})
+        self.assertEqual(chunk_group({"size": 2}, 2, 4), {"size": 2})
 
         def part(vals, groups):
             adv = {"on": "shaped", "epsilon": 1e-4, "size": 2, "group": groups, "grpo": vals, "dr_grpo": vals,
@@ -133,3 +141,6 @@ class GroupAdvantageChunks(unittest.TestCase):
         self.assertEqual(m["advantages"]["group"], [0, 0, 1, 1, 2, 2])
         self.assertEqual(m["advantages"]["grpo"], [1, -1, 1, -1, -1, 1])
         self.assertEqual(m["extra_logs"]["advantage"], [1, -1, 1, -1, -1, 1])
+        with_ids = [part([1, -1], [0, 0]), part([2, -2], [0, 0])]
+        with_ids[0]["advantages"]["ids"], with_ids[1]["advantages"]["ids"] = ["a", "a"], ["b", "b"]
+        self.assertEqual(merge_get_reward(with_ids)["advantages"]["ids"], ["a", "a", "b", "b"])
