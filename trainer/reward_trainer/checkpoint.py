@@ -13,6 +13,7 @@ from .model import IXCRewardModel
 
 TRAIN_RESULT = "train_result.json"
 EVAL_RESULT = "eval_result.json"
+PRETRAIN_RESULT = "pretrain_result.json"
 
 
 def save_checkpoint(path: str, state: Dict) -> None:

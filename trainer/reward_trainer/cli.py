@@ -10,7 +10,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Type
 
-from .config import FinetuneConfig, GenConfig, ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, VisionArgs
+from .config import (FinetuneConfig, GenConfig, ImagePreprocess, ModelArgs, PretrainConfig, TrainConfig, VideoPreprocess,
+                     VisionArgs)
 
 TRAINER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(TRAINER_DIR)
@@ -51,12 +52,16 @@ def _image_cfg(ns, margs: ModelArgs) -> ImagePreprocess:
     return i
 
 
-# Budgets for `reproduce`. cpu: < 60 min end to end on 2 cores (training stops at its time budget, the cosine
-# schedule follows the time fraction); cuda: more data and epochs.
+# Budgets for `reproduce`. cpu: <= 100 min end to end on 2 cores (issue 15): data ~9 min, pretraining 6 + 15 min,
+# Bradley-Terry 60 min (it stops at its time budget, the cosine schedule follows the time fraction), evaluation and
+# export ~5 min; cuda: more data and epochs.
 BUDGETS = {
-    "cpu": {"train_pairs": 8000, "heldout_pairs": 640, "epochs": 3.0, "time_budget_s": 2700.0},
-    "cuda": {"train_pairs": 24000, "heldout_pairs": 1600, "epochs": 3.0, "time_budget_s": 0.0},
-    "tiny": {"train_pairs": 48, "heldout_pairs": 16, "epochs": 1.0, "time_budget_s": 0.0},
+    "cpu": {"train_pairs": 16000, "heldout_pairs": 800, "epochs": 4.0, "time_budget_s": 3600.0,
+            "pretrain_text_seconds": 360.0, "pretrain_vision_seconds": 900.0},
+    "cuda": {"train_pairs": 24000, "heldout_pairs": 1600, "epochs": 3.0, "time_budget_s": 0.0,
+             "pretrain_text_seconds": 600.0, "pretrain_vision_seconds": 600.0},
+    "tiny": {"train_pairs": 48, "heldout_pairs": 16, "epochs": 1.0, "time_budget_s": 0.0,
+             "pretrain_text_seconds": 0.0, "pretrain_vision_seconds": 0.0},
 }
 
 
@@ -99,7 +104,20 @@ def reproduce(ns) -> None:
     tcfg.tokenizer, tcfg.out = tok_model, os.path.join(run, "train")
     tcfg.epochs = budget["epochs"] if ns.epochs_override is None else ns.epochs_override
     tcfg.time_budget_s = budget["time_budget_s"] if ns.time_budget_override is None else ns.time_budget_override
-    train(tcfg, margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
+    icfg, vcfg = _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_")
+    pcfg = _take(ns, PretrainConfig, "pretrain_")
+    for f in ("text_seconds", "vision_seconds"):
+        if getattr(ns, f"pretrain_{f}") is None:
+            setattr(pcfg, f, budget[f"pretrain_{f}"])
+    if pcfg.text_seconds or pcfg.vision_seconds:
+        from .pretrain import pretrain
+
+        pdir = os.path.join(run, "pretrain")
+        if not os.path.exists(os.path.join(pdir, "ckpt.pt")) or not ns.reuse_data:
+            pretrain(pcfg, margs, icfg, vcfg, tok_model, pdir, tcfg.pipeline, tcfg.max_seq_len, tcfg.seed, tcfg.device,
+                     tcfg.threads)
+        tcfg.init = os.path.join(pdir, "ckpt.pt")
+    train(tcfg, margs, icfg, vcfg)
     ckpt = os.path.join(tcfg.out, "ckpt.pt")
     heldout = evaluate_stage(ckpt, tcfg.eval_data, tok_model, tcfg.device)
     rep = export(ckpt, os.path.abspath(ns.out), tok_model, tcfg.eval_data, command=ns.command_line)
@@ -139,6 +157,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         _add_dataclass(t, ImagePreprocess, "image_", skip=("tile_size", "patch_size"))
         _add_dataclass(t, VideoPreprocess, "video_")
         if name == "reproduce":
+            _add_dataclass(t, PretrainConfig, "pretrain_", skip=("text_seconds", "vision_seconds"))
+            for f in ("text", "vision"):
+                t.add_argument(f"--pretrain-{f}-seconds", type=float, default=None,
+                               help=f"pretrain {f} stage seconds (default: the budget's; 0 skips it)")
             t.add_argument("--budget", choices=sorted(BUDGETS), default=None,
                            help="data/epoch budget (default: cpu, or cuda with --device cuda)")
             t.add_argument("--run-dir", default=os.path.join(TRAINER_DIR, "runs", "default"))
@@ -152,6 +174,21 @@ def main(argv: Optional[List[str]] = None) -> None:
             t.add_argument("--epochs", dest="epochs_override", type=float, default=None)
             t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
             t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
+            # the default model is trained on the published get_score input pipeline (issue 11): one pipeline
+            t.set_defaults(pipeline="ixc")
+
+    pt = sub.add_parser("pretrain", help="text + vision pretraining of a fresh model (train --init starts from its ckpt.pt)")
+    _add_dataclass(pt, PretrainConfig)
+    _add_dataclass(pt, ModelArgs, "model_")
+    _add_dataclass(pt, VisionArgs, "vision_")
+    _add_dataclass(pt, ImagePreprocess, "image_", skip=("tile_size", "patch_size"))
+    _add_dataclass(pt, VideoPreprocess, "video_")
+    pt.add_argument("--tokenizer", required=True)
+    pt.add_argument("--out", required=True, help="folder for ckpt.pt and pretrain_result.json")
+    pt.add_argument("--pipeline", choices=["default", "ixc"], default="default")
+    pt.add_argument("--max-seq-len", type=int, default=384)
+    pt.add_argument("--seed", type=int, default=1234)
+    pt.add_argument("--device", default="cpu")
 
     ev = sub.add_parser("evaluate", help="held-out pairwise accuracy of a checkpoint")
     ev.add_argument("--ckpt", required=True)
@@ -224,6 +261,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         train(tcfg, margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"))
         if tcfg.eval_data:
             evaluate_stage(os.path.join(tcfg.out, "ckpt.pt"), tcfg.eval_data, tcfg.tokenizer, tcfg.device)
+    elif ns.cmd == "pretrain":
+        from .pretrain import pretrain
+
+        margs = _model_args(ns)
+        pretrain(_take(ns, PretrainConfig), margs, _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_"),
+                 ns.tokenizer, ns.out, ns.pipeline, ns.max_seq_len, ns.seed, ns.device)
     elif ns.cmd == "reproduce":
         ns.budget = ns.budget or ("cuda" if ns.device == "cuda" else "cpu")
         reproduce(ns)

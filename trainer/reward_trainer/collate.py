@@ -63,7 +63,8 @@ def pack_pairs(pairs, offsets: List[List[int]], media_tokens: List[List[int]], p
     """One row per pair: [prompt | chosen reply | rejected reply] (pairs: chosen/rejected ids and spans).
 
     The rejected reply attends to the prompt and itself only (`allowed` [B, T(q), T(k)]), with positions
-    continuing from the prompt; chosen_index/rejected_index are the reward-token positions."""
+    continuing from the prompt; chosen_index/rejected_index are the reward-token positions, chosen_start the first
+    position where the chosen reply differs from the rejected one (the auxiliary LM loss predicts from there)."""
     rows = []
     for ex, offs, ntok in zip(pairs, offsets, media_tokens):
         c, r = ex.chosen_ids, ex.rejected_ids
@@ -88,7 +89,8 @@ def pack_pairs(pairs, offsets: List[List[int]], media_tokens: List[List[int]], p
            "im_mask": torch.zeros((B, T), dtype=torch.float32),
            "attention_mask": torch.zeros((B, T), dtype=torch.long),
            "allowed": torch.zeros((B, T, T), dtype=torch.bool),
-           "chosen_index": torch.zeros(B, dtype=torch.long), "rejected_index": torch.zeros(B, dtype=torch.long)}
+           "chosen_index": torch.zeros(B, dtype=torch.long), "rejected_index": torch.zeros(B, dtype=torch.long),
+           "chosen_start": torch.zeros(B, dtype=torch.long)}
     for b, (ids, pos, img_pos, im, Lc, p) in enumerate(rows):
         L = len(ids)
         out["input_ids"][b, :L] = torch.tensor(ids)
@@ -100,6 +102,7 @@ def pack_pairs(pairs, offsets: List[List[int]], media_tokens: List[List[int]], p
         out["allowed"][b, Lc:L, :p] = True
         out["allowed"][b, Lc:L, Lc:L] = torch.ones(L - Lc, L - Lc, dtype=torch.bool).tril()
         out["chosen_index"][b], out["rejected_index"][b] = Lc - 1, L - 1
+        out["chosen_start"][b] = p
     return out
 
 

@@ -134,6 +134,17 @@ class GenConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """The pretrain stage (pretrain.py): seconds per sub-stage (0 skips it), batch and peak learning rate."""
+    text_seconds: float = _f(0.0, "language-modelling stage on the world's text (0 = skip)")
+    text_batch: int = _f(32, "conversations per text step")
+    text_lr: float = _f(2e-3, "text stage peak learning rate")
+    vision_seconds: float = _f(0.0, "scene-label stage for the vision tower and projector (0 = skip)")
+    vision_batch: int = _f(32, "scenes per vision step (kinds in pretrain.SCENE_KINDS' proportions)")
+    vision_lr: float = _f(2e-3, "vision stage peak learning rate")
+
+
+@dataclass
 class TrainConfig:
     data: str = _f("trainer/runs/data/train.jsonl", "training JSONL")
     eval_data: Optional[str] = _f("trainer/runs/data/heldout.jsonl", "held-out JSONL (the train command evaluates the finished run on it)")
@@ -158,6 +169,11 @@ class TrainConfig:
     ckpt_every: int = _f(200, "save a checkpoint every N steps")
     resume: bool = _f(True, "resume from out/ckpt.pt when present")
     threads: int = _f(2, "torch.set_num_threads")
+    init: str = _f("", "start from this checkpoint's weights (e.g. the pretrain stage's ckpt.pt; its model size wins)")
+    lm_weight: float = _f(1.0, "weight of the auxiliary LM loss on the chosen replies (model_io.chosen_lm_loss; 0 = "
+                                "Bradley-Terry only; needs the 'last' readout)")
+    cache_media: bool = _f(True, "keep every training pair's preprocessed media in memory (float16: about 1 GB for "
+                                 "the cpu budget) instead of decoding it again each epoch")
     pipeline: str = _f("default", "input pipeline: default (ours) | ixc (the published get_score: layout, no "
                                   "stripping, special tokens, decode, hd_num 9/6 counting videos; overrides --image-hd-num*)")
 

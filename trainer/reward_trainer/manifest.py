@@ -236,7 +236,8 @@ def manifest(name: str, version: int, model, state, tok_ids: Dict, icfg: ImagePr
         "training": {k: train_result.get(k) for k in ("steps", "total_steps", "train_seconds", "train_pairs",
                                                       "dropped_length_ratio", "dropped_too_long", "pairs_per_second",
                                                       "device")}
-                    | {"length_ratio": state["train_config"]["length_ratio"]},
+                    | {"length_ratio": state["train_config"]["length_ratio"]}
+                    | ({"stages": train_result["stages"]} if train_result.get("stages") else {}),
         "evaluation": {"heldout": heldout or {"pairs": 0, "accuracy": 0.0, "per_category": {}, "length_bias": {}}},
     }
 

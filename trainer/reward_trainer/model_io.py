@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import List
 
 import torch
+import torch.nn.functional as F
 
 from .collate import collate, media_offsets, pack_pairs
 from .data import PairExample
@@ -31,16 +32,40 @@ def batch_inputs(model, pairs: List[PairExample], pad_id: int, device: str):
     return inp
 
 
-def packed_scores(model, pairs: List[PairExample], pad_id: int, device: str):
-    """(chosen scores, rejected scores) with one packed row per pair (collate.pack_pairs): each score equals the
-    unpacked forward's (tested); the shared prompt and its media run through the model once."""
+def chosen_lm_loss(model, h: torch.Tensor, x) -> torch.Tensor:
+    """Auxiliary language-modelling loss on the chosen replies of packed rows: mean cross-entropy of each chosen
+    token from where the replies differ (`chosen_start`) to the reward token, predicted by the position before it
+    through the token embedding matrix (tied head: nothing new to export). The reward model's decoder then learns
+    the right answer densely (a token-level target for every pair) instead of from one comparison bit, the way
+    IXC-2.5-Reward starts from a chat model that already answers."""
+    rows, cols = [], []
+    for b in range(h.shape[0]):
+        q0, q1 = int(x["chosen_start"][b]) - 1, int(x["chosen_index"][b])
+        rows += [b] * (q1 - q0)
+        cols += list(range(q0, q1))
+    rows_t = torch.tensor(rows, device=h.device)
+    cols_t = torch.tensor(cols, device=h.device)
+    logits = h[rows_t, cols_t] @ model.model.tok_embeddings.weight.t()
+    return F.cross_entropy(logits.float(), x["input_ids"][rows_t, cols_t + 1])
+
+
+def packed_forward(model, pairs: List[PairExample], pad_id: int, device: str, lm: bool = False):
+    """(chosen scores, rejected scores, auxiliary LM loss or None) with one packed row per pair
+    (collate.pack_pairs): each score equals the unpacked forward's (tested); the shared prompt and its media run
+    through the model once."""
     E, offsets, ntoks = embed_media(model, pairs, device)
     x = {k: v.to(device) for k, v in pack_pairs(pairs, offsets, ntoks, pad_id).items()}
     h = model.hidden_states(x["input_ids"], E, x["image_positions"], x["im_mask"], x["attention_mask"],
                             x["position_ids"], x["allowed"])
     ar = torch.arange(len(pairs), device=device)
     s = model.v_head(torch.stack([h[ar, x["chosen_index"]], h[ar, x["rejected_index"]]], 0)).squeeze(-1)
-    return s[0], s[1]
+    return s[0], s[1], (chosen_lm_loss(model, h, x) if lm else None)
+
+
+def packed_scores(model, pairs: List[PairExample], pad_id: int, device: str):
+    """(chosen scores, rejected scores) of packed rows (packed_forward without the LM loss)."""
+    c, r, _ = packed_forward(model, pairs, pad_id, device)
+    return c, r
 
 
 def pair_scores(model, pairs: List[PairExample], pad_id: int, device: str):

@@ -12,12 +12,12 @@ from typing import Dict, List
 
 import torch
 
-from .checkpoint import TRAIN_RESULT, load_checkpoint, save_checkpoint, write_result
+from .checkpoint import PRETRAIN_RESULT, TRAIN_RESULT, load_checkpoint, read_result, save_checkpoint, write_result
 from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, template_config
 from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
 from .losses import bt_loss
 from .model import IXCRewardModel
-from .model_io import pair_scores, score_pairs
+from .model_io import packed_forward, pair_scores, score_pairs
 from .tokenizer import TextTokenizer
 
 
@@ -86,13 +86,19 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
     tok = TextTokenizer(cfg.tokenizer)
     margs = dataclasses.replace(margs, vocab_size=tok.vocab_size)
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
+    stages: List[Dict] = []
     if cfg.resume and os.path.exists(ckpt_path):
         model, state = load_checkpoint(ckpt_path, cfg.device)
         margs = model.args
+        stages = state.get("stages", [])
+    elif cfg.init:
+        model, _ = load_checkpoint(cfg.init, cfg.device)  # e.g. the pretrain stage's weights
+        margs, state = model.args, None
+        stages = read_result(cfg.init, PRETRAIN_RESULT).get("stages", [])
     else:
         model, state = IXCRewardModel(margs).to(cfg.device), None
     template_config(cfg.pipeline, icfg)  # the ixc preset sets icfg's published fields (saved with the checkpoint)
-    cache = MediaCache(icfg, vcfg, keep=False)  # recomputed per batch: bounded memory for large data
+    cache = MediaCache(icfg, vcfg, keep=cfg.cache_media, half=True)
     t_load = time.time()
     train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, model)
     print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
@@ -133,7 +139,7 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total_steps": total,
             "elapsed_s": elapsed_before + time.time() - t0, "model_args": margs.to_dict(),
             "train_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),
-            "video": dataclasses.asdict(vcfg), "final": final,
+            "video": dataclasses.asdict(vcfg), "final": final, "stages": stages,
             "data": {"pairs": len(train_ex), "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long}})
 
     prog = Progress(total)
@@ -149,8 +155,12 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
         for g in opt.param_groups:
             g["lr"] = lr
         n = len(pairs)
-        rc, rr = pair_scores(model, pairs, tok.pad_id, cfg.device)
-        loss = bt_loss(rc, rr)
+        if cfg.lm_weight and margs.readout == "last":
+            rc, rr, lm = packed_forward(model, pairs, tok.pad_id, cfg.device, lm=True)
+            loss = bt_loss(rc, rr) + cfg.lm_weight * lm
+        else:
+            rc, rr = pair_scores(model, pairs, tok.pad_id, cfg.device)
+            loss = bt_loss(rc, rr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
@@ -170,7 +180,9 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
     result = {"steps": step, "total_steps": total, "train_seconds": round(train_s, 1), "train_pairs": len(train_ex),
               "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long, "train_stats": stats,
               "pairs_per_second": round(step * cfg.batch_pairs / max(train_s, 1e-9), 3),
-              "num_params": model.num_params(), "device": cfg.device}
+              "num_params": model.num_params(), "device": cfg.device,
+              "stages": stages + [{"stage": "bradley_terry", "steps": step, "seconds": round(train_s, 1),
+                                   "lm_weight": cfg.lm_weight, "init": bool(cfg.init)}]}
     save(final=True)
     write_result(ckpt_path, TRAIN_RESULT, result)
     print("\n" + json.dumps(result, indent=2), file=sys.stderr)

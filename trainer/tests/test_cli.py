@@ -3,6 +3,7 @@ import os
 
 import reward_trainer.export as export_mod
 import reward_trainer.generate as generate_mod
+import reward_trainer.pretrain as pretrain_mod
 import reward_trainer.tokenizer_convert as tokenizer_mod
 import reward_trainer.train as train_mod
 from reward_trainer import cli
@@ -20,11 +21,18 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
 
     def train(tcfg, *_):
         seen["train"] = tcfg.seed
+        seen["init"] = tcfg.init
+        seen["pipeline"] = tcfg.pipeline
+        return {}
+
+    def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, *_):
+        seen["pretrain"] = (pcfg.text_seconds, pcfg.vision_seconds, seed, pipeline, out)
         return {}
 
     monkeypatch.setattr(generate_mod, "generate", generate)
     monkeypatch.setattr(tokenizer_mod, "train_tokenizer", lambda *a, **k: None)
     monkeypatch.setattr(train_mod, "train", train)
+    monkeypatch.setattr(pretrain_mod, "pretrain", pretrain)
     monkeypatch.setattr(cli, "evaluate_stage", lambda *a: {})
     monkeypatch.setattr(export_mod, "export", lambda *a, **k: {})
     cli.main(["reproduce", "--run-dir", str(tmp_path), "--out", str(tmp_path / "model"), *extra])
@@ -32,8 +40,22 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
 
 
 def test_reproduce_seed_reaches_training_and_gen_seed_the_generator(tmp_path, monkeypatch):
-    assert run_reproduce(tmp_path, monkeypatch, "--seed", "7", "--gen-seed", "99") == {"generate": 99, "train": 7}
+    seen = run_reproduce(tmp_path, monkeypatch, "--seed", "7", "--gen-seed", "99")
+    assert (seen["generate"], seen["train"], seen["pretrain"][2]) == (99, 7, 7)
 
 
 def test_reproduce_default_seeds_are_the_committed_models(tmp_path, monkeypatch):
-    assert run_reproduce(tmp_path, monkeypatch) == {"generate": 1234, "train": 1234}
+    seen = run_reproduce(tmp_path, monkeypatch)
+    assert (seen["generate"], seen["train"]) == (1234, 1234)
+
+
+def test_reproduce_chains_pretraining_into_training_on_the_published_pipeline(tmp_path, monkeypatch):
+    """Issue 15 / 11: the default budget pretrains (text, then vision) and the Bradley-Terry stage starts from that
+    checkpoint; everything runs on the published input pipeline unless told otherwise."""
+    seen = run_reproduce(tmp_path, monkeypatch)
+    text_s, vision_s, _, pipeline, out = seen["pretrain"]
+    assert text_s > 0 and vision_s > 0 and pipeline == "ixc" == seen["pipeline"]
+    assert seen["init"] == os.path.join(out, "ckpt.pt")
+    seen = run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-seconds", "0", "--pretrain-vision-seconds", "0",
+                         "--pipeline", "default")
+    assert "pretrain" not in seen and seen["init"] == "" and seen["pipeline"] == "default"

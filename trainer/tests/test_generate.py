@@ -6,6 +6,7 @@ import numpy as np
 
 from reward_trainer.config import GenConfig, VideoPreprocess
 from reward_trainer.generate import generate
+from reward_trainer.world import CANVASES, FORMS, OP_WORDS, number_word, numbers_in
 from reward_trainer.media import decode_video
 
 
@@ -26,8 +27,11 @@ def test_generator_categories_labels_and_media(tmp_path):
         if r["category"] in ("image_count", "image_color", "image_position"):
             assert len(r["images"]) == 1 and not r["videos"]
         if r["category"] == "arithmetic":
-            a, op, b = re.match(r"\D*(\d+) ([-+*]) (\d+)", r["messages"][0]["content"]).groups()
-            assert re.findall(r"-?\d+", r["chosen"])[-1] == str(eval(f"{a}{op}{b}"))
+            q = r["messages"][0]["content"]
+            for op, word in OP_WORDS.items():
+                q = q.replace(f" {word} ", f" {op} ")
+            a, op, b = re.match(r"\D*(\d+) ([-+*]) (\d+)", q).groups()
+            assert numbers_in(r["chosen"])[-1] == eval(f"{a}{op}{b}") != numbers_in(r["rejected"])[-1]
 
 
 def test_video_motion_needs_several_frames_and_matches_label(tmp_path):
@@ -45,3 +49,51 @@ def test_video_motion_needs_several_frames_and_matches_label(tmp_path):
         dx, dy = cents[-1][0] - cents[0][0], cents[-1][1] - cents[0][1]
         truth = ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
         assert truth in r["chosen"].replace(".", " ").split() and truth not in r["rejected"].replace(".", " ").split()
+
+
+def test_numbers_in_reads_digits_and_words():
+    assert numbers_in("The answer is forty-two.") == [42]
+    assert numbers_in("7 - 3 = 4") == [7, 3, 4]
+    assert numbers_in("I count three circles, not 5.") == [3, 5]
+    assert [number_word(v) for v in (0, 13, 20, 81)] == ["zero", "thirteen", "twenty", "eighty-one"]
+    assert all(numbers_in(number_word(v)) == [v] for v in range(100))
+
+
+def _form_regex(form: str) -> "re.Pattern":
+    parts = re.split(r"\{[a-zA-Z]+\}", form)
+    return re.compile(".*".join(re.escape(p) for p in parts), re.S)
+
+
+def test_heldout_varies_surface_form_and_shares_nothing_with_training(tmp_path):
+    """Issue 15: the held-out split uses phrasings and canvas sizes no training pair has, its own seed, and no
+    media file of the training split; a model that learned the template and not the skill scores lower there."""
+    from PIL import Image
+    import hashlib
+
+    cats = GenConfig().categories
+    generate(GenConfig(out=str(tmp_path), train_pairs=len(cats) * 40, heldout_pairs=len(cats) * 40, seed=11))
+    train = [json.loads(l) for l in open(tmp_path / "train.jsonl")]
+    held = [json.loads(l) for l in open(tmp_path / "heldout.jsonl")]
+
+    def texts(recs):
+        return [r["messages"][0]["content"] for r in recs] + [r["chosen"] for r in recs] + [r["rejected"] for r in recs]
+
+    held_only = [_form_regex(f) for _, only in FORMS.values() for f in only]
+    # anchored at the end: a held-out-only form never closes a training prompt or reply
+    train_hits = [t for t in texts(train) for rx in held_only if rx.fullmatch(t.split("\n\n")[-1])]
+    held_hits = [t for t in texts(held) for rx in held_only if rx.fullmatch(t.split("\n\n")[-1])]
+    assert not train_hits, train_hits[:3]
+    assert len(held_hits) > len(held) // 4  # about half of the held-out questions and replies use unseen forms
+
+    def sizes(recs):
+        return {Image.open(tmp_path / r["images"][0]).size for r in recs if r["images"]}
+
+    assert sizes(train) <= set(CANVASES[0])
+    assert sizes(held) & set(CANVASES[1])  # sizes the training split never has
+
+    def digests(recs):
+        return {hashlib.sha256(open(tmp_path / p, "rb").read()).hexdigest() for r in recs for p in r["images"] + r["videos"]}
+
+    assert not digests(train) & digests(held)
+    assert any(re.search(r"[a-z]+-?[a-z]*", r["chosen"]) and numbers_in(r["chosen"]) and not re.search(r"\d", r["chosen"])
+               for r in train if r["category"] in ("arithmetic", "table", "image_count"))  # number words in training too

@@ -20,14 +20,14 @@ LAYERS = [
     # 2: the data set and the checkpoint
     ("data", "checkpoint"),
     # 3: parts the stages share
-    ("model_io", "importers", "golden", "manifest"),
+    ("model_io", "importers", "golden", "manifest", "world"),
     # 3a: checked preference files (importers + data) for fine-tuning
     ("dataset",),
     # 3b: graph writers (plain, then fused attention / external data on top)
     ("graphs",),
     ("onnx_large",),
     # 4: the pipeline's stages, peers that never import each other
-    ("generate", "train", "evaluate", "export"),
+    ("generate", "pretrain", "train", "evaluate", "export"),
     # 5: a composite stage (checkpoint import -> export), then the command line that chains them, then its
     # `python3 -m` entry
     ("hf_import",),

@@ -1,0 +1,321 @@
+"""Stage: pretraining before the Bradley-Terry stage, as IXC-2.5-Reward has it (its decoder is a chat model and
+its vision tower was trained long before; ours start from scratch, so the default model earns both here).
+
+1. `text`: language modelling on the procedural world's text (arithmetic facts, tables with questions, verifiable
+   instructions) drawn on the fly from the training seed: the decoder learns the facts and the table read-off
+   with a target for every token instead of one comparison bit per pair.
+2. `vision`: the vision tower and projector learn the scene labels (shape, colour, side, count, motion direction)
+   on scenes rendered on the fly, read out through the frozen token embedding matrix: every image token over a
+   shape is trained to point at the words naming it ("red", "circle", "left"), the mean of a count scene's tokens
+   at its count and the mean of a video's tokens at its direction. The decoder then meets image tokens that
+   already look like the words its answers use, which is the slow part of learning from pairs alone.
+
+Both stages only see the training side of the world (seeded from the training seed; the held-out split's seed
+and its reserved surface forms are never drawn: tests/test_pretrain.py checks both). Nothing new is exported:
+the readout is the tied token embedding matrix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from . import media
+from .checkpoint import PRETRAIN_RESULT, save_checkpoint, write_result
+from .collate import shared_prefix
+from .config import ImagePreprocess, ModelArgs, PretrainConfig, TemplateConfig, VideoPreprocess, template_config
+from .data import MediaCache, build_examples
+from .model import IXCRewardModel
+from .tokenizer import TextTokenizer
+from .world import COLORS, SHAPES, Gen, Obj, draw_shape
+
+COSINE_SCALE = 16.0  # logit of a perfectly aligned token: e^16 outweighs a 4096-piece vocabulary at cosine 0
+SCENE_KINDS = ("count", "color", "position", "video", "count", "position", "count", "position")  # hard ones 3/8
+TEXT_CATEGORIES = ("arithmetic", "table", "arithmetic", "table", "instruction")  # facts and look-ups twice
+
+
+def word_piece(tok: TextTokenizer, word: str) -> int:
+    """The first piece of `word` as it is written inside a sentence ("It is red." -> the piece of " red")."""
+    base = tok.encode("x")
+    ids = tok.encode("x " + word)[len(base):]
+    bare = tok.encode("x ")[len(base):]
+    ids = [i for i in ids if i not in bare] or ids
+    return ids[0]
+
+
+def _lr(step: int, total_s: float, elapsed: float, peak: float, warm: int = 20) -> float:
+    """Linear warmup over `warm` steps, then cosine over the stage's time budget to 10 % of the peak."""
+    if step < warm:
+        return peak * (step + 1) / warm
+    p = min(1.0, elapsed / max(total_s, 1e-9))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _adamw(params, lr: float) -> torch.optim.Optimizer:
+    decay = [p for p in params if p.dim() >= 2]
+    other = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.95))
+
+
+# ------------------------------------------------------------------------------------------------------- text
+def text_batch(gen: Gen, n: int, tok: TextTokenizer, tcfg: TemplateConfig, max_seq_len: int,
+               tokens_per_image) -> List[Tuple[List[int], int]]:
+    """n chosen conversations (ids, first reply position) from the world's text categories."""
+    recs = [getattr(gen, TEXT_CATEGORIES[gen.rng.randrange(len(TEXT_CATEGORIES))])(i) for i in range(n)]
+    cache = MediaCache(ImagePreprocess(), VideoPreprocess())  # text only: never asked for media
+    ex, _ = build_examples(recs, "", tok, cache, max_seq_len, tokens_per_image, tcfg)
+    return [(e.chosen_ids, shared_prefix(e.chosen_ids, e.rejected_ids, e.chosen_spans, e.rejected_spans)) for e in ex]
+
+
+def text_lm_loss(model: IXCRewardModel, rows: List[Tuple[List[int], int]], pad_id: int, device: str
+                 ) -> Tuple[torch.Tensor, float]:
+    """Next-token cross-entropy over whole conversations plus, again, over the reply (where the answer is);
+    returns (loss, reply accuracy of the first answer token)."""
+    B, T = len(rows), max(len(r) for r, _ in rows)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    am = torch.zeros((B, T), dtype=torch.long)
+    reply = torch.zeros((B, T), dtype=torch.bool)
+    for b, (r, p) in enumerate(rows):
+        ids[b, :len(r)] = torch.tensor(r)
+        am[b, :len(r)] = 1
+        reply[b, max(p - 1, 0):len(r) - 1] = True
+    ids, am, reply = ids.to(device), am.to(device), reply.to(device)
+    D = model.args.hidden_size
+    h = model.hidden_states(ids, torch.zeros(1, D, device=device), torch.zeros_like(ids),
+                            torch.zeros(B, T, device=device), am)
+    logits = (h[:, :-1] @ model.model.tok_embeddings.weight.t()).float()
+    tgt = ids[:, 1:]
+    valid = am[:, 1:].bool()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none").view(B, T - 1)
+    r = reply[:, :-1] & valid
+    loss = ce[valid].mean() + ce[r].mean()
+    first = torch.tensor([max(p - 1, 0) for _, p in rows], device=device)
+    ar = torch.arange(B, device=device)
+    acc = float((logits[ar, first].argmax(-1) == tgt[ar, first]).float().mean())
+    return loss, acc
+
+
+def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, cfg: PretrainConfig,
+               max_seq_len: int, seed: int, device: str) -> Dict:
+    params = [p for n, p in model.named_parameters()
+              if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
+    opt = _adamw(params, cfg.text_lr)
+    gen = Gen("", "pretrain", random.Random(seed))
+    model.train()
+    t0, step, ema, acc_ema = time.time(), 0, None, None
+    while time.time() - t0 < cfg.text_seconds:
+        rows = text_batch(gen, cfg.text_batch, tok, tcfg, max_seq_len, model.tokens_per_image)
+        loss, acc = text_lm_loss(model, rows, tok.pad_id, device)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.text_seconds, time.time() - t0, cfg.text_lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        acc_ema = acc if acc_ema is None else 0.95 * acc_ema + 0.05 * acc
+        if step % 20 == 0:
+            print(f"pretrain text step {step} loss {ema:.3f} answer-token acc {acc_ema:.3f} "
+                  f"{time.time() - t0:.0f}/{cfg.text_seconds:.0f}s", file=sys.stderr)
+    return {"stage": "text", "steps": step, "seconds": round(time.time() - t0, 1), "sequences": step * cfg.text_batch,
+            "final_loss_ema": round(ema or 0.0, 4), "answer_token_accuracy_ema": round(acc_ema or 0.0, 4)}
+
+
+# ----------------------------------------------------------------------------------------------------- vision
+def cell_coverage(objs: Sequence[Obj], size: Tuple[int, int], cell: int) -> np.ndarray:
+    """[objects, rows, cols]: the share of each cell (cell x cell pixels) each object's shape covers."""
+    w, h = size
+    out = np.zeros((len(objs), math.ceil(h / cell), math.ceil(w / cell)), dtype=np.float32)
+    for i, o in enumerate(objs):
+        m = Image.new("L", (out.shape[2] * cell, out.shape[1] * cell), 0)
+        draw_shape(ImageDraw.Draw(m), o.shape, o.x, o.y, o.r, 255)
+        a = np.asarray(m, dtype=np.float32).reshape(out.shape[1], cell, out.shape[2], cell) / 255.0
+        out[i] = a.mean(axis=(1, 3))
+    return out
+
+
+def grid_token_index(rows: int, cols: int, G: int) -> Tuple[List[int], List[Tuple[int, int, int]]]:
+    """Positions in a vision_forward token block of the global view's G x G tokens and the tiles' (rows*G) x
+    (cols*G) tokens, with (view: 0 global / 1 tiles, row, col) of each in its own grid (separators skipped)."""
+    idx, rc = [], []
+    for r in range(G):
+        for c in range(G):
+            idx.append(r * (G + 1) + c)
+            rc.append((0, r, c))
+    base = G * (G + 1) + 1
+    for r in range(rows * G):
+        for c in range(cols * G):
+            idx.append(base + r * (cols * G + 1) + c)
+            rc.append((1, r, c))
+    return idx, rc
+
+
+class SceneLabels:
+    """Word pieces of the scene vocabulary (the same pieces the replies use)."""
+
+    def __init__(self, tok: TextTokenizer):
+        self.color = {c: word_piece(tok, c) for c in COLORS}
+        self.shape = {s: word_piece(tok, s) for s in SHAPES}
+        self.side = {s: word_piece(tok, s) for s in ("left", "right")}
+        self.count = {k: word_piece(tok, str(k)) for k in range(1, 5)}
+        self.motion = {d: word_piece(tok, d) for d in ("left", "right", "up", "down")}
+
+
+def scene_batch(gen: Gen, n: int, icfg: ImagePreprocess, vcfg: VideoPreprocess, start: int = 0) -> List[Dict]:
+    """n rendered scenes with their labels, kinds in SCENE_KINDS' proportions (video costs ~5 crops, an image 2);
+    `start` continues the kind cycle across batches."""
+    S, G = icfg.tile_size, model_grid(icfg)
+    R = S * math.ceil(112 / S)  # the scenes need about 112 pixels; whole tiles, so no resampling
+    out = []
+    for i in range(n):
+        kind = SCENE_KINDS[(start + i) % len(SCENE_KINDS)]
+        if kind == "video":
+            frames, way = gen.motion_frames()
+            canvas = media.layout_frames([Image.fromarray(f) for f in frames], vcfg)
+            out.append({"kind": kind, "pixels": media.video_transform(canvas, icfg), "motion": way})
+            continue
+        im, objs = getattr(gen, f"{kind}_scene")((R, R))
+        px = media.image_transform(im, icfg, icfg.hd_num)
+        assert px.shape[2:] == (R, R), "scene sizes are whole tiles under hd_num"
+        # the global view sees the whole scene in G x G cells, the tiles in cells of S / G pixels
+        out.append({"kind": kind, "pixels": px, "objs": objs,
+                    "coverage": (cell_coverage(objs, (R, R), R // G), cell_coverage(objs, (R, R), S // G))})
+    return out
+
+
+def model_grid(icfg: ImagePreprocess) -> int:
+    """Tokens per tile side after the 2x2 merge (G): tile / patch / 2."""
+    return icfg.tile_size // icfg.patch_size // 2
+
+
+def token_targets(scene: Dict, labels: SceneLabels, G: int, S: int, min_cover: float) -> List[Tuple[int, int]]:
+    """(token position in the scene's vision block, word piece) for every grid token an object covers: the
+    object's colour, shape and side of the image."""
+    idx, rc = grid_token_index(scene["pixels"].shape[2] // S, scene["pixels"].shape[3] // S, G)
+    W = scene["pixels"].shape[3]
+    out = []
+    for k, o in enumerate(scene["objs"]):
+        words = (labels.color[o.color], labels.shape[o.shape], labels.side["left" if o.x < W / 2 else "right"])
+        for j, (view, r, c) in zip(idx, rc):
+            if scene["coverage"][view][k, r, c] >= min_cover:
+                out += [(j, w) for w in words]
+    return out
+
+
+def vision_loss(model: IXCRewardModel, scenes: List[Dict], labels: SceneLabels, min_cover: float = 0.1
+                ) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Cross-entropy of image tokens read through the (frozen) token embeddings against the scene words:
+    every grid token an object covers (>= min_cover of its cell) -> that object's colour, shape and side; the
+    mean of a count scene's grid tokens -> its count; the mean of a video's tokens -> its direction."""
+    # cosine logits: the tokens learn the words' directions (the decoder RMS-normalises what it reads), and the
+    # loss starts near log(vocab) instead of at the raw dot products' scale
+    E = F.normalize(model.model.tok_embeddings.weight.detach(), dim=-1) * COSINE_SCALE
+    toks = model.vision_forward_many([s["pixels"] for s in scenes])
+    G = model.G
+    S = model.args.vision.tile_size
+    flat = torch.cat(toks, 0)  # one gather for every labelled token (thousands of tiny index ops are slow)
+    tok_rows, tok_tgt, pooled, pooled_tgt, kinds = [], [], [], [], []
+    base = 0
+    for s, t in zip(scenes, toks):
+        if s["kind"] == "video":
+            pooled.append(t.mean(0))
+            pooled_tgt.append(labels.motion[s["motion"]])
+            kinds.append("motion")
+            base += t.shape[0]
+            continue
+        idx = grid_token_index(s["pixels"].shape[2] // S, s["pixels"].shape[3] // S, G)[0]
+        for j, w in token_targets(s, labels, G, S, min_cover):
+            tok_rows.append(base + j)
+            tok_tgt.append(w)
+        if s["kind"] == "count":
+            pooled.append(t[idx].mean(0))
+            pooled_tgt.append(labels.count[len(s["objs"])])
+            kinds.append("count")
+        base += t.shape[0]
+    tok_logits = flat[torch.tensor(tok_rows, dtype=torch.long, device=flat.device)] if tok_rows else []
+    dev = E.device
+    loss = torch.zeros((), device=dev)
+    stats: Dict[str, float] = {}
+    if tok_rows:
+        lg = F.normalize(tok_logits, dim=-1) @ E.t()
+        tgt = torch.tensor(tok_tgt, device=dev)
+        loss = loss + F.cross_entropy(lg.float(), tgt)
+    if pooled:
+        lg = F.normalize(torch.stack(pooled), dim=-1) @ E.t()
+        tgt = torch.tensor(pooled_tgt, device=dev)
+        loss = loss + F.cross_entropy(lg.float(), tgt)
+        for k, cand in (("count", labels.count), ("motion", labels.motion)):
+            sel = [i for i, kk in enumerate(kinds) if kk == k]
+            if sel:
+                ids = torch.tensor(sorted(set(cand.values())), device=dev)
+                pred = ids[lg[sel][:, ids].argmax(-1)]
+                stats[k] = float((pred == tgt[sel]).float().mean())
+    return loss, stats
+
+
+def vision_stage(model: IXCRewardModel, tok: TextTokenizer, icfg: ImagePreprocess, vcfg: VideoPreprocess,
+                 cfg: PretrainConfig, seed: int, device: str) -> Dict:
+    params = [p for n, p in model.named_parameters() if n.startswith(("vit.", "vision_proj."))]
+    opt = _adamw(params, cfg.vision_lr)
+    gen = Gen("", "pretrain", random.Random(seed + 1))
+    labels = SceneLabels(tok)
+    model.train()
+    t0, step, ema, acc = time.time(), 0, None, {}
+    while time.time() - t0 < cfg.vision_seconds:
+        scenes = scene_batch(gen, cfg.vision_batch, icfg, vcfg, step * cfg.vision_batch)
+        loss, stats = vision_loss(model, scenes, labels)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.vision_seconds, time.time() - t0, cfg.vision_lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        for k, v in stats.items():
+            acc[k] = v if k not in acc else 0.95 * acc[k] + 0.05 * v
+        if step % 10 == 0:
+            print(f"pretrain vision step {step} loss {ema:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in acc.items())
+                  + f" {time.time() - t0:.0f}/{cfg.vision_seconds:.0f}s", file=sys.stderr)
+    return {"stage": "vision", "steps": step, "seconds": round(time.time() - t0, 1),
+            "scenes": step * cfg.vision_batch, "final_loss_ema": round(ema or 0.0, 4),
+            "accuracy_ema": {k: round(v, 4) for k, v in acc.items()}}
+
+
+
+def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess, tokenizer: str,
+             out: str, pipeline: str, max_seq_len: int, seed: int, device: str = "cpu", threads: int = 2) -> Dict:
+    """Fresh model -> text stage -> vision stage -> out/ckpt.pt (weights + configs; `train --init` starts there)
+    and out/pretrain_result.json (what each stage did)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    os.makedirs(out, exist_ok=True)
+    tok = TextTokenizer(tokenizer)
+    margs = dataclasses.replace(margs, vocab_size=tok.vocab_size)
+    tcfg = template_config(pipeline, icfg)
+    model = IXCRewardModel(margs).to(device)
+    stages = []
+    if cfg.text_seconds > 0:
+        stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device))
+    if cfg.vision_seconds > 0:
+        stages.append(vision_stage(model, tok, icfg, vcfg, cfg, seed, device))
+    ckpt = os.path.join(out, "ckpt.pt")
+    save_checkpoint(ckpt, {"model": model.state_dict(), "model_args": margs.to_dict(), "step": 0,
+                           "pretrain_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),
+                           "video": dataclasses.asdict(vcfg), "final": True})
+    result = {"stages": stages, "config": dataclasses.asdict(cfg), "seed": seed}
+    write_result(ckpt, PRETRAIN_RESULT, result)
+    print("pretrain: " + json.dumps(result), file=sys.stderr)
+    return result

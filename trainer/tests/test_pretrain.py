@@ -1,0 +1,186 @@
+"""The stages before Bradley-Terry (issue 15): the auxiliary LM loss on chosen replies, the text and vision
+pretraining losses, their labels and token geometry, and that they never draw from the held-out side."""
+import random
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from reward_trainer.config import ImagePreprocess, PretrainConfig, VideoPreprocess, template_config
+from reward_trainer.data import MediaCache, PairExample
+from reward_trainer.model_io import packed_forward
+from reward_trainer.pretrain import (SceneLabels, cell_coverage, grid_token_index, pretrain, scene_batch,
+                                     text_batch, text_lm_loss, vision_loss, word_piece)
+from reward_trainer.tokenizer import TextTokenizer
+from reward_trainer.world import FORMS, Gen, Obj
+
+from test_model import small
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer(tmp_path_factory):
+    """A small vocabulary trained on the world's training-side text (as `reproduce` trains the default one)."""
+    from reward_trainer.generate import tokenizer_corpus
+    from reward_trainer.tokenizer_convert import train_tokenizer
+
+    gen = Gen("", "train", random.Random(0))
+    recs = [getattr(gen, c)(i) for i in range(60) for c in ("arithmetic", "table", "instruction")]
+    recs += [{"messages": [{"role": "user", "content": q}], "chosen": a, "rejected": a}
+             for q, a in [("What colour is the circle?", "It is red. It is green. It is blue. It is yellow."),
+                          ("Is the square on the left?", "On the left. On the right. The triangle is purple."),
+                          ("Which way?", "It moves up. It moves down. The ball is orange.")]] * 10
+    prefix = str(tmp_path_factory.mktemp("tok") / "tokenizer")
+    train_tokenizer(tokenizer_corpus(recs), prefix, 600)
+    return prefix + ".model"
+
+
+def _pairs(tmp_path, m):
+    Image.new("RGB", (80, 60), (200, 10, 10)).save(tmp_path / "a.png")
+    cache = MediaCache(ImagePreprocess(tile_size=56, hd_num=4), VideoPreprocess())
+    px = cache.get("image", str(tmp_path / "a.png"), 1)
+    T_img = m.tokens_per_image(px.shape[2] // 56, px.shape[3] // 56)
+    prompt = [1, 40, 41, 42] + [2] * T_img + [43, 44]
+    img = PairExample("i", "x", prompt + [50, 51, 52, 2, 5], prompt + [60, 2, 5], [(4, 0)], [(4, 0)],
+                      [("image", str(tmp_path / "a.png"), 1)], 3, 1, cache)
+    txt = PairExample("t", "y", [1, 40, 41, 70, 2, 5], [1, 40, 41, 71, 72, 73, 74, 2, 5], [], [], [], 1, 4, cache)
+    return [img, txt], T_img
+
+
+def test_chosen_lm_loss_is_cross_entropy_of_the_chosen_reply_from_where_the_replies_differ(tmp_path):
+    m = small()
+    pairs, _ = _pairs(tmp_path, m)
+    with torch.no_grad():
+        _, _, lm = packed_forward(m, pairs, 2, "cpu", lm=True)
+        # reference: each chosen row alone through the model, next-token CE from the first differing token on
+        E = m.model.tok_embeddings.weight
+        ces = []
+        for ex in pairs:
+            p = next(i for i, (a, b) in enumerate(zip(ex.chosen_ids, ex.rejected_ids)) if a != b)
+            n = len(ex.chosen_ids)
+            emb = torch.cat(m.vision_forward_many(ex.pixels()), 0) if ex.media else torch.zeros(1, 64)
+            img_pos = torch.zeros(1, n, dtype=torch.long)
+            im = torch.zeros(1, n)
+            for start, k in ex.chosen_spans:
+                img_pos[0, start:start + emb.shape[0]] = torch.arange(emb.shape[0])
+                im[0, start:start + emb.shape[0]] = 1.0
+            h = m.hidden_states(torch.tensor([ex.chosen_ids]), emb, img_pos, im, torch.ones(1, n, dtype=torch.long))[0]
+            q = torch.arange(p - 1, n - 1)
+            ces.append(F.cross_entropy(h[q] @ E.t(), torch.tensor(ex.chosen_ids)[q + 1], reduction="none"))
+        ref = torch.cat(ces).mean()
+    assert abs(float(lm) - float(ref)) < 1e-5, (float(lm), float(ref))
+
+
+def test_word_piece_is_the_piece_a_reply_uses(trained_tokenizer):
+    tok = TextTokenizer(trained_tokenizer)
+    for w in ("red", "circle", "left", "up", "3"):
+        assert word_piece(tok, w) in tok.encode(f"It is {w}.")
+
+
+def test_cell_coverage_and_grid_index_match_the_vision_token_layout():
+    cov = cell_coverage([Obj("square", "red", 42, 14, 14)], (56, 56), 28)
+    # the square spans x 28..56, y 0..28 (PIL's rectangle includes its end pixels: a sliver leaks over)
+    assert cov.shape == (1, 2, 2) and cov[0, 0, 1] > 0.95 and cov[0, 1, 0] == 0 and cov[0, 0, 0] < 0.05
+    m = small()
+    S, G = 56, m.G
+    for rows, cols in ((1, 1), (2, 1), (1, 3)):
+        t = m.vision_forward(torch.randn(1, 3, rows * S, cols * S))
+        idx, rc = grid_token_index(rows, cols, G)
+        assert len(idx) == G * G + rows * cols * G * G == len(set(idx))
+        others = [i for i in range(t.shape[0]) if i not in set(idx)]
+        assert len(others) == G + 1 + rows * G  # the separators: one per grid row + the global one
+        sub = t[[i for i in others if i != G * (G + 1)]]
+        assert torch.allclose(sub, sub[:1].expand_as(sub), atol=1e-5)  # every row separator: the same learned vector
+        assert not any(torch.allclose(t[i], sub[0], atol=1e-3) for i in idx)
+
+
+def test_pretraining_draws_only_from_the_training_side(trained_tokenizer):
+    """The held-out split's reserved phrasings and canvas sizes never reach a pretraining stage."""
+    tok = TextTokenizer(trained_tokenizer)
+    m = small()
+    icfg = ImagePreprocess(tile_size=56, hd_num=4)
+    tcfg = template_config("default")
+    gen = Gen("", "pretrain", random.Random(3))
+    held_only = [re.compile(".*".join(re.escape(p) for p in re.split(r"\{[a-zA-Z]+\}", f)))
+                 for _, only in FORMS.values() for f in only]
+    for _ in range(10):
+        for ids, p in text_batch(gen, 32, tok, tcfg, 384, m.tokens_per_image):
+            text = tok.sp.decode(ids)
+            assert 0 < p < len(ids)
+            assert not any(rx.search(text) for rx in held_only), text
+    for s in scene_batch(gen, 16, icfg, VideoPreprocess()):
+        if s["kind"] != "video":
+            assert tuple(s["pixels"].shape[2:]) == (112, 112)  # 2 x 2 tiles of 56: not a held-out canvas size
+
+
+def test_text_and_vision_losses_learn(trained_tokenizer):
+    tok = TextTokenizer(trained_tokenizer)
+    import dataclasses
+
+    from reward_trainer.model import IXCRewardModel
+
+    torch.manual_seed(0)
+    m = IXCRewardModel(dataclasses.replace(small().args, vocab_size=tok.vocab_size)).train()
+    icfg = ImagePreprocess(tile_size=56, hd_num=4)
+    gen = Gen("", "pretrain", random.Random(5))
+    rows = text_batch(gen, 8, tok, template_config("default"), 384, m.tokens_per_image)
+    scenes = scene_batch(gen, 8, icfg, VideoPreprocess())
+    labels = SceneLabels(tok)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    first_t = first_v = None
+    for _ in range(25):
+        lt, _ = text_lm_loss(m, rows, tok.pad_id, "cpu")
+        lv, _ = vision_loss(m, scenes, labels)
+        first_t, first_v = first_t or float(lt), first_v or float(lv)
+        opt.zero_grad()
+        (lt + lv).backward()
+        opt.step()
+    assert float(lt) < 0.5 * first_t and float(lv) < 0.7 * first_v, (first_t, float(lt), first_v, float(lv))
+
+
+def test_pretrain_writes_a_checkpoint_train_init_starts_from(tmp_path, trained_tokenizer):
+    from reward_trainer.checkpoint import PRETRAIN_RESULT, load_checkpoint, read_result
+
+    import dataclasses
+
+    m = small()
+    m.args = dataclasses.replace(m.args, vocab_size=TextTokenizer(trained_tokenizer).vocab_size)
+    res = pretrain(PretrainConfig(text_seconds=1, vision_seconds=1, text_batch=4, vision_batch=4), m.args,
+                   ImagePreprocess(tile_size=56, hd_num=4), VideoPreprocess(), trained_tokenizer, str(tmp_path / "pt"),
+                   "default", 384, 7)
+    assert [s["stage"] for s in res["stages"]] == ["text", "vision"] and all(s["steps"] >= 1 for s in res["stages"])
+    ck = str(tmp_path / "pt" / "ckpt.pt")
+    model, state = load_checkpoint(ck)
+    assert read_result(ck, PRETRAIN_RESULT)["stages"] == res["stages"]
+    assert np.isfinite(sum(float(p.sum()) for p in model.parameters()))
+
+
+def test_token_targets_name_each_object_where_it_is(trained_tokenizer):
+    """A position scene: the tokens over the left object say its colour, its shape and "left"; the right
+    object's say "right"; background tokens get no target; both the global view and the tiles are labelled."""
+    from reward_trainer.pretrain import model_grid, token_targets
+
+    tok = TextTokenizer(trained_tokenizer)
+    labels = SceneLabels(tok)
+    icfg = ImagePreprocess(tile_size=56, hd_num=4)
+    G, S = model_grid(icfg), 56
+    gen = Gen("", "pretrain", random.Random(11))
+    for s in [x for x in scene_batch(gen, 24, icfg, VideoPreprocess()) if x["kind"] == "position"]:
+        tg = token_targets(s, labels, G, S, 0.1)
+        idx, rc = grid_token_index(2, 2, G)
+        view_of = dict(zip(idx, rc))
+        left, right = sorted(s["objs"], key=lambda o: o.x)
+        by_tok = {}
+        for j, w in tg:
+            by_tok.setdefault(j, set()).add(w)
+        assert {view_of[j][0] for j in by_tok} == {0, 1}
+        for j, words in by_tok.items():
+            _, r, c = view_of[j]
+            cols = G if view_of[j][0] == 0 else 2 * G
+            on_left = c < cols / 2
+            o = left if on_left else right
+            assert {labels.color[o.color], labels.shape[o.shape], labels.side["left" if on_left else "right"]} <= words
+        assert len(by_tok) < len(idx) / 2  # the background stays unlabelled
