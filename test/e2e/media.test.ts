@@ -15,7 +15,7 @@ import { decodeImage } from '../../src/preprocess/image/sharp.ts'
 import { imageTransform, type ImageTensor } from '../../src/preprocess/image/hd-transform.ts'
 import { preprocessVideo } from '../../src/preprocess/video/video.ts'
 import { liveFfmpegChildren } from '../../src/preprocess/video/ffmpeg.ts'
-import { mediaParamsOf } from '../../src/preprocess/media/params.ts'
+import { hdNumFor, mediaParamsOf } from '../../src/preprocess/media/params.ts'
 import { sniffMedia } from '../../src/preprocess/media/sniff.ts'
 import { TEMP_PREFIX, liveTempDirs, withRequestTempDir } from '../../src/preprocess/media/temp-dir.ts'
 import { defaultMediaConfig } from '../../src/preprocess/media/media-config.ts'
@@ -32,7 +32,7 @@ interface GoldenMediaCase { id: string; kind: 'image' | 'video'; messages: Messa
 
 const entry = await realModelDir()
 const golden = JSON.parse(readFileSync(join(entry.dir, 'golden.json'), 'utf8')) as { cases: Array<GoldenMediaCase | { kind: 'text' }> }
-const mediaCases = golden.cases.filter((c): c is GoldenMediaCase => c.kind !== 'text')
+const mediaCases = golden.cases.filter((c): c is GoldenMediaCase => c.kind === 'image' || c.kind === 'video')
 
 // /proc view of this process's ffmpeg/ffprobe children: independent of the module's own bookkeeping
 function osFfmpegChildren(): number {
@@ -76,13 +76,13 @@ async function post(path: string, body: unknown): Promise<{ status: number; json
 const mediaParts = (messages: Message[]): MediaPart[] =>
   messages.flatMap((m) => (typeof m.content === 'string' ? [] : m.content.filter((p): p is MediaPart => p.type === 'image' || p.type === 'video')))
 
-async function tensorOf(part: MediaPart, images: number): Promise<ImageTensor> {
+async function tensorOf(part: MediaPart, parts: MediaPart[]): Promise<ImageTensor> {
   const params = mediaParamsOf(app.models.resolve(entry.name).manifest)
   const bytes = new Uint8Array(Buffer.from(part.data!, 'base64'))
   const s = sniffMedia(bytes)!
   if (s.kind === 'image') {
-    const rgb = await decodeImage(bytes, s.format, { maxPixels: 36e6, timeoutSeconds: 10 })
-    return imageTransform(rgb, params.image, images > 1 ? params.image.hd_num_multi : params.image.hd_num)
+    const rgb = await decodeImage(bytes, s.format, { maxPixels: 36e6, timeoutSeconds: 10 }, params.image.decode)
+    return imageTransform(rgb, params.image, hdNumFor(params.image, parts))
   }
   return withRequestTempDir(tempRoot, (dir) => preprocessVideo(bytes, s.format, dir, params.video, params.image, defaultMediaConfig({ tempDir: tempRoot })))
 }
@@ -91,11 +91,10 @@ t.test('golden.json: pixel tensors match the trainer (mean |diff| <= 1e-2)', { s
   t.ok(mediaCases.some((c) => c.kind === 'image') && mediaCases.some((c) => c.kind === 'video'), 'golden has image and video cases')
   for (const c of mediaCases) {
     const parts = mediaParts(c.messages)
-    const images = parts.filter((p) => p.type === 'image').length
     t.equal(parts.length, c.image_tensors.length, `${c.id}: one tensor per media part`)
     for (const [i, part] of parts.entries()) {
       const want = c.image_tensors[i]!
-      const got = await tensorOf(part, images)
+      const got = await tensorOf(part, parts)
       t.same([1, 3, got.height, got.width], want.shape, `${c.id}[${i}] shape`)
       t.equal(got.tokens, c.media_tokens[i], `${c.id}[${i}] T_img`)
       const n = got.data.length
@@ -138,7 +137,7 @@ t.test('best-of-N, N = 8, one image: the vision graph runs once', async (t) => {
   scored.json.scores.forEach((s: number, i: number) => t.ok(Math.abs(s - res.json.scores[i]) <= 1e-5, `candidate ${i}`))
 })
 
-t.test('every real image fixture scores; EXIF orientation 6 is applied', async (t) => {
+t.test('every real image fixture scores; EXIF orientation 6 as the model decode setting says', async (t) => {
   const conv = (data?: string) => ({ items: [{ messages: [{ role: 'user', content: [...(data ? [{ type: 'image', data }] : []), { type: 'text', text: 'Describe it.' }] }, { role: 'assistant', content: 'A picture.' }] }] })
   const textOnly = await post('/v1/score', conv())
   for (const n of readdirSync(join(fixtures, 'images/real')).filter((f) => !f.endsWith('.json'))) {
@@ -147,16 +146,20 @@ t.test('every real image fixture scores; EXIF orientation 6 is applied', async (
     t.ok(res.json.results[0].tokens > textOnly.json.results[0].tokens, `${n}: image tokens in the row`)
     t.not(res.json.scores[0], textOnly.json.scores[0], `${n}: the image reaches the score`)
   }
-  // Orientation 6: the pixels are stored 90 degrees from how they are displayed. The JPEG must score exactly like a lossless PNG of
-  // its displayed pixels (rotated by libvips from the EXIF tag), and unlike a PNG of its stored pixels (the tag
-  // ignored) — a service that skipped the rotation would score the stored one.
+  // Orientation 6: the pixels are stored 90 degrees from how they are displayed. With decode `normalized` the JPEG must
+  // score exactly like a lossless PNG of its displayed pixels (rotated by libvips from the EXIF tag), and unlike a PNG of
+  // its stored pixels (the tag ignored) — a service that skipped the rotation would score the stored one. With decode
+  // `published` (PIL's Image.open().convert('RGB'), which never reads the tag) it is the other way round.
+  const published = mediaParamsOf(app.models.resolve(entry.name).manifest).image.decode === 'published'
   const jpeg = readFileSync(join(fixtures, 'images/real/sharp-Landscape_6-exif-orientation6.jpg'))
   t.equal((await sharp(jpeg).metadata()).orientation, 6)
   const displayed = await sharp(jpeg, { ignoreIcc: true }).rotate().png().toBuffer()
   const stored = await sharp(jpeg, { ignoreIcc: true }).png().toBuffer()
   const [a, b, c] = await Promise.all([jpeg, displayed, stored].map((buf) => post('/v1/score', conv(buf.toString('base64')))))
-  t.ok(Math.abs(a.json.scores[0] - b.json.scores[0]) <= 1e-5, `EXIF-rotated JPEG ${a.json.scores[0]} = its displayed pixels ${b.json.scores[0]}`)
-  t.ok(Math.abs(a.json.scores[0] - c.json.scores[0]) > 1e-4, `and not its stored pixels ${c.json.scores[0]}`)
+  const [same, other] = published ? [c, b] : [b, c]
+  const [sameName, otherName] = published ? ['stored', 'displayed'] : ['displayed', 'stored']
+  t.ok(Math.abs(a.json.scores[0] - same.json.scores[0]) <= 1e-5, `EXIF-tagged JPEG ${a.json.scores[0]} = its ${sameName} pixels ${same.json.scores[0]}`)
+  t.ok(Math.abs(a.json.scores[0] - other.json.scores[0]) > 1e-4, `and not its ${otherName} pixels ${other.json.scores[0]}`)
 })
 
 t.test('every hostile fixture: specific 4xx, process up, no local file bytes in any answer', async (t) => {

@@ -130,7 +130,11 @@ for (const [kind, prompt] of [['text', textPrompt], ['image', imagePrompt]] as c
     t.equal(bySep.results[0].score, bySep.results[0].step_scores[3], 'score = the whole response')
     const listed = steps.map((s, k) => (k < steps.length - 1 ? `${s}\n\n` : s))
     const byList = await post('/v1/score', { model: entry.name, items: [{ messages: [...prompt, { role: 'assistant', content: 'ignored' }], steps: listed }] })
-    close(t, byList.results[0].step_scores, want, `steps ${kind} (list)`)
+    // step k of a list is the concatenation of steps 0..k as given: with the trailing separator kept, unless the
+    // model's template strips content (then it equals the separator form)
+    const strips = app.models.resolve(entry.name).manifest.template.strip_content
+    const wantList = strips ? want : await alone(prompt, listed.map((_, k) => listed.slice(0, k + 1).join('')))
+    close(t, byList.results[0].step_scores, wantList, `steps ${kind} (list)`)
   })
 }
 

@@ -175,7 +175,9 @@ def main(argv: Optional[List[str]] = None) -> None:
             t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
             t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
             # the default model is trained on the published get_score input pipeline (issue 11): one pipeline
-            t.set_defaults(pipeline="ixc")
+            # ...except that message content never yields a control id (the safe setting models/README.md allows;
+            # the published tokenizer would turn "[UNUSED_TOKEN_145]" typed by a user into a real turn end)
+            t.set_defaults(pipeline="ixc", content_special_tokens="literal")
 
     pt = sub.add_parser("pretrain", help="text + vision pretraining of a fresh model (train --init starts from its ckpt.pt)")
     _add_dataclass(pt, PretrainConfig)
@@ -205,6 +207,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ex.add_argument("--version", type=int, default=1)
     ex.add_argument("--pipeline", choices=["default", "ixc"], default=None,
                     help="input pipeline written to model.json and used for golden.json (default: the checkpoint's)")
+    ex.add_argument("--content-special-tokens", choices=["literal", "published"], default=None,
+                    help="override the pipeline's content_special_tokens (default: the checkpoint's, else the pipeline's)")
     ex.add_argument("--golden-set", choices=["all", "published"], default="all",
                     help="golden cases: all (held-out, synthetic; plus published ones for ixc) or published only")
 
@@ -297,4 +301,5 @@ def main(argv: Optional[List[str]] = None) -> None:
         from .export import export
 
         print(json.dumps(export(ns.ckpt, ns.out, ns.tokenizer, ns.heldout, ns.name, ns.version, ns.command_line,
-                                pipeline=ns.pipeline, golden_set=ns.golden_set)))
+                                pipeline=ns.pipeline, golden_set=ns.golden_set,
+                                content_special_tokens=ns.content_special_tokens)))

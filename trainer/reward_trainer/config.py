@@ -91,13 +91,22 @@ def ixc_published(icfg: "ImagePreprocess", tcfg: Optional[TemplateConfig] = None
     return t
 
 
-def template_config(pipeline: str, icfg: Optional["ImagePreprocess"] = None) -> TemplateConfig:
-    """TrainConfig.pipeline -> the template switches; `ixc` also sets icfg's published fields when given."""
+def template_config(pipeline: str, icfg: Optional["ImagePreprocess"] = None,
+                    content_special_tokens: str = "") -> TemplateConfig:
+    """TrainConfig.pipeline -> the template switches; `ixc` also sets icfg's published fields when given.
+    content_special_tokens ('' = the pipeline's) overrides that one switch; literal drops the out-of-table list
+    (content never becomes a control id, so nothing maps past the embedding table)."""
     if pipeline == "default":
-        return TemplateConfig()
-    if pipeline == "ixc":
-        return ixc_published(icfg if icfg is not None else ImagePreprocess())
-    raise ValueError(f"unknown pipeline {pipeline!r} (default | ixc)")
+        t = TemplateConfig()
+    elif pipeline == "ixc":
+        t = ixc_published(icfg if icfg is not None else ImagePreprocess())
+    else:
+        raise ValueError(f"unknown pipeline {pipeline!r} (default | ixc)")
+    if content_special_tokens:
+        t.content_special_tokens = content_special_tokens
+        if content_special_tokens == "literal":
+            t.out_of_table_tokens = []
+    return t
 
 
 @dataclass
@@ -174,6 +183,9 @@ class TrainConfig:
                                 "Bradley-Terry only; needs the 'last' readout)")
     cache_media: bool = _f(True, "keep every training pair's preprocessed media in memory (float16: about 1 GB for "
                                  "the cpu budget) instead of decoding it again each epoch")
+    content_special_tokens: str = _f("", "literal | published: how message content that spells a control token "
+                                         "is tokenized in the exported model ('' = the pipeline's; training data "
+                                         "never contains one, so only the export and its goldens change)")
     pipeline: str = _f("default", "input pipeline: default (ours) | ixc (the published get_score: layout, no "
                                   "stripping, special tokens, decode, hd_num 9/6 counting videos; overrides --image-hd-num*)")
 

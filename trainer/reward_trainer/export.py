@@ -126,20 +126,23 @@ def check_packed_parity(stage: str, model, runs: List[Dict], pad_id: int) -> Dic
 # ---------------------------------------------------------------------------------------------- export
 def export(ckpt: Optional[str], out_dir: str, tokenizer_model: str, heldout: Optional[str], name: str = "ixc-reward-tiny",
            version: int = 1, command: Optional[str] = None, seed: int = 0, pipeline: Optional[str] = None,
-           golden_set: str = "all", loaded=None, large=None, packed: Optional[bool] = None) -> Dict:
+           golden_set: str = "all", loaded=None, large=None, packed: Optional[bool] = None,
+           content_special_tokens: Optional[str] = None) -> Dict:
     """Writes into a temp dir next to out_dir, checks parity, then moves it into place atomically.
 
     pipeline: the input pipeline written to model.json and used for golden.json (default: the checkpoint's
     train_config.pipeline); golden_set: all (held-out + synthetic cases, plus the published ones for `ixc`) or
     published (only published_inputs, e.g. for a test model). `loaded` = (model, state) instead of a checkpoint
-    path (import-hf); `large` = onnx_large.GraphOptions (fused attention, external data)."""
+    path (import-hf); `large` = onnx_large.GraphOptions (fused attention, external data); content_special_tokens:
+    literal | published overrides the pipeline's (default: the checkpoint's train_config, else the pipeline's)."""
     from . import onnx_large
 
     torch.set_num_threads(2)
     model, state = loaded if loaded is not None else load_checkpoint(ckpt)
     icfg, vcfg = preprocess_configs(state)
     pipeline = pipeline or state["train_config"].get("pipeline", "default")
-    tcfg = template_config(pipeline, icfg)
+    tcfg = template_config(pipeline, icfg,
+                           content_special_tokens or state.get("train_config", {}).get("content_special_tokens", ""))
     tok = TextTokenizer(tokenizer_model)
     if tok.vocab_size != model.args.vocab_size:
         raise ValueError("tokenizer does not match the checkpoint's vocab_size")

@@ -53,7 +53,7 @@ def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainCo
     """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
     recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
     ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len,
-                                      model.tokens_per_image, template_config(cfg.pipeline))
+                                      model.tokens_per_image, template_config(cfg.pipeline, None, cfg.content_special_tokens))
     return ex, dropped_len, dropped_long
 
 

@@ -23,6 +23,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["train"] = tcfg.seed
         seen["init"] = tcfg.init
         seen["pipeline"] = tcfg.pipeline
+        seen["cst"] = tcfg.content_special_tokens
         return {}
 
     def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, *_):
@@ -56,6 +57,16 @@ def test_reproduce_chains_pretraining_into_training_on_the_published_pipeline(tm
     text_s, vision_s, _, pipeline, out = seen["pretrain"]
     assert text_s > 0 and vision_s > 0 and pipeline == "ixc" == seen["pipeline"]
     assert seen["init"] == os.path.join(out, "ckpt.pt")
+    assert seen["cst"] == "literal"  # the default model keeps content from ever becoming a control id
     seen = run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-seconds", "0", "--pretrain-vision-seconds", "0",
                          "--pipeline", "default")
     assert "pretrain" not in seen and seen["init"] == "" and seen["pipeline"] == "default"
+
+
+def test_template_config_content_special_tokens_override():
+    from reward_trainer.config import INTERNLM2_OUT_OF_TABLE, template_config
+
+    pub = template_config("ixc")
+    assert (pub.content_special_tokens, pub.out_of_table_tokens) == ("published", INTERNLM2_OUT_OF_TABLE)
+    lit = template_config("ixc", None, "literal")
+    assert (lit.content_special_tokens, lit.out_of_table_tokens, lit.media_placement) == ("literal", [], "ixc")

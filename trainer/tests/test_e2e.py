@@ -91,14 +91,16 @@ def test_resume_from_checkpoint_continues(tiny_run, tmp_path, monkeypatch):
         icfg, vcfg = preprocess_configs(state)
         return train_mod.train(dataclasses.replace(base, out=str(out), resume=resume), margs, icfg, vcfg)
 
-    real_scores = train_mod.pair_scores
+    # one forward per optimizer step: pair_scores (BT only) or packed_forward (BT + the auxiliary LM loss)
+    step_fn = "packed_forward" if base.lm_weight else "pair_scores"
+    real_scores = getattr(train_mod, step_fn)
     calls = []
 
     def counting(*a, **k):
         calls.append(1)
         return real_scores(*a, **k)
 
-    monkeypatch.setattr(train_mod, "pair_scores", counting)
+    monkeypatch.setattr(train_mod, step_fn, counting)
     assert train(tmp_path / "straight", resume=False)["steps"] == 4
     assert len(calls) == 4
     straight = torch.load(tmp_path / "straight" / "ckpt.pt", map_location="cpu")
@@ -112,14 +114,14 @@ def test_resume_from_checkpoint_continues(tiny_run, tmp_path, monkeypatch):
         return counting(*a, **k)
 
     calls.clear()
-    monkeypatch.setattr(train_mod, "pair_scores", dies_after_two)
+    monkeypatch.setattr(train_mod, step_fn, dies_after_two)
     with pytest.raises(Killed):
         train(tmp_path / "cut", resume=True)
     mid = torch.load(tmp_path / "cut" / "ckpt.pt", map_location="cpu")
     assert mid["step"] == 2 and not mid["final"] and mid["optimizer"]["state"], "the step-2 checkpoint holds AdamW moments"
 
     calls.clear()
-    monkeypatch.setattr(train_mod, "pair_scores", counting)
+    monkeypatch.setattr(train_mod, step_fn, counting)
     res = train(tmp_path / "cut", resume=True)
     assert res["steps"] == 4 and len(calls) == 2, "resumed at step 2: ran steps 3 and 4 only"
     resumed = torch.load(tmp_path / "cut" / "ckpt.pt", map_location="cpu")
@@ -171,14 +173,19 @@ def test_golden_ids_reproduced_with_js_tokenizer(tiny_run):
             self.seen.append(text)
             return self.table[text] if self.table is not None else []
 
+    from reward_trainer.config import TemplateConfig
+
+    tm = man["template"]
+    tcfg = TemplateConfig(**{k: tm[k] for k in ("media_placement", "strip_content", "eos_newline",
+                                                "content_special_tokens") if k in tm})
     rec = Recorder()
     for c in g["cases"]:
-        build_segments(strip_media_data(c["messages"]), rec)
+        build_segments(strip_media_data(c["messages"]), rec, tcfg)
     texts = sorted(set(rec.seen))
     table = dict(zip(texts, node_encode(str(out / "tokenizer.json"), texts)))
     js = Recorder(table)
     for c in g["cases"]:
-        ids, _, truncated = layout(build_segments(strip_media_data(c["messages"]), js), c["media_tokens"],
+        ids, _, truncated = layout(build_segments(strip_media_data(c["messages"]), js, tcfg), c["media_tokens"],
                                    man["max_seq_len"], t["pad_id"])
         assert ids == c["input_ids"], c["id"]
         assert truncated == c["truncated"]
