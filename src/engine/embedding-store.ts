@@ -26,12 +26,23 @@ export class EmbeddingsMissing extends Error {
 export class EmbeddingStore {
   readonly #entries = new Map<string, Entry>() // insertion order = recency
   readonly #leases = new Map<number, Set<string>>()
+  /** vision runs in progress per lease, and leases released while one was: messages are handled concurrently,
+   *  so a request's release can overtake its own vision run, whose pin must then not outlive it */
+  readonly #running = new Map<number, number>()
+  readonly #releaseAfter = new Set<number>()
   #bytes = 0
 
   constructor(readonly maxBytes: number) {}
 
   get bytes(): number {
     return this.#bytes
+  }
+
+  /** Bytes of entries some request still pins. */
+  get pinnedBytes(): number {
+    let n = 0
+    for (const e of this.#entries.values()) if (e.pins > 0) n += e.embeds.byteLength
+    return n
   }
 
   get size(): number {
@@ -88,8 +99,28 @@ export class EmbeddingStore {
     }
   }
 
+  /** Runs `fn` (a vision run that ends in put() for `lease`) so that a release(lease) arriving meanwhile waits
+   *  for it. */
+  async during<T>(lease: number, fn: () => Promise<T>): Promise<T> {
+    this.#running.set(lease, (this.#running.get(lease) ?? 0) + 1)
+    try {
+      return await fn()
+    } finally {
+      const n = this.#running.get(lease)! - 1
+      if (n > 0) this.#running.set(lease, n)
+      else {
+        this.#running.delete(lease)
+        if (this.#releaseAfter.delete(lease)) this.release(lease)
+      }
+    }
+  }
+
   /** Unpins everything `lease` pinned (its request is over). */
   release(lease: number): void {
+    if (this.#running.has(lease)) {
+      this.#releaseAfter.add(lease)
+      return
+    }
     const set = this.#leases.get(lease)
     if (!set) return
     this.#leases.delete(lease)

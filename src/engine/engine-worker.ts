@@ -91,14 +91,16 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
         transfer: [embeds.buffer as ArrayBuffer],
       }
     }
-    case 'encodeImage': {
-      const t0 = performance.now()
-      const out = await runVision(sessionsOf(req.key).vision.session, req.image, req.height, req.width)
-      const inferenceMs = performance.now() - t0
-      // owned copy (as above); it stays here, only the shape goes back
-      const evicted = store.put(req.handle, req.key, new Float32Array(out.embeds), out.tokens, out.dim, req.lease)
-      return { result: { tokens: out.tokens, dim: out.dim, inferenceMs, evicted }, transfer: [] }
-    }
+    case 'encodeImage':
+      // started synchronously on arrival (no await before during()), so a later release of the lease waits for it
+      return store.during(req.lease, async () => {
+        const t0 = performance.now()
+        const out = await runVision(sessionsOf(req.key).vision.session, req.image, req.height, req.width)
+        const inferenceMs = performance.now() - t0
+        // owned copy (as above); it stays here, only the shape goes back
+        const evicted = store.put(req.handle, req.key, new Float32Array(out.embeds), out.tokens, out.dim, req.lease)
+        return { result: { tokens: out.tokens, dim: out.dim, inferenceMs, evicted }, transfer: [] }
+      })
     case 'retain':
       store.retain(req.lease, req.handles)
       return { result: true, transfer: [] }

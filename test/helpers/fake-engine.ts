@@ -80,9 +80,11 @@ export class FakeEngine implements Engine {
   }
 
   async encodeImage(key: string, handle: string, lease: number, image: Float32Array, h: number, w: number): Promise<StoredVision> {
-    const out = await this.runVision(key, image, h, w)
-    const evicted = this.store.put(handle, key, out.embeds, out.tokens, out.dim, lease)
-    return { tokens: out.tokens, dim: out.dim, inferenceMs: out.inferenceMs, evicted }
+    return this.store.during(lease, async () => {
+      const out = await this.runVision(key, image, h, w)
+      const evicted = this.store.put(handle, key, out.embeds, out.tokens, out.dim, lease)
+      return { tokens: out.tokens, dim: out.dim, inferenceMs: out.inferenceMs, evicted }
+    })
   }
 
   retainImages(lease: number, handles: readonly string[]): void {
