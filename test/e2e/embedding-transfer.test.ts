@@ -13,8 +13,9 @@ const app = buildApp(testConfig({ MODELS_DIR, REQUEST_TIMEOUT_MS: '120000' }))
 await app.ready()
 t.teardown(() => app.close())
 
-const stats = app.engine.transferStats
-if (!stats) throw new Error('the real engine counts its protocol bytes')
+const engine = app.engine
+if (!engine.transferStats) throw new Error('the real engine counts its protocol bytes')
+const stats = () => engine.transferStats!()
 const item = (answer: string) => ({
   messages: [
     { role: 'user', content: [{ type: 'image', data: fixtureBase64('images/real/imagereward-1.webp') }, { type: 'text', text: 'describe it' }] },
@@ -29,10 +30,10 @@ app.engine.runReward = (key: string, f: RewardFeeds) => {
 }
 
 async function measured(answer: string): Promise<{ moved: TransferStats; score: number }> {
-  const before = stats.call(app.engine)
+  const before = stats()
   const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [item(answer)] } })
   if (res.statusCode !== 200) throw new Error(res.body)
-  const after = stats.call(app.engine)
+  const after = stats()
   return { moved: { toEngine: after.toEngine - before.toEngine, fromEngine: after.fromEngine - before.fromEngine }, score: res.json().results[0].score }
 }
 
