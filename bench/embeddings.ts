@@ -26,7 +26,7 @@ const IMAGE = process.env.BENCH_IMAGE ?? path.join(root, '../shared/fixtures/ima
 /** The service sources of `ref`, unpacked next to this checkout's node_modules (no git worktree bookkeeping). */
 function checkoutOf(ref: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-base-'))
-  const tar = execFileSync('git', ['archive', ref, 'src', 'package.json', 'tsconfig.json'], { cwd: root, maxBuffer: 1 << 30 })
+  const tar = execFileSync('git', ['archive', ref, 'src', 'package.json', 'tsconfig.json', 'openapi.yaml'], { cwd: root, maxBuffer: 1 << 30 })
   execFileSync('tar', ['-x', '-C', dir], { input: tar })
   symlinkSync(realpathSync(path.join(root, 'node_modules')), path.join(dir, 'node_modules'))
   return dir
@@ -54,9 +54,12 @@ const env = {
 }
 const baseDir = checkoutOf(BASE_REF)
 console.log(`before: ${BASE_REF} (${execFileSync('git', ['rev-parse', '--short', BASE_REF], { cwd: root }).toString().trim()}), after: this checkout; ${N} requests per segment at concurrency ${CONC}, ${BLOCKS} ABBA blocks; load average ${loadavg()[0]!.toFixed(1)}`)
-const before = await startServer(env, baseDir)
-const after = await startServer(env, root)
+const servers: Array<Awaited<ReturnType<typeof startServer>>> = []
 try {
+  const before = await startServer(env, baseDir)
+  servers.push(before)
+  const after = await startServer(env, root)
+  servers.push(after)
   const url = (s: { base: string }) => `${s.base}/v1/score`
   // warm-up: the image's vision run (cached afterwards) and the JITs of both processes
   for (const s of [before, after]) await drive(url(s), bodies.slice(0, CONC * 2), CONC)
@@ -70,7 +73,7 @@ try {
     const a2 = await drive(url(before), bodies, CONC)
     const errors = a1.errors + a2.errors + b1.errors + b2.errors
     if (errors > 0) throw new Error(`${errors} requests failed in block ${b + 1}`)
-    tput.push(abbaRatio(a1.wallMs, b1.wallMs, b2.wallMs, a2.wallMs))
+    tput.push(abbaRatio(a1.itemsPerS, b1.itemsPerS, b2.itemsPerS, a2.itemsPerS))
     const p50Before = median([a1.p50, a2.p50])
     const p50After = median([b1.p50, b2.p50])
     p50.push(p50After / p50Before)
@@ -83,7 +86,6 @@ try {
   console.log(`  p50 latency ratio  ${fmtSpread(p50, 3)}   (< 1: after is faster)`)
   console.log(`load average at end ${loadavg()[0]!.toFixed(1)}`)
 } finally {
-  before.child.kill()
-  after.child.kill()
+  for (const s of servers) s.child.kill()
   rmSync(baseDir, { recursive: true, force: true })
 }
