@@ -79,7 +79,13 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   })
 
   const engine =
-    deps.engine ?? new WorkerEngine({ providers: config.executionProviders, threads: config.threads, spin: config.ortSpin })
+    deps.engine ??
+    new WorkerEngine({
+      providers: config.executionProviders,
+      threads: config.threads,
+      spin: config.ortSpin,
+      embeddingCacheBytes: config.media.embeddingCacheBytes,
+    })
   const models = deps.models ?? new ModelRegistry(config.defaultModel)
   const metrics = createMetrics(deps.metricsRegistry, buildInfo(config.gitCommit))
   const batcher = new Batcher({
@@ -87,6 +93,7 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     limits: { ...config.batch, maxBatchTokens: config.batch.maxBatchTokens || 16384 },
     pipelineDepth: config.batch.pipelineDepth,
     maxPendingItems: config.maxPendingItems,
+    maxPendingImages: config.maxPendingImages,
     retryAfterS: config.retryAfterS,
     metrics,
     log: app.log,
@@ -94,7 +101,7 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   const media =
     deps.mediaResolver ??
     new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
-  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars })
+  const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars, retryAfterS: config.retryAfterS })
 
   // PLUGINS, in the order their request hooks run: trace ids (first, so every log line has them), shutdown
   // refusal and request context, CORS preflights (answered before auth), rate limiting (by address before

@@ -63,6 +63,9 @@ const EnvSchema = z.object({
   /** Items (conversations) admitted at once, in flight plus queued. Beyond it requests get 503 + Retry-After
    *  before any tokenization or media work. Low values turn waiting into fast 503s that RLHF clients retry. */
   MAX_PENDING_ITEMS: intFrom(512, 1),
+  /** Vision runs (one image or video each, cache misses only) admitted at once, running plus queued, in the
+   *  batcher's vision queue. Beyond it: 503 + Retry-After. */
+  MAX_PENDING_IMAGES: intFrom(64, 1),
   /** Items one request may carry (score items, rank candidates). Must be <= MAX_PENDING_ITEMS. */
   MAX_CLIENT_BATCH_SIZE: intFrom(128, 1),
   /** Characters of text per conversation, checked before tokenizing (each text's head beyond what max_seq_len
@@ -168,6 +171,7 @@ export interface Config {
     readonly pipelineDepth: number
   }
   readonly maxPendingItems: number
+  readonly maxPendingImages: number
   readonly maxClientBatchSize: number
   readonly maxItemChars: number
   readonly maxRequestChars: number
@@ -264,6 +268,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       pipelineDepth: e.PIPELINE_DEPTH,
     },
     maxPendingItems: e.MAX_PENDING_ITEMS,
+    maxPendingImages: e.MAX_PENDING_IMAGES,
     maxClientBatchSize: e.MAX_CLIENT_BATCH_SIZE,
     maxItemChars: e.MAX_ITEM_CHARS,
     maxRequestChars: e.MAX_REQUEST_CHARS,

@@ -3,8 +3,9 @@
 // worker dies every pending call is rejected and health() turns false (readiness follows).
 import type { Worker } from 'node:worker_threads'
 import { spawnWorker } from '../util/worker.ts'
-import type { Engine, LoadedGraphs, ModelFiles, PackedRewardFeeds, RewardFeeds, RewardOutput, VisionOutput } from './types.ts'
+import type { Engine, LoadedGraphs, ModelFiles, PackedRewardFeeds, RewardFeeds, RewardOutput, StoredVision, TransferStats, VisionOutput } from './types.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
+import { EmbeddingsMissing } from './embedding-store.ts'
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void }
 // Distributes the request union over its members so each op keeps its own fields.
@@ -22,6 +23,7 @@ export class WorkerEngine implements Engine {
   readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #dead: Error | null = null
+  readonly #bytes: TransferStats = { toEngine: 0, fromEngine: 0 }
 
   constructor(init: WorkerInit) {
     // Before ORT's environment exists (see onnx.ts): no telemetry, no mat-debug-<pid>.log left in $TMPDIR.
@@ -31,8 +33,10 @@ export class WorkerEngine implements Engine {
       const p = this.#pending.get(msg.id)
       if (!p) return
       this.#pending.delete(msg.id)
-      if (msg.ok) p.resolve(msg.result)
-      else p.reject(new EngineError(msg.message))
+      if (msg.ok) {
+        this.#bytes.fromEngine += msg.bytes
+        p.resolve(msg.result)
+      } else p.reject(msg.missing ? new EmbeddingsMissing(msg.missing) : new EngineError(msg.message))
     })
     const fail = (err: Error) => {
       this.#dead ??= err
@@ -48,8 +52,18 @@ export class WorkerEngine implements Engine {
     const id = this.#nextId++
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
-      this.#worker.postMessage({ ...req, id }, transfer)
+      this.#send({ ...req, id } as EngineRequest, transfer)
     })
+  }
+
+  #send(req: EngineRequest, transfer: ArrayBuffer[]): void {
+    this.#bytes.toEngine += transfer.reduce((n, b) => n + b.byteLength, 0)
+    this.#worker.postMessage(req, transfer)
+  }
+
+  /** Fire and forget (id 0: no reply): nothing to wait for, and a dead worker has no pins to keep. */
+  #post(req: Outgoing<EngineRequest>): void {
+    if (!this.#dead) this.#send({ ...req, id: 0 } as EngineRequest, [])
   }
 
   load(key: string, files: ModelFiles) {
@@ -83,6 +97,24 @@ export class WorkerEngine implements Engine {
   /** `image`'s buffer is transferred to the worker. */
   runVision(key: string, image: Float32Array, height: number, width: number) {
     return this.#call<VisionOutput>({ op: 'vision', key, image, height, width }, [image.buffer as ArrayBuffer])
+  }
+
+  /** `image`'s buffer is transferred; the embeddings stay in the worker's store under `handle`. */
+  encodeImage(key: string, handle: string, lease: number, image: Float32Array, height: number, width: number) {
+    return this.#call<StoredVision>({ op: 'encodeImage', key, handle, lease, image, height, width }, [image.buffer as ArrayBuffer])
+  }
+
+  retainImages(lease: number, handles: readonly string[]): void {
+    if (handles.length > 0) this.#post({ op: 'retain', lease, handles })
+  }
+
+  releaseImages(lease: number): void {
+    this.#post({ op: 'release', lease })
+  }
+
+  /** Typed-array bytes sent to and received from the worker so far (transfer lists: nothing else is large). */
+  transferStats(): TransferStats {
+    return { ...this.#bytes }
   }
 
   /** Liveness of the worker, answered without a round trip: a ping would queue behind a long batch and make

@@ -4,8 +4,10 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { createSession, runReward, runRewardPacked, runVision, valueTypes, type CreatedSession } from './onnx.ts'
 import type { EngineRequest, EngineResponse, WorkerInit } from './protocol.ts'
+import { EmbeddingsMissing, EmbeddingStore, gatherImageEmbeds } from './embedding-store.ts'
 
 const init = workerData as WorkerInit
+const store = new EmbeddingStore(init.embeddingCacheBytes ?? 128 * 2 ** 20)
 type Sessions = { reward: CreatedSession; vision: CreatedSession; rewardPacked?: CreatedSession }
 const models = new Map<string, Sessions>()
 
@@ -57,12 +59,14 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
     case 'unload': {
       const m = models.get(req.key)
       models.delete(req.key)
+      store.dropModel(req.key)
       if (m) await release(m)
       return { result: true, transfer: [] }
     }
     case 'reward': {
       const t0 = performance.now()
-      const scores = await runReward(sessionsOf(req.key).reward.session, req.feeds)
+      const session = sessionsOf(req.key).reward.session
+      const scores = await runReward(session, { ...req.feeds, imageEmbeds: gatherImageEmbeds(req.feeds, store) })
       const inferenceMs = performance.now() - t0
       // Copy into an owned buffer: ORT output tensors may view native memory that cannot be transferred.
       const owned = new Float32Array(scores)
@@ -72,7 +76,7 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
       const s = sessionsOf(req.key).rewardPacked
       if (!s) throw new Error(`model ${req.key} has no packed reward graph (this is a bug)`)
       const t0 = performance.now()
-      const scores = await runRewardPacked(s.session, req.feeds)
+      const scores = await runRewardPacked(s.session, { ...req.feeds, imageEmbeds: gatherImageEmbeds(req.feeds, store) })
       const inferenceMs = performance.now() - t0
       const owned = new Float32Array(scores)
       return { result: { scores: owned, inferenceMs }, transfer: [owned.buffer as ArrayBuffer] }
@@ -87,6 +91,22 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
         transfer: [embeds.buffer as ArrayBuffer],
       }
     }
+    case 'encodeImage':
+      // started synchronously on arrival (no await before during()), so a later release of the lease waits for it
+      return store.during(req.lease, async () => {
+        const t0 = performance.now()
+        const out = await runVision(sessionsOf(req.key).vision.session, req.image, req.height, req.width)
+        const inferenceMs = performance.now() - t0
+        // owned copy (as above); it stays here, only the shape goes back
+        const evicted = store.put(req.handle, req.key, new Float32Array(out.embeds), out.tokens, out.dim, req.lease)
+        return { result: { tokens: out.tokens, dim: out.dim, inferenceMs, evicted }, transfer: [] }
+      })
+    case 'retain':
+      store.retain(req.lease, req.handles)
+      return { result: true, transfer: [] }
+    case 'release':
+      store.release(req.lease)
+      return { result: true, transfer: [] }
     default:
       throw new Error(`unknown engine op ${(req as { op: string }).op} (this is a bug)`)
   }
@@ -94,12 +114,17 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
 
 parentPort!.on('message', (req: EngineRequest) => {
   handle(req).then(
-    ({ result, transfer }) => parentPort!.postMessage({ id: req.id, ok: true, result } satisfies EngineResponse, transfer),
+    ({ result, transfer }) => {
+      if (req.id === 0) return // posted without a reply
+      const bytes = transfer.reduce((n, b) => n + b.byteLength, 0)
+      parentPort!.postMessage({ id: req.id, ok: true, result, bytes } satisfies EngineResponse, transfer)
+    },
     (err: unknown) =>
       parentPort!.postMessage({
         id: req.id,
         ok: false,
         message: err instanceof Error ? err.message : String(err),
+        ...(err instanceof EmbeddingsMissing ? { missing: err.handles } : {}),
       } satisfies EngineResponse),
   )
 })

@@ -9,6 +9,8 @@ export interface WorkerInit {
   /** Lifts the refusal of float16 graphs on the cpu EP (engine/onnx.ts). Tests and benches only: no config
    *  knob sets it, the service always refuses. */
   cpuFloat16?: boolean
+  /** Bound of the worker's image embedding store (EMBEDDING_CACHE_BYTES); pinned entries may exceed it. */
+  embeddingCacheBytes?: number
 }
 
 export type EngineRequest =
@@ -17,5 +19,13 @@ export type EngineRequest =
   | { id: number; op: 'reward'; key: string; feeds: RewardFeeds }
   | { id: number; op: 'rewardPacked'; key: string; feeds: PackedRewardFeeds }
   | { id: number; op: 'vision'; key: string; image: Float32Array; height: number; width: number }
+  | { id: number; op: 'encodeImage'; key: string; handle: string; lease: number; image: Float32Array; height: number; width: number }
+  // posted without a reply (id 0): pins are bookkeeping, and a request never waits for one
+  | { id: number; op: 'retain'; lease: number; handles: readonly string[] }
+  | { id: number; op: 'release'; lease: number }
 
-export type EngineResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; message: string }
+/** `bytes`: typed-array bytes the reply carries (the protocol's transfer count); `missing`: the handles a reward
+ *  run did not find in the embedding store. */
+export type EngineResponse =
+  | { id: number; ok: true; result: unknown; bytes: number }
+  | { id: number; ok: false; message: string; missing?: string[] }

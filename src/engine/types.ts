@@ -7,12 +7,22 @@ interface TokenAndMediaFeeds {
   rows: number
   seqLen: number
   inputIds: BigInt64Array
-  /** [embedRows, dim]; a text-only batch passes one zero row. */
+  /** [embedRows, dim]; a text-only batch passes one zero row. Empty when every image row is named in
+   *  `imageRefs`: the engine then builds the tensor itself from its embedding store. */
   imageEmbeds: Float32Array
   embedRows: number
   dim: number
+  /** Image blocks the engine copies out of its embedding store into image_embeds (never sent as floats). */
+  imageRefs?: ImageRef[]
   imagePositions: BigInt64Array
   imMask: Float32Array
+}
+
+/** Rows [row, row + tokens) of image_embeds come from the engine's embedding store entry `handle`. */
+export interface ImageRef {
+  handle: string
+  row: number
+  tokens: number
 }
 
 /** The reward.onnx feeds of one padded batch (models/README.md). */
@@ -50,6 +60,21 @@ export interface VisionOutput {
   tokens: number
   dim: number
   inferenceMs: number
+}
+
+/** vision.onnx on one image with its embeddings kept in the engine (embedding-store.ts) under a handle. */
+export interface StoredVision {
+  tokens: number
+  dim: number
+  inferenceMs: number
+  /** Handles the store evicted to make room: the main thread's handle table drops them. */
+  evicted: string[]
+}
+
+/** Bytes of typed-array data moved across the engine boundary so far, each way (the worker protocol's count). */
+export interface TransferStats {
+  toEngine: number
+  fromEngine: number
 }
 
 export interface ProviderFallback {
@@ -92,8 +117,17 @@ export interface Engine {
   runReward(key: string, feeds: RewardFeeds): Promise<RewardOutput>
   /** reward_packed.onnx: scores [rows, branches] row-major. Absent in engines without the packed graph. */
   runRewardPacked?(key: string, feeds: PackedRewardFeeds): Promise<RewardOutput>
-  /** One HD-transformed image `[1, 3, height, width]` through vision.onnx. */
+  /** One HD-transformed image `[1, 3, height, width]` through vision.onnx, its embeddings returned (warm-up,
+   *  tests and benches; the service uses encodeImage). */
   runVision(key: string, image: Float32Array, height: number, width: number): Promise<VisionOutput>
+  /** The same run with the embeddings kept in the engine under `handle` (pinned for `lease` unless 0) for reward
+   *  feeds to name in imageRefs: only the shape comes back. */
+  encodeImage(key: string, handle: string, lease: number, image: Float32Array, height: number, width: number): Promise<StoredVision>
+  /** Pins `handles` (those still stored) until releaseImages(lease): a request's images stay until it is scored. */
+  retainImages(lease: number, handles: readonly string[]): void
+  releaseImages(lease: number): void
+  /** The worker protocol's byte count (engines without a thread boundary leave it out). */
+  transferStats?(): TransferStats
   health(): Promise<boolean>
   close(): Promise<void>
 }

@@ -49,6 +49,18 @@ export function createMetrics(registry: Registry = new Registry(), build?: Build
       help: 'Items admitted (queued + in flight); admission refuses beyond MAX_PENDING_ITEMS',
       registers,
     }),
+    visionQueueDepth: new Gauge({ name: 'scorer_vision_queue_depth', help: 'Vision runs (one image each) waiting for the engine', registers }),
+    pendingImages: new Gauge({
+      name: 'scorer_vision_pending_images',
+      help: 'Vision runs admitted (queued + running); admission refuses beyond MAX_PENDING_IMAGES',
+      registers,
+    }),
+    visionQueueSeconds: new Histogram({
+      name: 'scorer_vision_queue_seconds',
+      help: 'Time a vision run waited between enqueue and its start',
+      buckets: SECONDS,
+      registers,
+    }),
     queueSeconds: new Histogram({
       name: 'scorer_queue_seconds',
       help: 'Time a job waited between enqueue and its batch starting',

@@ -51,3 +51,52 @@ export function takeNextBatch<J extends QueuedJob>(queue: readonly J[], limits: 
   const taken = new Set<J>(chosen)
   return { batch: chosen, rest: live.filter((j) => !taken.has(j)), cancelled, expired, waitMs: null }
 }
+
+/** One queue of the engine (reward rows, vision images) with its own limits. */
+export interface Lane<J extends QueuedJob> {
+  queue: readonly J[]
+  limits: BatchLimits
+}
+
+export interface NextAcross<J extends QueuedJob> {
+  /** Index of the lane whose batch runs now; null when none should run yet. */
+  lane: number | null
+  batch: J[]
+  /** Every lane's live jobs left queued, in arrival order. */
+  queues: J[][]
+  cancelled: J[]
+  expired: J[]
+  /** When nothing runs: ms until the first waiting lane's oldest job must go. */
+  waitMs: number | null
+}
+
+/** The next batch over several queues sharing one engine: each lane's own policy (takeNextBatch with its limits)
+ *  proposes a batch, and of the lanes ready to run, the one whose oldest job has waited longest goes (FIFO
+ *  across lanes: vision work and reward rows never starve each other; ties go to the earlier lane). */
+export function takeNextAcross<J extends QueuedJob>(lanes: ReadonlyArray<Lane<J>>, now: number): NextAcross<J> {
+  const nexts = lanes.map((l) => takeNextBatch(l.queue, l.limits, now))
+  let lane: number | null = null
+  let oldest = Infinity
+  nexts.forEach((n, i) => {
+    if (n.batch.length === 0) return
+    const at = Math.min(...n.batch.map((j) => j.enqueuedAt))
+    if (at < oldest) {
+      oldest = at
+      lane = i
+    }
+  })
+  const queues = nexts.map((n, i) => {
+    if (i === lane || n.batch.length === 0) return n.rest
+    const gone = new Set([...n.cancelled, ...n.expired])
+    return lanes[i]!.queue.filter((j) => !gone.has(j))
+  })
+  const waits = nexts.map((n) => n.waitMs).filter((w): w is number => w !== null)
+  return {
+    lane,
+    batch: lane === null ? [] : nexts[lane]!.batch,
+    queues,
+    cancelled: nexts.flatMap((n) => n.cancelled),
+    expired: nexts.flatMap((n) => n.expired),
+    waitMs: lane === null && waits.length > 0 ? Math.min(...waits) : null,
+  }
+}

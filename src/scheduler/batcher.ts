@@ -1,11 +1,14 @@
 // The one batching loop (TEI's Infer + queue): admission permits, a FIFO queue, the pure policy deciding what
 // runs next, and the engine call. Handlers admit first (cheap, before any tokenization or media work), then
-// submit encoded rows and await their scores. A failing batch rejects only its own jobs.
+// submit encoded rows and await their scores. A failing batch rejects only its own jobs. Vision runs (one
+// image each) are a second queue with its own budget (MAX_PENDING_IMAGES) in the same loop: the engine runs one
+// thing at a time, and the lane policy (takeNextAcross) serves the queues oldest first.
 import { performance } from 'node:perf_hooks'
 import { ServiceError } from '../errors.ts'
-import type { Engine } from '../engine/types.ts'
+import { EmbeddingsMissing } from '../engine/embedding-store.ts'
+import type { Engine, StoredVision } from '../engine/types.ts'
 import { modelLabels, type Metrics } from '../metrics/metrics.ts'
-import { paddedCost, takeNextBatch } from './batch-policy.ts'
+import { paddedCost, takeNextAcross } from './batch-policy.ts'
 import { packRewardBatch } from './pack.ts'
 import { packPackedBatch, packedLength, type PackedRow } from './pack-shared.ts'
 import type { BatchLimits, BatchModel, JobTimings, QueuedJob, EncodedRow } from './types.ts'
@@ -15,6 +18,8 @@ export interface BatcherOptions {
   limits: BatchLimits
   pipelineDepth: number
   maxPendingItems: number
+  /** Images admitted to the vision queue at once (queued + running); beyond it submitVision answers 503. */
+  maxPendingImages: number
   retryAfterS: number
   metrics: Metrics
   log: { error(o: object, msg: string): void }
@@ -29,6 +34,19 @@ export interface PackedJobResult extends JobTimings {
   scores: number[]
 }
 
+/** One transformed image for vision.onnx; its embeddings stay in the engine under `handle`, pinned for `lease`. */
+export interface VisionWork {
+  handle: string
+  lease: number
+  image: Float32Array
+  height: number
+  width: number
+}
+
+export interface VisionResult extends StoredVision {
+  queueMs: number
+}
+
 export interface Permit {
   release(): void
 }
@@ -38,17 +56,27 @@ interface Job extends QueuedJob {
   row: EncodedRow | null
   /** a reward_packed.onnx row (batch key `<model key>#packed`): never shares a batch with plain rows */
   packed: PackedRow | null
-  resolve(r: JobResult & { scores?: number[] }): void
+  /** a vision-queue job (one image) */
+  image: VisionWork | null
+  /** vision: it counts in pendingImages until it has run or left the queue */
+  holdsImage: boolean
+  running: boolean
+  resolve(r: JobResult & { scores?: number[] } & Partial<VisionResult>): void
   reject(e: Error): void
   timer: NodeJS.Timeout | undefined
   onAbort: (() => void) | undefined
   signal: AbortSignal | undefined
 }
 
+/** One image per vision run (vision.onnx takes [1, 3, H, W]), never held back for company. */
+const VISION_LIMITS = { maxBatchTokens: Infinity, maxBatchSize: 1, maxQueueDelayMs: 0 }
+
 export class Batcher {
   readonly #o: BatcherOptions
   #queue: Job[] = []
+  #visionQueue: Job[] = []
   #pending = 0
+  #pendingImages = 0
   #inflight = 0
   #timer: NodeJS.Timeout | undefined
   #closed = false
@@ -64,6 +92,14 @@ export class Batcher {
 
   get queueDepth(): number {
     return this.#queue.length
+  }
+
+  get visionQueueDepth(): number {
+    return this.#visionQueue.length
+  }
+
+  get pendingImages(): number {
+    return this.#pendingImages
   }
 
   /** Reserves room for `n` items or throws 503 overloaded at once (fail fast, like TEI's try_acquire). */
@@ -91,22 +127,37 @@ export class Batcher {
   /** Queues one encoded row of `model`. Rejects with 504 timeout at `deadline` (performance.now() clock), and
    *  with a client_gone error as soon as `signal` aborts; either way the row is dropped if it has not run. */
   submit(model: BatchModel, row: EncodedRow, deadline: number, signal?: AbortSignal): Promise<JobResult> {
-    return this.#enqueue(model, row, null, deadline, signal)
+    return this.#enqueue(model, row, null, null, deadline, signal)
   }
 
   /** Queues one packed row (rows sharing a prefix) for the model's reward_packed.onnx; same deadline and abort
    *  rules as submit(). The engine must have the packed graph (ModelVersion.packed). */
   async submitPacked(model: BatchModel, row: PackedRow, deadline: number, signal?: AbortSignal): Promise<PackedJobResult> {
-    const r = await this.#enqueue(model, null, row, deadline, signal)
+    const r = await this.#enqueue(model, null, row, null, deadline, signal)
     return { scores: r.scores!, queueMs: r.queueMs, inferenceMs: r.inferenceMs, batchSize: r.batchSize }
   }
 
-  #enqueue(model: BatchModel, row: EncodedRow | null, packed: PackedRow | null, deadline: number, signal?: AbortSignal) {
-    return new Promise<JobResult & { scores?: number[] }>((resolve, reject) => {
+  /** Queues one vision run in the vision queue: admitted at once or 503 overloaded (its own budget,
+   *  MAX_PENDING_IMAGES: a cache miss costs a whole vision run, a hit nothing, so only misses are counted);
+   *  same deadline and abort rules as submit(). `work.image`'s buffer goes to the engine. */
+  async submitVision(model: BatchModel, work: VisionWork, deadline: number, signal?: AbortSignal): Promise<VisionResult> {
+    if (this.#closed) throw new ServiceError('shutting_down', 'server is closed', { 'retry-after': String(this.#o.retryAfterS) })
+    if (this.#pendingImages + 1 > this.#o.maxPendingImages) {
+      this.#o.metrics.rejected.inc({ reason: 'vision_overloaded' })
+      throw new ServiceError('overloaded', `vision queue is at capacity (${this.#o.maxPendingImages} images); retry later`, {
+        'retry-after': String(this.#o.retryAfterS),
+      })
+    }
+    const r = await this.#enqueue(model, null, null, work, deadline, signal)
+    return { tokens: r.tokens!, dim: r.dim!, evicted: r.evicted!, inferenceMs: r.inferenceMs, queueMs: r.queueMs }
+  }
+
+  #enqueue(model: BatchModel, row: EncodedRow | null, packed: PackedRow | null, image: VisionWork | null, deadline: number, signal?: AbortSignal) {
+    return new Promise<JobResult & { scores?: number[] } & Partial<VisionResult>>((resolve, reject) => {
       const now = performance.now()
       const job: Job = {
         batchKey: packed ? `${model.key}#packed` : model.key,
-        length: packed ? packedLength(packed) : row!.ids.length,
+        length: packed ? packedLength(packed) : row ? row.ids.length : 1,
         tokenBudget: model.batchTokens,
         enqueuedAt: now,
         deadline,
@@ -114,6 +165,9 @@ export class Batcher {
         model,
         row,
         packed,
+        image,
+        holdsImage: false,
+        running: false,
         timer: undefined,
         onAbort: undefined,
         signal,
@@ -143,8 +197,12 @@ export class Batcher {
         }
         signal.addEventListener('abort', job.onAbort, { once: true })
       }
-      this.#queue.push(job)
-      this.#o.metrics.queueDepth.set(this.#queue.length)
+      if (image) {
+        job.holdsImage = true
+        this.#pendingImages++
+        this.#visionQueue.push(job)
+      } else this.#queue.push(job)
+      this.#gauges()
       this.#schedulePump()
     })
   }
@@ -159,6 +217,22 @@ export class Batcher {
     job.cancelled = true
     if (job.timer) clearTimeout(job.timer)
     if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+    // a cancelled image leaves the budget at once (it will never run); a running one when its run is over
+    if (!job.running) this.#releaseImage(job)
+  }
+
+  #releaseImage(job: Job): void {
+    if (!job.holdsImage) return
+    job.holdsImage = false
+    this.#pendingImages--
+    this.#gauges()
+  }
+
+  #gauges(): void {
+    const m = this.#o.metrics
+    m.queueDepth.set(this.#queue.length)
+    m.visionQueueDepth.set(this.#visionQueue.length)
+    m.pendingImages.set(this.#pendingImages)
   }
 
   /** Pumps once per microtask turn, so that all rows submitted in the same tick (one request's items, or
@@ -177,21 +251,45 @@ export class Batcher {
       clearTimeout(this.#timer)
       this.#timer = undefined
     }
-    while (this.#inflight < this.#o.pipelineDepth && this.#queue.length > 0) {
-      const next = takeNextBatch(this.#queue, this.#o.limits, performance.now())
+    while (this.#inflight < this.#o.pipelineDepth && this.#queue.length + this.#visionQueue.length > 0) {
+      const lanes = [
+        { queue: this.#visionQueue, limits: VISION_LIMITS },
+        { queue: this.#queue, limits: this.#o.limits },
+      ]
+      const next = takeNextAcross(lanes, performance.now())
       // Cancelled and expired jobs were already answered by their own abort/timeout path; just forget them.
-      this.#queue = next.rest
+      ;[this.#visionQueue, this.#queue] = next.queues as [Job[], Job[]]
       for (const j of next.expired) j.reject(new ServiceError('timeout', 'request deadline passed before it was scored'))
-      this.#o.metrics.queueDepth.set(this.#queue.length)
-      if (next.batch.length === 0) {
+      this.#gauges()
+      if (next.lane === null) {
         if (next.waitMs !== null) this.#timer = setTimeout(() => this.#pump(), next.waitMs)
         return
       }
       this.#inflight++
-      void this.#run(next.batch).finally(() => {
+      const run = next.lane === 0 ? this.#runVision(next.batch[0]!) : this.#run(next.batch)
+      void run.finally(() => {
         this.#inflight--
         this.#pump()
       })
+    }
+  }
+
+  async #runVision(job: Job): Promise<void> {
+    const m = this.#o.metrics
+    const start = performance.now()
+    m.visionQueueSeconds.observe((start - job.enqueuedAt) / 1000)
+    job.running = true
+    try {
+      const w = job.image!
+      const out = await this.#o.engine.encodeImage(job.model.key, w.handle, w.lease, w.image, w.height, w.width)
+      m.inferenceSeconds.observe({ graph: 'vision' }, out.inferenceMs / 1000)
+      if (!job.cancelled) job.resolve({ ...out, queueMs: start - job.enqueuedAt, score: NaN, batchSize: 1 })
+    } catch (err) {
+      this.#o.log.error({ err, model: job.model.key }, 'vision run failed')
+      if (!job.cancelled) job.reject(new ServiceError('engine_error', 'inference failed'))
+    } finally {
+      job.running = false
+      this.#releaseImage(job)
     }
   }
 
@@ -239,10 +337,28 @@ export class Batcher {
       m.tokensScored.inc(modelLabels(model), tokens)
       m.itemsScored.inc(modelLabels(model), items)
     } catch (err) {
+      if (err instanceof EmbeddingsMissing) return this.#withoutMissing(batch, err)
       this.#o.log.error({ err, model: model.key, rows: batch.length }, 'batch failed')
       for (const j of batch) {
         if (!j.cancelled) j.reject(new ServiceError('engine_error', 'inference failed'))
       }
     }
+  }
+
+  /** The engine no longer held some image embeddings the batch named (evicted since their vision run): the jobs
+   *  that need them fail with EmbeddingsMissing (their request computes them again), the others run again. */
+  #withoutMissing(batch: Job[], err: EmbeddingsMissing): Promise<void> {
+    const missing = new Set(err.handles)
+    const needs = (j: Job) => {
+      const rows = j.packed ? [j.packed.trunk, ...j.packed.branches.map((b) => b.row)] : [j.row!]
+      return rows.some((r) => r.images.some((img) => img.block.handle !== undefined && missing.has(img.block.handle)))
+    }
+    const rest: Job[] = []
+    for (const j of batch) {
+      if (!needs(j)) rest.push(j)
+      else if (!j.cancelled) j.reject(new EmbeddingsMissing(err.handles))
+    }
+    // every batch naming a missing handle loses a job here, so this ends
+    return rest.length > 0 && rest.length < batch.length ? this.#run(rest) : Promise.resolve()
   }
 }

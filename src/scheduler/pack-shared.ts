@@ -6,7 +6,7 @@
 // algorithm (its exporter checks the graph with it).
 import type { PackedRewardFeeds } from '../engine/types.ts'
 import type { EncodedRow } from './types.ts'
-import { placeImages } from './pack.ts'
+import { imageFeeds, placeImages } from './pack.ts'
 
 type Image = EncodedRow['images'][number]
 
@@ -17,7 +17,8 @@ export interface PackedRow {
 }
 
 function sameImage(a: Image, b: Image): boolean {
-  return a.start === b.start && (a.block === b.block || (a.block.embeds === b.block.embeds && a.block.tokens === b.block.tokens))
+  if (a.start !== b.start || a.block.tokens !== b.block.tokens) return false
+  return a.block === b.block || (a.block.handle !== undefined ? a.block.handle === b.block.handle : a.block.embeds === b.block.embeds)
 }
 
 /** Positions `x` shares with `ref` from the start (same ids, same media blocks), at most x.length − 1 (each row
@@ -104,16 +105,12 @@ export function packPackedBatch(rows: readonly PackedRow[], padId: number, dim: 
   let p = 1
   let nb = 1
   let l = 1
-  let m = 0
   for (const r of rows) {
     p = Math.max(p, r.trunk.ids.length)
     nb = Math.max(nb, r.branches.length)
-    for (const img of r.trunk.images) m += img.block.tokens
-    for (const br of r.branches) {
-      l = Math.max(l, br.row.ids.length)
-      for (const img of br.row.images) m += img.block.tokens
-    }
+    for (const br of r.branches) l = Math.max(l, br.row.ids.length)
   }
+  const { embedRows, imageEmbeds, imageRefs } = imageFeeds(rows.flatMap((r) => [r.trunk, ...r.branches.map((br) => br.row)]), dim)
   const t = p + nb * l
   const inputIds = new BigInt64Array(b * t).fill(BigInt(padId))
   const imagePositions = new BigInt64Array(b * t)
@@ -122,7 +119,6 @@ export function packPackedBatch(rows: readonly PackedRow[], padId: number, dim: 
   const branchStart = new BigInt64Array(b * nb)
   const branchMask = new BigInt64Array(b * nb * l)
   const readoutIndex = new BigInt64Array(b * nb)
-  const imageEmbeds = new Float32Array(Math.max(1, m) * dim)
   // int64 through 32-bit views (low word, little-endian; all values small and non-negative), as pack.ts
   const ids32 = new Int32Array(inputIds.buffer)
   const pos32 = new Int32Array(imagePositions.buffer)
@@ -130,7 +126,7 @@ export function packPackedBatch(rows: readonly PackedRow[], padId: number, dim: 
   let embedAt = 0
   const place = (row: EncodedRow, base: number) => {
     for (let j = 0; j < row.ids.length; j++) ids32[2 * (base + j)] = row.ids[j]!
-    embedAt = placeImages(row.images, base, { imageEmbeds, pos32, imMask, dim }, embedAt)
+    embedAt = placeImages(row.images, base, { imageEmbeds, imageRefs, pos32, imMask, dim }, embedAt)
   }
   rows.forEach((r, i) => {
     place(r.trunk, i * t)
@@ -152,8 +148,9 @@ export function packPackedBatch(rows: readonly PackedRow[], padId: number, dim: 
     branchLen: l,
     inputIds,
     imageEmbeds,
-    embedRows: Math.max(1, m),
+    embedRows,
     dim,
+    imageRefs,
     imagePositions,
     imMask,
     attentionMask,

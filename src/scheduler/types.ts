@@ -43,8 +43,12 @@ export interface JobTimings {
  *  blocks with their first position (src/conversation/encode.ts EncodedItem is one). */
 export interface EncodedRow {
   ids: Int32Array
-  images: ReadonlyArray<{ start: number; block: { tokens: number; dim: number; embeds: Float32Array } }>
+  images: ReadonlyArray<{ start: number; block: ImageBlock }>
 }
+
+/** An image's token block: its embeddings inline (tests, benches), or a handle to the engine's embedding store
+ *  (the service: the floats never leave the engine). */
+export type ImageBlock = { tokens: number; dim: number } & ({ embeds: Float32Array; handle?: undefined } | { handle: string; embeds?: undefined })
 
 /** What the batcher needs of a model version (src/models/model-version.ts ModelVersion is one). */
 export interface BatchModel {

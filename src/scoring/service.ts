@@ -2,14 +2,17 @@
 // tokenize each distinct message group once, resolve its media, lay each row out for reward.onnx, submit the
 // rows to the batcher and await their scores. Routes parse requests and shape responses around it; nothing
 // here knows HTTP (the request's deadline, abort signal and upload scope come in as options).
+// Image embeddings stay in the engine: blocks carry handles, vision runs go through the batcher's vision queue,
+// and the request pins its handles there (its lease) until it is scored.
 import { performance } from 'node:perf_hooks'
 import { resolveSegments, segmentTokens } from '../conversation/media.ts'
 import type { EncodedItem, Message, Segment } from '../conversation/types.ts'
+import { EmbeddingsMissing } from '../engine/embedding-store.ts'
 import type { Engine } from '../engine/types.ts'
 import { ServiceError } from '../errors.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { ModelVersion } from '../models/model-version.ts'
-import type { MediaResolver } from '../preprocess/media/types.ts'
+import type { MediaResolver, VisionRunner } from '../preprocess/media/types.ts'
 import type { Batcher, JobResult } from '../scheduler/batcher.ts'
 import { clusterByPrefix, packedLength, shareRows } from '../scheduler/pack-shared.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
@@ -35,6 +38,8 @@ export interface ScoringDeps {
   maxRows: number
   /** Text characters one request may carry over all its distinct message groups (MAX_REQUEST_CHARS). */
   maxRequestChars: number
+  /** Retry-After seconds of a 503 (RETRY_AFTER_S). */
+  retryAfterS: number
 }
 
 function textChars(messages: readonly Message[]): number {
@@ -46,8 +51,17 @@ function textChars(messages: readonly Message[]): number {
   return n
 }
 
+/** Handles of the media blocks in these segment lists. */
+function handlesOf(groups: Iterable<{ segs: Segment[] }>): string[] {
+  const out = new Set<string>()
+  for (const g of groups) for (const s of g.segs) if (s.kind === 'media' && s.block?.handle !== undefined) out.add(s.block.handle)
+  return [...out]
+}
+
 export class ScoringService {
   readonly #d: ScoringDeps
+  /** Engine embedding-store leases: one per score() call. */
+  #nextLease = 1
 
   constructor(deps: ScoringDeps) {
     this.#d = deps
@@ -64,6 +78,7 @@ export class ScoringService {
     const { batcher, metrics } = this.#d
     // One piece's worth of room, reserved before any work (fast 503 when full) and kept to the end.
     const permit = batcher.admit(piece)
+    const lease = this.#nextLease++
     try {
       const t0 = performance.now()
       // A group is tokenized (and its media resolved) once per media count of the rows it is in: the count
@@ -114,10 +129,25 @@ export class ScoringService {
           resolved.add(g.segs)
           fresh.push(g)
         }
-        await this.#resolveMedia(model, fresh, opts)
-        const encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
+        await this.#resolveMedia(model, fresh, opts, lease)
+        let encoded: EncodedItem[] = slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
         preprocessMs += performance.now() - t1
-        const results = await this.#submit(model, encoded, opts)
+        let results: JobResult[]
+        try {
+          results = await this.#submit(model, encoded, opts)
+        } catch (err) {
+          if (!(err instanceof EmbeddingsMissing)) throw err
+          // The engine's store dropped images this piece uses between our cache hit and the batch (a hit is not
+          // pinned until our retain reaches the engine). The bytes are still at hand: compute them again (now
+          // pinned by this request's own vision run, so they stay) and score the piece once more.
+          encoded = await this.#recompute(model, slice, err.handles, opts, lease)
+          results = await this.#submit(model, encoded, opts).catch((e: unknown) => {
+            if (!(e instanceof EmbeddingsMissing)) throw e
+            throw new ServiceError('overloaded', 'image embeddings were evicted from the engine before scoring; retry later', {
+              'retry-after': String(this.#d.retryAfterS),
+            })
+          })
+        }
         results.forEach((r, j) => {
           scored.push({
             score: r.score,
@@ -132,8 +162,30 @@ export class ScoringService {
       metrics.preprocessSeconds.observe(preprocessMs / 1000)
       return { rows: scored, timings: { preprocessMs, queueMs, inferenceMs } }
     } finally {
+      this.#d.engine.releaseImages(lease)
       permit.release()
     }
+  }
+
+  /** The media of the groups that use `handles` again (their cache entries forgotten), and the piece's rows. */
+  async #recompute(
+    model: ModelVersion,
+    slice: ReadonlyArray<ReadonlyArray<{ segs: Segment[]; n: number }>>,
+    handles: readonly string[],
+    opts: ScoreOptions,
+    lease: number,
+  ): Promise<EncodedItem[]> {
+    this.#d.media.forget?.(handles)
+    const missing = new Set(handles)
+    const stale = new Set<{ segs: Segment[]; n: number }>()
+    const seen = new Set<Segment[]>()
+    for (const g of slice.flat()) {
+      if (seen.has(g.segs) || !handlesOf([g]).some((h) => missing.has(h))) continue
+      seen.add(g.segs)
+      stale.add(g)
+    }
+    await this.#resolveMedia(model, [...stale], opts, lease)
+    return slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
   }
 
   /** Queues the rows: those that share a prefix (a prompt's N responses, a response cut after each step) as
@@ -177,15 +229,18 @@ export class ScoringService {
     }
   }
 
-  /** Fills the media segments of each group (vision graph through the engine, via the media hook). */
-  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions): Promise<void> {
+  /** Fills the media segments of each group (vision runs queued in the batcher, via the media hook) and pins
+   *  their handles in the engine for `lease`. */
+  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions, lease: number): Promise<void> {
     if (!groups.some((g) => g.segs.some((s) => s.kind === 'media'))) return
     const remaining = Math.max(0, Math.ceil(opts.deadline - performance.now()))
     const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(remaining)])
-    let done: Array<{ preprocessMs: number; inferenceMs: number }>
+    const { batcher, engine } = this.#d
+    const vision: VisionRunner = (handle, image, height, width, sig) =>
+      batcher.submitVision(model, { handle, lease, image, height, width }, opts.deadline, sig)
     try {
-      done = await Promise.all(
-        groups.map((g) => resolveSegments(g.segs, this.#d.media, { model, engine: this.#d.engine, signal, scope: opts.scope, mediaCount: g.n })),
+      await Promise.all(
+        groups.map((g) => resolveSegments(g.segs, this.#d.media, { model, engine, vision, signal, scope: opts.scope, mediaCount: g.n })),
       )
     } catch (err) {
       // Whatever the resolver threw on abort, the cause is the deadline or the client, and the answer says so.
@@ -193,7 +248,7 @@ export class ScoringService {
       if (signal.aborted) throw new ServiceError('timeout', 'request deadline passed while preparing media')
       throw err
     }
-    const inferenceMs = done.reduce((a, d) => a + d.inferenceMs, 0)
-    if (inferenceMs > 0) this.#d.metrics.inferenceSeconds.observe({ graph: 'vision' }, inferenceMs / 1000)
+    // cache hits were not pinned by a vision run of ours (ours are, by lease): pin them before their batch
+    engine.retainImages(lease, handlesOf(groups))
   }
 }

@@ -52,6 +52,16 @@ class RecordingEngine implements Engine {
     this.vision.push({ height, width })
     return this.inner.runVision(key, image, height, width)
   }
+  encodeImage(key: string, handle: string, lease: number, image: Float32Array, height: number, width: number) {
+    this.vision.push({ height, width })
+    return this.inner.encodeImage(key, handle, lease, image, height, width)
+  }
+  retainImages(lease: number, handles: readonly string[]) {
+    this.inner.retainImages(lease, handles)
+  }
+  releaseImages(lease: number) {
+    this.inner.releaseImages(lease)
+  }
   health() {
     return this.inner.health()
   }

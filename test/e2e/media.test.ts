@@ -55,10 +55,10 @@ const app = buildApp(testConfig({ MODELS_DIR, MEDIA_TEMP_DIR: tempRoot, MEDIA_MA
 await app.ready()
 // count vision runs on the real engine
 let visionRuns = 0
-const runVision = app.engine.runVision.bind(app.engine)
-app.engine.runVision = (...args) => {
+const encodeImage = app.engine.encodeImage.bind(app.engine)
+app.engine.encodeImage = (...args) => {
   visionRuns++
-  return runVision(...args)
+  return encodeImage(...args)
 }
 await app.listen({ host: '127.0.0.1', port: 0 })
 const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`

@@ -1,7 +1,8 @@
 // An Engine without ONNX Runtime for route and batcher tests. A row's score depends only on its own real
 // positions (like the real graph), so batch composition and padding cannot change it. Runs can be held open
 // with hold() to build queues deterministically.
-import type { Engine, LoadedGraph, RewardFeeds, RewardOutput, VisionOutput } from '../../src/engine/types.ts'
+import type { Engine, LoadedGraph, RewardFeeds, RewardOutput, StoredVision, VisionOutput } from '../../src/engine/types.ts'
+import { EmbeddingStore, gatherImageEmbeds } from '../../src/engine/embedding-store.ts'
 
 export function fakeRowScore(ids: ArrayLike<number>, imageSum = 0): number {
   let h = 0
@@ -17,6 +18,8 @@ export class FakeEngine implements Engine {
   /** Fails the run with this index (0 = the first runReward call), whatever runs before it. */
   failRun: number | null = null
   alive = true
+  /** The real engine's embedding store logic (engine/embedding-store.ts); encodeImage keeps runVision's output. */
+  store = new EmbeddingStore(128 * 2 ** 20)
   #gate: Promise<void> | null = null
   #open: (() => void) | null = null
   #waiting: Array<() => void> = []
@@ -46,6 +49,7 @@ export class FakeEngine implements Engine {
   async runReward(_key: string, f: RewardFeeds): Promise<RewardOutput> {
     const rows: number[][] = []
     const scores = new Float32Array(f.rows)
+    const imageEmbeds = gatherImageEmbeds(f, this.store)
     for (let r = 0; r < f.rows; r++) {
       const ids: number[] = []
       let imageSum = 0
@@ -53,7 +57,7 @@ export class FakeEngine implements Engine {
         const at = r * f.seqLen + t
         if (f.attentionMask[at] === 0n) continue
         ids.push(Number(f.inputIds[at]))
-        if (f.imMask[at] === 1) imageSum += f.imageEmbeds[Number(f.imagePositions[at]) * f.dim]!
+        if (f.imMask[at] === 1) imageSum += imageEmbeds[Number(f.imagePositions[at]) * f.dim]!
       }
       rows.push(ids)
       scores[r] = fakeRowScore(ids, imageSum)
@@ -73,6 +77,22 @@ export class FakeEngine implements Engine {
 
   async runVision(_key: string, _image: Float32Array, _h: number, _w: number): Promise<VisionOutput> {
     throw new Error('FakeEngine has no vision graph')
+  }
+
+  async encodeImage(key: string, handle: string, lease: number, image: Float32Array, h: number, w: number): Promise<StoredVision> {
+    return this.store.during(lease, async () => {
+      const out = await this.runVision(key, image, h, w)
+      const evicted = this.store.put(handle, key, out.embeds, out.tokens, out.dim, lease)
+      return { tokens: out.tokens, dim: out.dim, inferenceMs: out.inferenceMs, evicted }
+    })
+  }
+
+  retainImages(lease: number, handles: readonly string[]): void {
+    this.store.retain(lease, handles)
+  }
+
+  releaseImages(lease: number): void {
+    this.store.release(lease)
   }
 
   async health(): Promise<boolean> {

@@ -28,6 +28,7 @@ function setup(o: Partial<BatcherOptions> = {}, engine = new FakeEngine()) {
     limits: { maxBatchTokens: 1000, maxBatchSize: 8, maxQueueDelayMs: 0 },
     pipelineDepth: 1,
     maxPendingItems: 4,
+    maxPendingImages: 2,
     retryAfterS: 7,
     metrics,
     log: { error: (o, msg) => errors.push({ o, msg }) },

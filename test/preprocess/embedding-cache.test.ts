@@ -1,7 +1,7 @@
 import t from 'tap'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding } from '../../src/preprocess/media/embedding-cache.ts'
 
-const entry = (floats: number): CachedEmbedding => ({ embeds: new Float32Array(floats), tokens: floats, dim: 1 })
+const entry = (floats: number): CachedEmbedding => ({ bytes: floats * 4, tokens: floats, dim: 1 })
 const counter = () => {
   const c = { n: 0, inc: (k = 1) => void (c.n += k) }
   return c

@@ -1,13 +1,16 @@
 // Image/video embedding cache: identical media (same bytes, same preprocessing, same model) is encoded by the
-// vision graph once. Keyed by a content hash, bounded by bytes (least recently used evicted first). Concurrent
+// vision graph once. Keyed by a content hash, bounded by bytes (least recently used evicted first). The floats
+// live in the engine (engine/embedding-store.ts, same keys, same bound): this table holds their handles and
+// shapes, and drops what the engine reports evicted. Concurrent
 // requests for the same key share one computation: a best-of-N call with one image and N candidates resolves its
 // N conversations in parallel, and without the in-flight map all N would miss together.
 import { createHash } from 'node:crypto'
 
+/** The engine holds [tokens, dim] floats (`bytes`) under the entry's key. */
 export interface CachedEmbedding {
-  embeds: Float32Array // [tokens, dim]
   tokens: number
   dim: number
+  bytes: number
 }
 
 export interface CacheCounter {
@@ -75,20 +78,28 @@ export class EmbeddingCache {
     return p
   }
 
+  /** The engine no longer holds `key` (evicted there): the next request computes it again. */
+  delete(key: string): void {
+    const v = this.entries.get(key)
+    if (!v) return
+    this.entries.delete(key)
+    this.bytes -= v.bytes
+  }
+
   private hit(): void {
     this.hits++
     this.metrics?.hits.inc()
   }
 
   private store(key: string, value: CachedEmbedding): void {
-    const size = value.embeds.byteLength
+    const size = value.bytes
     if (size > this.maxBytes) return
     this.entries.set(key, value)
     this.bytes += size
     for (const [k, v] of this.entries) {
       if (this.bytes <= this.maxBytes) break
       this.entries.delete(k)
-      this.bytes -= v.embeds.byteLength
+      this.bytes -= v.bytes
       this.metrics?.evictions?.inc()
     }
   }

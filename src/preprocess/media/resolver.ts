@@ -1,7 +1,7 @@
 // THE media hook implementation (types.ts): one conversation's image/video parts ->
 // image-token blocks. Per part: bytes (inline / upload / allowed URL, budget-checked) -> sniffed format ->
 // embedding cache lookup (hit: no decoding, no vision run) -> decode + IXC transform -> vision.onnx through the
-// engine. Concurrent identical media share one decode and one vision run (the cache's in-flight map), which is
+// engine, whose embedding store keeps the floats (the block carries the handle). Concurrent identical media share one decode and one vision run (the cache's in-flight map), which is
 // what makes best-of-N with one image cost one vision run, not N.
 import { performance } from 'node:perf_hooks'
 import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types.ts'
@@ -90,12 +90,14 @@ export class IxcMediaResolver implements MediaResolver {
       try {
         const tensor = await this.buildTensor(job, ctx.signal)
         preprocessMs = performance.now() - t0
-        const out = await ctx.engine.runVision(ctx.model.key, tensor.data, tensor.height, tensor.width)
+        const vision = ctx.vision ?? ((h, img, height, width) => ctx.engine.encodeImage(ctx.model.key, h, 0, img, height, width))
+        const out = await vision(key, tensor.data, tensor.height, tensor.width, ctx.signal)
+        for (const k of out.evicted) this.cache.delete(k)
         inferenceMs = out.inferenceMs
-        if (out.tokens !== tensor.tokens || out.embeds.length !== out.tokens * out.dim) {
+        if (out.tokens !== tensor.tokens) {
           throw new ServiceError('engine_error', `vision graph returned ${out.tokens} tokens, the grid needs ${tensor.tokens}`)
         }
-        return { embeds: out.embeds, tokens: out.tokens, dim: out.dim }
+        return { tokens: out.tokens, dim: out.dim, bytes: out.tokens * out.dim * 4 }
       } catch (err) {
         throw ctx.signal.aborted ? new Cancelled(err) : err
       }
@@ -111,7 +113,11 @@ export class IxcMediaResolver implements MediaResolver {
       entry = await this.cache.getOrCompute(key, compute)
     }
     if (preprocessMs === 0) preprocessMs = performance.now() - t0
-    return { tokens: entry.tokens, dim: entry.dim, embeds: entry.embeds, preprocessMs, inferenceMs }
+    return { tokens: entry.tokens, dim: entry.dim, handle: key, preprocessMs, inferenceMs }
+  }
+
+  forget(handles: readonly string[]): void {
+    for (const k of handles) this.cache.delete(k)
   }
 
   private async buildTensor(job: Job, signal: AbortSignal): Promise<ImageTensor> {
