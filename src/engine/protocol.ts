@@ -9,6 +9,8 @@ export interface WorkerInit {
   /** Lifts the refusal of float16 graphs on the cpu EP (engine/onnx.ts). Tests and benches only: no config
    *  knob sets it, the service always refuses. */
   cpuFloat16?: boolean
+  /** One Int32 the main thread sets to 1 on close: the worker exits at its next safe point (see engine-client.ts). */
+  stop?: SharedArrayBuffer
 }
 
 export type EngineRequest =
@@ -17,5 +19,7 @@ export type EngineRequest =
   | { id: number; op: 'reward'; key: string; feeds: RewardFeeds }
   | { id: number; op: 'rewardPacked'; key: string; feeds: PackedRewardFeeds }
   | { id: number; op: 'vision'; key: string; image: Float32Array; height: number; width: number }
+  /** Exit now (the worker is between native calls when it reads this); never answered. */
+  | { id: number; op: 'close' }
 
 export type EngineResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; message: string }
