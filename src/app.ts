@@ -52,7 +52,7 @@ export interface AppDeps {
   /** THE media hook (images/video). Default: IxcMediaResolver with config.media. */
   mediaResolver: MediaResolver
   metricsRegistry: Registry
-  /** Hot reload's loader (src/models/reload.ts). Default: the start-up loader, loadVersion. */
+  /** Loads one model version, at start-up and on hot reload (src/models/reload.ts). Default: loadVersion. */
   loadModelVersion: typeof loadVersion
 }
 
@@ -60,6 +60,9 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   const app = Fastify({
     logger: { level: config.logLevel },
     bodyLimit: config.bodyLimitBytes,
+    // Start-up loads and warms every model in an onReady hook, which this bounds (Fastify's 10 s default was
+    // hit by a small model on a loaded host; a 7B model takes minutes). 0 = no limit.
+    pluginTimeout: config.startupTimeoutMs,
     // Honour a caller's request id (tracing across the RLHF trainer and us) when it is sane, else make one.
     requestIdHeader: false,
     genReqId: (req) => {

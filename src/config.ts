@@ -92,6 +92,11 @@ const EnvSchema = z.object({
   /** Bytes of multipart uploads in flight (declared Content-Length; MEDIA_MAX_REQUEST_BYTES when none is
    *  declared): the temp dir is often RAM-backed. Beyond it: 503 + Retry-After before reading. */
   MAX_UPLOAD_BYTES_IN_FLIGHT: intFrom(256 * 1024 * 1024, 1),
+  /** How long start-up may take before the process gives up (exit 1 with a logged error): loading, validating
+   *  and warming every model in MODELS_DIR happens before the server listens, and a 7B model with external data
+   *  takes minutes (more on a loaded host). Passed to Fastify as pluginTimeout, whose 10 s default killed
+   *  start-up under CPU load. 0 = no limit (leave it to the orchestrator's startup probe). */
+  STARTUP_TIMEOUT_MS: intFrom(600_000, 0),
   /** Largest request body accepted (JSON with inline base64 media counts here). */
   BODY_LIMIT_BYTES: intFrom(32 * 1024 * 1024, 1024),
   /** Comma-separated bearer keys; empty = no auth. Health, readiness and metrics stay public. */
@@ -179,6 +184,8 @@ export interface Config {
   readonly requestTimeoutMs: number
   readonly http: { readonly bodyTimeoutMs: number; readonly headersTimeoutMs: number; readonly keepAliveTimeoutMs: number }
   readonly bodyLimitBytes: number
+  /** Fastify's pluginTimeout: the whole start-up (model loading included) must finish within it; 0 = no limit. */
+  readonly startupTimeoutMs: number
   readonly uploads: { readonly maxConcurrent: number; readonly maxBytesInFlight: number }
   readonly apiKeys: readonly string[]
   readonly shutdownGraceMs: number
@@ -276,6 +283,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     http: { bodyTimeoutMs: e.BODY_TIMEOUT_MS, headersTimeoutMs: e.HEADERS_TIMEOUT_MS, keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS },
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    startupTimeoutMs: e.STARTUP_TIMEOUT_MS,
     uploads: { maxConcurrent: e.MAX_CONCURRENT_UPLOADS, maxBytesInFlight: e.MAX_UPLOAD_BYTES_IN_FLIGHT },
     apiKeys,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

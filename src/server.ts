@@ -1,11 +1,13 @@
 // The process: parse config, build the app, listen, and shut down gracefully. On SIGTERM/SIGINT readiness
 // turns false and new requests get 503 shutting_down (Connection: close) while in-flight requests finish
 // within SHUTDOWN_GRACE_MS (src/http/shutdown.ts has the steps); then the engine worker is released and the
-// process exits 0 (1 if the grace ran out).
+// process exits 0 (1 if the grace ran out). If start-up fails (STARTUP_TIMEOUT_MS ran out while the models
+// loaded, a port in use, ...) the reason is logged and the process exits 1 once the engine worker is released.
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { startOpsServer } from './http/ops-server.ts'
+import { startupFailureMessage } from './http/startup.ts'
 import { drainAndClose } from './http/shutdown.ts'
 
 async function main(): Promise<void> {
@@ -33,8 +35,20 @@ async function main(): Promise<void> {
       },
     })
   })
-  await app.listen({ port: config.port, host: config.host })
-  ops = await startOpsServer(app, config)
+  try {
+    await app.listen({ port: config.port, host: config.host })
+    ops = await startOpsServer(app, config)
+  } catch (err) {
+    app.log.fatal({ err }, startupFailureMessage(err, config))
+    // The engine worker must be released before exiting, and only between native calls (engine-client.ts
+    // close()): exiting during a model load's session creation aborted the process with an uncaught
+    // Napi::Error. app.close() does that through its onClose hooks, but refuses after a plugin timed out.
+    await app.close().catch(async (closeErr: unknown) => {
+      app.log.warn({ err: closeErr }, 'closing after the failed start-up; releasing the engine directly')
+      await app.engine?.close()
+    })
+    process.exit(1)
+  }
 }
 
 await main()

@@ -33,3 +33,13 @@ t.test('refuses nonsense', async (t) => {
     t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
   }
 })
+
+t.test('STARTUP_TIMEOUT_MS: Fastify pluginTimeout for start-up (model loading); generous default, 0 = no limit', async (t) => {
+  t.equal(loadConfig({}).startupTimeoutMs, 600_000)
+  t.equal(loadConfig({ STARTUP_TIMEOUT_MS: '1500' }).startupTimeoutMs, 1500)
+  t.equal(loadConfig({ STARTUP_TIMEOUT_MS: '0' }).startupTimeoutMs, 0)
+  t.equal(loadConfig({ STARTUP_TIMEOUT_MS: '' }).startupTimeoutMs, 600_000, 'empty = unset')
+  for (const v of ['-1', 'soon', '1.5', '10s']) {
+    t.throws(() => loadConfig({ STARTUP_TIMEOUT_MS: v }), { name: 'ConfigError', message: /STARTUP_TIMEOUT_MS/ }, v)
+  }
+})

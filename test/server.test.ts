@@ -203,3 +203,32 @@ t.test('SIGTERM under a stream of new connections: every request answered or ref
     t.same(seen.reset, [], `round ${round}: no request reset (${seen.shuttingDown} × 503, ${seen.refused} refused)`)
   }
 })
+
+t.test('a start-up past STARTUP_TIMEOUT_MS: one clear fatal line, exit 1, no native abort', async (t) => {
+  // 1 ms: start-up cannot finish (a plugin or the model load times out), whatever the host's load.
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/server.ts')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MODELS_DIR, LOG_LEVEL: 'info', THREADS: '1', MODEL_POLL_INTERVAL_MS: '0', STARTUP_TIMEOUT_MS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (c) => {
+    out += c
+    if (/Server listening/.test(out)) child.kill('SIGKILL') // the setting was ignored: fail below, do not hang
+  })
+  child.stderr.on('data', (c) => (err += c))
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
+  t.equal(code, 1, `exit 1 (stderr: ${err.slice(-500)})`)
+  const fatal = out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.level === 60)
+  t.equal(fatal.length, 1, 'one fatal log line')
+  t.match(fatal[0]?.msg, /^start-up did not finish within STARTUP_TIMEOUT_MS=1 ms .*raise STARTUP_TIMEOUT_MS/)
+  t.notMatch(err, /Napi::Error|terminate called/)
+})

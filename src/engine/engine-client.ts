@@ -21,6 +21,8 @@ export class EngineError extends Error {
 export class WorkerEngine implements Engine {
   readonly #worker: Worker
   readonly #pending = new Map<number, Pending>()
+  readonly #stop = new SharedArrayBuffer(4)
+  readonly #exited: Promise<void>
   #nextId = 1
   #dead: Error | null = null
   readonly #bytes: TransferStats = { toEngine: 0, fromEngine: 0 }
@@ -28,7 +30,8 @@ export class WorkerEngine implements Engine {
   constructor(init: WorkerInit) {
     // Before ORT's environment exists (see onnx.ts): no telemetry, no mat-debug-<pid>.log left in $TMPDIR.
     process.env.ORT_DISABLE_TELEMETRY ??= '1'
-    this.#worker = spawnWorker(new URL('./engine-worker.ts', import.meta.url), init)
+    this.#worker = spawnWorker(new URL('./engine-worker.ts', import.meta.url), { ...init, stop: this.#stop })
+    this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()))
     this.#worker.on('message', (msg: EngineResponse) => {
       const p = this.#pending.get(msg.id)
       if (!p) return
@@ -123,8 +126,15 @@ export class WorkerEngine implements Engine {
     return this.#dead === null
   }
 
+  /** Stops the worker once it is between native calls. Never worker.terminate() (nor process.exit) while a
+   *  session is being created or run: the native call returns into a terminating env, node-addon-api throws a
+   *  Napi::Error nothing can catch and the process aborts (exit 134) — what a start-up timeout during a model
+   *  load did. The worker reads the stop flag between the sessions of a load and the close message once idle,
+   *  so this waits for at most the native call in progress (one session's creation or one run). */
   async close(): Promise<void> {
     this.#dead ??= new Error('closed')
-    await this.#worker.terminate()
+    Atomics.store(new Int32Array(this.#stop), 0, 1)
+    this.#worker.postMessage({ op: 'close', id: 0 } satisfies EngineRequest)
+    await this.#exited
   }
 }

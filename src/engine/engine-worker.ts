@@ -10,6 +10,12 @@ const init = workerData as WorkerInit
 const store = new EmbeddingStore(init.embeddingCacheBytes ?? 128 * 2 ** 20)
 type Sessions = { reward: CreatedSession; vision: CreatedSession; rewardPacked?: CreatedSession }
 const models = new Map<string, Sessions>()
+const stop = init.stop ? new Int32Array(init.stop) : null
+
+/** The client is closing (engine-client.ts close()): exit here, with no native call on the stack. */
+function exitIfClosing(): void {
+  if (stop && Atomics.load(stop, 0) === 1) process.exit(0)
+}
 
 function release(m: Sessions) {
   return Promise.all([m.reward, m.vision, m.rewardPacked].map((s) => s?.session.release()))
@@ -35,11 +41,14 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
   switch (req.op) {
     case 'load': {
       const graph = { dtype: req.files.dtype ?? 'float32', cpuFloat16: init.cpuFloat16 === true }
+      exitIfClosing()
       const reward = await createSession(req.files.reward, init, graph)
+      exitIfClosing()
       let vision: CreatedSession
       let rewardPacked: CreatedSession | undefined
       try {
         vision = await createSession(req.files.vision, init, graph)
+        exitIfClosing()
         try {
           if (req.files.rewardPacked) rewardPacked = await createSession(req.files.rewardPacked, init, graph)
         } catch (err) {
@@ -107,12 +116,16 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
     case 'release':
       store.release(req.lease)
       return { result: true, transfer: [] }
+    case 'close':
+      throw new Error('close is handled before dispatch (this is a bug)')
     default:
       throw new Error(`unknown engine op ${(req as { op: string }).op} (this is a bug)`)
   }
 }
 
 parentPort!.on('message', (req: EngineRequest) => {
+  if (req.op === 'close') process.exit(0)
+  exitIfClosing()
   handle(req).then(
     ({ result, transfer }) => {
       if (req.id === 0) return // posted without a reply

@@ -11,6 +11,8 @@ export interface WorkerInit {
   cpuFloat16?: boolean
   /** Bound of the worker's image embedding store (EMBEDDING_CACHE_BYTES); pinned entries may exceed it. */
   embeddingCacheBytes?: number
+  /** One Int32 the main thread sets to 1 on close: the worker exits at its next safe point (see engine-client.ts). */
+  stop?: SharedArrayBuffer
 }
 
 export type EngineRequest =
@@ -23,6 +25,8 @@ export type EngineRequest =
   // posted without a reply (id 0): pins are bookkeeping, and a request never waits for one
   | { id: number; op: 'retain'; lease: number; handles: readonly string[] }
   | { id: number; op: 'release'; lease: number }
+  /** Exit now (the worker is between native calls when it reads this); never answered. */
+  | { id: number; op: 'close' }
 
 /** `bytes`: typed-array bytes the reply carries (the protocol's transfer count); `missing`: the handles a reward
  *  run did not find in the embedding store. */

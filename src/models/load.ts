@@ -250,13 +250,13 @@ export async function loadVersion(
 }
 
 /** Loads every version under `root` (sequentially: one engine, and loading is start-up only). */
-export async function loadRepository(root: string, opts: LoadOptions): Promise<void> {
+export async function loadRepository(root: string, opts: LoadOptions, load: typeof loadVersion = loadVersion): Promise<void> {
   const entries = await versionDirs(root)
   if (entries.length === 0) opts.log.warn({ root }, 'model repository is empty')
   for (const entry of entries) {
     opts.registry.setStatus({ ...entry, state: 'loading' })
     try {
-      const model = await loadVersion(entry, opts)
+      const model = await load(entry, opts)
       opts.registry.publish(model)
       const g = model.graphs.reward
       opts.log.info(

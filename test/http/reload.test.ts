@@ -177,12 +177,12 @@ t.test('the watcher polls by itself in a real-repository app', async (t) => {
   const app = buildApp(testConfig({ MODELS_DIR: root, MODEL_POLL_INTERVAL_MS: '50' }), { engine, loadModelVersion: fakeLoad })
   t.teardown(() => app.close())
   await app.ready()
-  // Start-up used the real loader, which refuses this stub directory: nothing serves yet.
-  t.equal(app.models.isReady(), false)
-  addVersion(root, 'fake-rm', 2)
+  // Start-up loads through the same (injected) loader as hot reload.
   const serving = () => app.models.servingModels().map((m) => m.key)
+  t.same(serving(), ['fake-rm/1'], 'loaded at start-up')
+  addVersion(root, 'fake-rm', 2)
   const until = Date.now() + 5000
-  while (serving().length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 25))
+  while (serving()[0] !== 'fake-rm/2' && Date.now() < until) await new Promise((r) => setTimeout(r, 25))
   t.same(serving(), ['fake-rm/2'], 'picked up without a restart or an admin call')
 })
 

@@ -17,7 +17,7 @@ export interface HotReloadOptions {
   /** The app owns MODELS_DIR: load it at start-up and watch it. False when a registry was passed in (tests);
    *  POST /admin/models/reload still works then. */
   watch: boolean
-  /** Test seam; the real loader by default. */
+  /** Loader of one version at start-up and on reload; the real one by default (a test seam). */
   load?: typeof loadVersion
 }
 
@@ -31,7 +31,7 @@ async function hotReload(app: FastifyInstance, opts: HotReloadOptions): Promise<
     log: app.log,
     checksums: new ChecksumCache(config.checksumCache),
   }
-  if (opts.watch) app.addHook('onReady', async () => loadRepository(config.modelsDir, loadOptions))
+  if (opts.watch) app.addHook('onReady', async () => loadRepository(config.modelsDir, loadOptions, opts.load))
   const reloader = new ModelReloader({
     ...loadOptions,
     root: config.modelsDir,
