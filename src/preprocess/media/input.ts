@@ -56,8 +56,8 @@ export interface LoadedMedia {
 }
 
 export async function loadPartBytes(part: MediaPart, ctx: LoadContext): Promise<LoadedMedia> {
-  const sources = [part.data, part.file, part.url].filter((v) => v !== undefined).length
-  if (sources !== 1) throw new ServiceError('invalid_request', `a ${part.type} part needs exactly one of "data", "file" or "url"`)
+  const sources = [part.data, part.file, part.url, part.sha256].filter((v) => v !== undefined).length
+  if (sources !== 1) throw new ServiceError('invalid_request', `a ${part.type} part needs exactly one of "data", "file", "url" or "sha256"`)
   if (typeof part.data === 'string') {
     const bytes = decodeInlineData(part.data, ctx.cfg.maxFileBytes)
     chargeMedia(ctx.budget, bytes.length, ctx.cfg)
