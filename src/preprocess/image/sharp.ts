@@ -1,7 +1,8 @@
 // The only file that imports sharp. Decodes an untrusted, already-sniffed image into 8-bit sRGB RGB: header first
 // (format and pixel limit checked before any pixel is decoded), then a strict decode (every libvips warning, e.g.
-// truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white;
-// or, for models whose preprocess.image.decode is `published`, exactly PIL's convert('RGB') (decodePublished).
+// truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white,
+// CMYK JPEGs converted with PIL's formula (as the trainer's PIL decode does, not through a colour profile); or,
+// for models whose preprocess.image.decode is `published`, exactly PIL's convert('RGB') (decodePublished).
 // It also encodes the CLI report charts as PNG and renders their labels (encodePng, renderLabelCoverage at the end).
 import sharp, { type Metadata, type SharpOptions } from 'sharp'
 import { ServiceError } from '../../errors.ts'
@@ -131,16 +132,7 @@ function cmykToRgbPil(cmyk: Uint8Array, pixels: number): Uint8Array {
  * (libvips) and the palette colour of the transparent index in PIL.
  */
 async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits): Promise<RgbImage> {
-  if (header.cmyk) {
-    const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: false })
-      .timeout({ seconds: limits.timeoutSeconds })
-      .pipelineColourspace('cmyk')
-      .toColourspace('cmyk')
-      .raw()
-      .toBuffer({ resolveWithObject: true })
-    if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
-    return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data), info.width * info.height) }
-  }
+  if (header.cmyk) return decodeCmyk(buf, limits, false)
   const { data, width, height, channels: ch } = await decodeRaw(buf, header, limits, false, header.sixteenBit)
   const pixels = width * height
   const out = new Uint8Array(pixels * 3)
@@ -157,6 +149,21 @@ async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: Ima
     for (let p = 0; p < pixels; p++) for (let c = 0; c < 3; c++) out[p * 3 + c] = data[p * ch + c]
   }
   return { width, height, data: out }
+}
+
+// A CMYK JPEG the way PIL converts it (both decode modes: the trainer's load_image is exif_transpose, then the same
+// convert('RGB')): libvips hands over the decoder's CMYK untouched (pipelineColourspace keeps it out of its
+// profile-based CMYK -> sRGB conversion, which moved pixels by 6.9 % of the range against PIL and cost 10x the
+// decode time through lcms), cmykToRgbPil does the rest. The per-pixel formula commutes with the EXIF rotation.
+async function decodeCmyk(buf: Uint8Array, limits: ImageDecodeLimits, autoOrient: boolean): Promise<RgbImage> {
+  const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient })
+    .timeout({ seconds: limits.timeoutSeconds })
+    .pipelineColourspace('cmyk')
+    .toColourspace('cmyk')
+    .raw()
+    .toBuffer({ resolveWithObject: true })
+  if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
+  return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data.buffer, data.byteOffset, data.length), info.width * info.height) }
 }
 
 // RGB or RGBA at 8 bits, or 16 (`wide`, a 16-bit source only), EXIF orientation applied or not.
@@ -185,6 +192,7 @@ export async function decodeImage(
   header ??= await readImageHeader(buf, expected, limits)
   try {
     if (mode === 'published') return await decodePublished(buf, header, limits)
+    if (header.cmyk) return await decodeCmyk(buf, limits, true)
     // 16-bit colour or alpha images go straight to 8 bits inside libvips: its 16->8 conversion keeps the high
     // byte, which is PIL's (checked on the 16-bit fixtures), and the decoded image then holds half the memory.
     // Only 16-bit grey without alpha needs PIL's v/257 rounding (to8bit).
