@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks'
 import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types.ts'
 import { ServiceError } from '../../errors.ts'
-import { decodeImage, readImageHeader } from '../image/sharp.ts'
+import { decodeImage, planImageDecode } from '../image/sharp.ts'
 import type { ImageTensor } from '../image/hd-transform.ts'
 import { ffmpegAvailable } from '../video/ffmpeg.ts'
 import { preprocessVideo } from '../video/video.ts'
@@ -156,12 +156,12 @@ export class IxcMediaResolver implements MediaResolver {
     const { sniffed, params } = job
     if (sniffed.kind === 'image') {
       const limits = { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS }
-      // the header (milliseconds, no pixels) says what the decode will hold; it waits for that much budget
-      const header = await readImageHeader(job.bytes, sniffed.format, limits)
+      // the header (no pixels; read in JS) says what the decode will hold; it waits for that much budget
+      const plan = await planImageDecode(job.bytes, sniffed.format, limits)
       return this.pixelBudget.run(async () => {
-        const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, header)
+        const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, plan)
         return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
-      }, signal, header.width * header.height)
+      }, signal, plan.width * plan.height)
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
     // that is removed as soon as the frames are out
