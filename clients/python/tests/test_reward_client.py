@@ -133,13 +133,3 @@ class GroupAdvantageChunks(unittest.TestCase):
         self.assertEqual(m["advantages"]["group"], [0, 0, 1, 1, 2, 2])
         self.assertEqual(m["advantages"]["grpo"], [1, -1, 1, -1, -1, 1])
         self.assertEqual(m["extra_logs"]["advantage"], [1, -1, 1, -1, -1, 1])
-
-
-class MediaReferenceTest(unittest.TestCase):
-    def test_sha256_reference_passes_through(self):
-        from reward_client.media import encode_image, to_service_messages
-
-        ref = {"type": "image", "sha256": "ab" * 32}
-        self.assertEqual(encode_image(ref), ref)
-        msgs = to_service_messages([{"role": "user", "content": [ref, {"type": "text", "text": "what is this?"}]}])
-        self.assertEqual(msgs[0]["content"][0], ref)
