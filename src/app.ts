@@ -103,7 +103,11 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
   })
   const media =
     deps.mediaResolver ??
-    new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions })
+    new IxcMediaResolver(config.media, { hits: metrics.mediaCacheHits, misses: metrics.mediaCacheMisses, evictions: metrics.mediaCacheEvictions }, undefined, {
+      hits: metrics.mediaStoreHits,
+      misses: metrics.mediaStoreMisses,
+      evictions: metrics.mediaStoreEvictions,
+    })
   const scoring = new ScoringService({ batcher, media, engine, metrics, maxRows: config.maxClientBatchSize, maxRequestChars: config.maxRequestChars, retryAfterS: config.retryAfterS })
 
   // PLUGINS, in the order their request hooks run: trace ids (first, so every log line has them), shutdown

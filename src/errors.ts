@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   content_token_out_of_range: 422, // content_special_tokens = published: a token past the embedding table
   media_invalid: 422, // corrupt / truncated / undecodable media
   media_limit_exceeded: 422, // pixels, frames, duration, dimensions, streams over a limit
+  media_not_cached: 422, // a {"sha256": ...} reference to media this server does not hold (any more): resend the bytes
   no_video_stream: 422,
   url_not_allowed: 403, // remote media URL disabled, not https, or host not on the allow-list (SSRF policy)
   remote_fetch_failed: 422, // allowed media URL could not be fetched (HTTP error, timeout)

@@ -122,6 +122,10 @@ export function createMetrics(registry: Registry = new Registry(), build?: Build
     mediaCacheHits: new Counter({ name: 'scorer_media_cache_hits_total', help: 'Media embedding cache hits (incl. sharing an in-flight vision run)', registers }),
     mediaCacheMisses: new Counter({ name: 'scorer_media_cache_misses_total', help: 'Media embedding cache misses (vision graph runs)', registers }),
     mediaCacheEvictions: new Counter({ name: 'scorer_media_cache_evictions_total', help: 'Media embeddings evicted to stay under EMBEDDING_CACHE_BYTES', registers }),
+    // Media by content hash (src/preprocess/media/media-store.ts): {"sha256": ...} references served / refused.
+    mediaStoreHits: new Counter({ name: 'scorer_media_store_hits_total', help: 'Media parts sent as a sha256 reference and resolved (stored bytes or cached embedding)', registers }),
+    mediaStoreMisses: new Counter({ name: 'scorer_media_store_misses_total', help: 'Media sha256 references refused with media_not_cached (the client must resend the bytes)', registers }),
+    mediaStoreEvictions: new Counter({ name: 'scorer_media_store_evictions_total', help: 'Media files evicted to stay under MEDIA_STORE_BYTES', registers }),
   }
 }
 

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding } from '../../src/preprocess/media/embedding-cache.ts'
+import { sha256Hex } from '../../src/preprocess/media/media-store.ts'
 
 const entry = (floats: number): CachedEmbedding => ({ bytes: floats * 4, tokens: floats, dim: 1 })
 const counter = () => {
@@ -47,9 +48,9 @@ t.test('concurrent callers for one key share a single computation; failures are 
 })
 
 t.test('keys: content hash plus preprocessing and model identity', async (t) => {
-  const a = new Uint8Array([1, 2, 3])
-  t.equal(mediaCacheKey(a, { m: 'x/1', hd: 4 }), mediaCacheKey(new Uint8Array([1, 2, 3]), { m: 'x/1', hd: 4 }))
+  const a = sha256Hex(new Uint8Array([1, 2, 3]))
+  t.equal(mediaCacheKey(a, { m: 'x/1', hd: 4 }), mediaCacheKey(sha256Hex(new Uint8Array([1, 2, 3])), { m: 'x/1', hd: 4 }))
   t.not(mediaCacheKey(a, { m: 'x/1', hd: 4 }), mediaCacheKey(a, { m: 'x/1', hd: 2 }))
   t.not(mediaCacheKey(a, { m: 'x/1', hd: 4 }), mediaCacheKey(a, { m: 'x/2', hd: 4 }))
-  t.not(mediaCacheKey(a, { m: 'x/1' }), mediaCacheKey(new Uint8Array([1, 2, 4]), { m: 'x/1' }))
+  t.not(mediaCacheKey(a, { m: 'x/1' }), mediaCacheKey(sha256Hex(new Uint8Array([1, 2, 4])), { m: 'x/1' }))
 })

@@ -9,6 +9,7 @@ import { resizeBilinear } from '../../src/preprocess/image/pil-resize.ts'
 import { imageTransform, videoTransform, planImageGrid, imageTokenCount, type ImagePreprocessParams } from '../../src/preprocess/image/hd-transform.ts'
 import { decodeImage } from '../../src/preprocess/image/sharp.ts'
 import type { RgbImage } from '../../src/preprocess/image/rgb.ts'
+import { sniffMedia } from '../../src/preprocess/media/sniff.ts'
 
 import { fixtures } from './helpers/fixtures.ts'
 const ref = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'pil-reference.json'), 'utf8'))
@@ -38,7 +39,10 @@ async function source(name: string): Promise<RgbImage> {
     const [w, h] = name.split(':')[1].split('x').map(Number)
     return synthetic(w, h)
   }
-  return decodeImage(readFileSync(join(fixtures, name)), 'webp', { maxPixels: 40e6, timeoutSeconds: 10 })
+  const buf = new Uint8Array(readFileSync(join(fixtures, name)))
+  const sniffed = sniffMedia(buf)
+  if (sniffed?.kind !== 'image') throw new Error(`${name} is not an image`)
+  return decodeImage(buf, sniffed.format, { maxPixels: 40e6, timeoutSeconds: 10 })
 }
 
 t.test('PIL bilinear resize is reproduced exactly (uint8, both directions)', async (t) => {

@@ -52,8 +52,8 @@ def _is_array(obj):
 def encode_image(obj):
     """An image part of the service for a PIL image, a numpy array, a path, raw bytes, a data: or http(s) URL,
     or an image part already in the service's shape."""
-    if isinstance(obj, dict) and obj.get("type") == "image" and any(k in obj for k in ("data", "url", "file")):
-        return {k: obj[k] for k in ("type", "data", "url", "file") if k in obj}
+    if isinstance(obj, dict) and obj.get("type") == "image" and any(k in obj for k in ("data", "url", "file", "sha256")):
+        return {k: obj[k] for k in ("type", "data", "url", "file", "sha256") if k in obj}
     if _is_pil(obj):
         img = obj if obj.mode in ("RGB", "RGBA", "L", "LA", "P", "1") else obj.convert("RGB")
         buf = io.BytesIO()
@@ -92,8 +92,8 @@ def _content(content, images):
         if kind == "text":
             parts.append({"type": "text", "text": part.get("text") or ""})
         elif kind == "image":
-            if any(part.get(k) is not None for k in ("data", "url", "file")):
-                parts.append(encode_image(part))  # already the service's shape
+            if any(part.get(k) is not None for k in ("data", "url", "file", "sha256")):
+                parts.append(encode_image(part))  # already the service's shape (sha256: media sent before)
                 continue
             src = next((part[k] for k in ("image", "path") if part.get(k) is not None), None)
             if src is None:

@@ -10,12 +10,18 @@ const mediaSource = {
   data: z.string().min(1).optional(),
   file: z.string().min(1).optional(),
   url: z.string().min(1).optional(),
+  // media this server has received before, by the sha256 of its file bytes (lower-cased here)
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'sha256 must be 64 hex digits (the sha256 of the file bytes)')
+    .transform((s) => s.toLowerCase())
+    .optional(),
 }
-const oneSource = (p: { data?: string; file?: string; url?: string }) =>
-  [p.data, p.file, p.url].filter((x) => x !== undefined).length === 1
+const oneSource = (p: { data?: string; file?: string; url?: string; sha256?: string }) =>
+  [p.data, p.file, p.url, p.sha256].filter((x) => x !== undefined).length === 1
 
 const mediaPart = <T extends 'image' | 'video'>(type: T) =>
-  z.object({ type: z.literal(type), ...mediaSource }).refine(oneSource, `${type} part needs exactly one of data, file, url`)
+  z.object({ type: z.literal(type), ...mediaSource }).refine(oneSource, `${type} part needs exactly one of data, file, url, sha256`)
 
 export const PartSchema = z.discriminatedUnion('type', [TextPartSchema, mediaPart('image'), mediaPart('video')])
 

@@ -71,14 +71,14 @@ export function normalizeToTensor(img: RgbImage, mean: readonly number[], std: r
   const { width: w, height: h, data } = img
   const plane = w * h
   const out = new Float32Array(3 * plane)
+  // the value depends on the byte alone: 256 entries per channel computed once, then a table lookup per pixel
+  const lut = new Float32Array(256)
   for (let c = 0; c < 3; c++) {
-    const m = Math.fround(mean[c])
-    const s = Math.fround(std[c])
+    const m = Math.fround(mean[c]!)
+    const s = Math.fround(std[c]!)
+    for (let b = 0; b < 256; b++) lut[b] = Math.fround(Math.fround(Math.fround(b / 255) - m) / s)
     const base = c * plane
-    for (let p = 0; p < plane; p++) {
-      const v = Math.fround(data[p * 3 + c] / 255)
-      out[base + p] = Math.fround(Math.fround(v - m) / s)
-    }
+    for (let p = 0, i = c; p < plane; p++, i += 3) out[base + p] = lut[data[i]!]!
   }
   return out
 }

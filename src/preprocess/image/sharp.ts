@@ -1,12 +1,17 @@
 // The only file that imports sharp. Decodes an untrusted, already-sniffed image into 8-bit sRGB RGB: header first
-// (format and pixel limit checked before any pixel is decoded), then a strict decode (every libvips warning, e.g.
-// truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white;
-// or, for models whose preprocess.image.decode is `published`, exactly PIL's convert('RGB') (decodePublished).
+// (pixel limit checked before any pixel is decoded; read in JavaScript by header-probe.ts, with libvips only when
+// the probe cannot follow the header, so an image costs one libvips pipeline), then a strict decode (every libvips warning, e.g.
+// truncation or a bad CRC, is an error), EXIF orientation applied, first frame only, alpha flattened on white,
+// CMYK JPEGs converted with PIL's formula (as the trainer's PIL decode does, not through a colour profile); or,
+// for models whose preprocess.image.decode is `published`, exactly PIL's convert('RGB') (decodePublished).
 // It also encodes the CLI report charts as PNG and renders their labels (encodePng, renderLabelCoverage at the end).
 import sharp, { type Metadata, type SharpOptions } from 'sharp'
 import { ServiceError } from '../../errors.ts'
 import type { RgbImage } from './rgb.ts'
 import type { ImageFormat } from '../media/sniff.ts'
+import { probeImageHeader, type DecodePlan } from './header-probe.ts'
+
+export type { DecodePlan }
 
 // Every other libvips loader (SVG, PDF, AVIF/HEIF, TIFF, magick, ...) is blocked process-wide, so even a
 // mis-sniffed buffer cannot reach them. "Nsgif" is libvips' GIF loader.
@@ -130,23 +135,14 @@ function cmykToRgbPil(cmyk: Uint8Array, pixels: number): Uint8Array {
  * RGBA, LA, palette+tRNS and 16-bit grey PNGs. Known difference: a GIF's transparent pixels are black here
  * (libvips) and the palette colour of the transparent index in PIL.
  */
-async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits): Promise<RgbImage> {
-  if (header.cmyk) {
-    const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient: false })
-      .timeout({ seconds: limits.timeoutSeconds })
-      .pipelineColourspace('cmyk')
-      .toColourspace('cmyk')
-      .raw()
-      .toBuffer({ resolveWithObject: true })
-    if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
-    return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data), info.width * info.height) }
-  }
-  const { data, width, height, channels: ch } = await decodeRaw(buf, header, limits, false, header.sixteenBit)
+async function decodePublished(buf: Uint8Array, plan: DecodePlan, limits: ImageDecodeLimits): Promise<RgbImage> {
+  if (plan.cmyk) return decodeCmyk(buf, limits, false)
+  const { data, width, height, channels: ch } = await decodeRaw(buf, limits, false, plan.sixteenBit)
   const pixels = width * height
   const out = new Uint8Array(pixels * 3)
-  if (header.sixteenBit) {
+  if (plan.sixteenBit) {
     const v = new Uint16Array(data.buffer, data.byteOffset, data.length / 2)
-    const greyNoAlpha = header.grey && !header.alpha
+    const greyNoAlpha = plan.greyNoAlpha
     for (let p = 0; p < pixels; p++) {
       for (let c = 0; c < 3; c++) {
         const x = v[p * ch + c]
@@ -159,8 +155,23 @@ async function decodePublished(buf: Uint8Array, header: ImageHeader, limits: Ima
   return { width, height, data: out }
 }
 
+// A CMYK JPEG the way PIL converts it (both decode modes: the trainer's load_image is exif_transpose, then the same
+// convert('RGB')): libvips hands over the decoder's CMYK untouched (pipelineColourspace keeps it out of its
+// profile-based CMYK -> sRGB conversion, which moved pixels by 6.9 % of the range against PIL and cost 10x the
+// decode time through lcms), cmykToRgbPil does the rest. The per-pixel formula commutes with the EXIF rotation.
+async function decodeCmyk(buf: Uint8Array, limits: ImageDecodeLimits, autoOrient: boolean): Promise<RgbImage> {
+  const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient })
+    .timeout({ seconds: limits.timeoutSeconds })
+    .pipelineColourspace('cmyk')
+    .toColourspace('cmyk')
+    .raw()
+    .toBuffer({ resolveWithObject: true })
+  if (info.channels !== 4) throw new Error(`unexpected CMYK layout ${info.channels} channels`)
+  return { width: info.width, height: info.height, data: cmykToRgbPil(new Uint8Array(data.buffer, data.byteOffset, data.length), info.width * info.height) }
+}
+
 // RGB or RGBA at 8 bits, or 16 (`wide`, a 16-bit source only), EXIF orientation applied or not.
-async function decodeRaw(buf: Uint8Array, header: ImageHeader, limits: ImageDecodeLimits, autoOrient: boolean, wide: boolean) {
+async function decodeRaw(buf: Uint8Array, limits: ImageDecodeLimits, autoOrient: boolean, wide: boolean) {
   const { data, info } = await sharp(buf, { ...inputOptions(limits), autoOrient })
     .timeout({ seconds: limits.timeoutSeconds })
     .toColourspace(wide ? 'rgb16' : 'srgb')
@@ -173,23 +184,40 @@ async function decodeRaw(buf: Uint8Array, header: ImageHeader, limits: ImageDeco
 
 export type ImageDecodeMode = 'normalized' | 'published'
 
-/** `header`: from readImageHeader when the caller already has it (the media path reads it first to reserve
- *  decode memory). */
+/** What decodeImage needs before it runs, and the pixels it will hold (width × height): from the header bytes
+ *  (header-probe.ts), or from libvips' header read when the probe cannot follow them. Throws
+ *  media_limit_exceeded for images over the pixel limit (the 280 MP JPEG, the 225000² PNG bomb) without
+ *  allocating their pixels. */
+export async function planImageDecode(buf: Uint8Array, expected: ImageFormat, limits: ImageDecodeLimits): Promise<DecodePlan> {
+  const probed = probeImageHeader(buf, expected)
+  if (!probed) {
+    const h = await readImageHeader(buf, expected, limits)
+    return { format: h.format, width: h.width, height: h.height, sixteenBit: h.sixteenBit, greyNoAlpha: h.grey && !h.alpha, cmyk: h.cmyk }
+  }
+  if (probed.width * probed.height > limits.maxPixels) {
+    throw new ServiceError('media_limit_exceeded', `image is ${probed.width}x${probed.height} pixels, over the limit of ${limits.maxPixels} pixels`)
+  }
+  return probed
+}
+
+/** `plan`: from planImageDecode when the caller already has it (the media path plans first to reserve decode
+ *  memory). */
 export async function decodeImage(
   buf: Uint8Array,
   expected: ImageFormat,
   limits: ImageDecodeLimits,
   mode: ImageDecodeMode = 'normalized',
-  header?: ImageHeader,
+  plan?: DecodePlan,
 ): Promise<RgbImage> {
-  header ??= await readImageHeader(buf, expected, limits)
+  plan ??= await planImageDecode(buf, expected, limits)
   try {
-    if (mode === 'published') return await decodePublished(buf, header, limits)
+    if (mode === 'published') return await decodePublished(buf, plan, limits)
+    if (plan.cmyk) return await decodeCmyk(buf, limits, true)
     // 16-bit colour or alpha images go straight to 8 bits inside libvips: its 16->8 conversion keeps the high
     // byte, which is PIL's (checked on the 16-bit fixtures), and the decoded image then holds half the memory.
     // Only 16-bit grey without alpha needs PIL's v/257 rounding (to8bit).
-    const wide = header.sixteenBit && header.grey && !header.alpha
-    const { data, width, height, channels } = await decodeRaw(buf, header, limits, true, wide)
+    const wide = plan.sixteenBit && plan.greyNoAlpha
+    const { data, width, height, channels } = await decodeRaw(buf, limits, true, wide)
     const pixels = width * height
     // the result is always a buffer of our own (it may be transferred to a worker thread, which libvips' memory
     // is not): to8bit and flattenOnWhite allocate one, plain RGB is copied

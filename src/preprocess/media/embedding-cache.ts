@@ -23,11 +23,11 @@ export interface EmbeddingCacheMetrics {
   evictions?: CacheCounter
 }
 
-export function mediaCacheKey(bytes: Uint8Array, parts: Record<string, unknown>): string {
-  const h = createHash('sha256').update(bytes)
-  h.update('\0')
-  h.update(JSON.stringify(parts))
-  return h.digest('hex')
+/** Key of the media whose content hash (sha256 hex of the file bytes, media-store.ts) is `digest`, under
+ *  `parts` (kind, hd_num, model, ...): derived from the digest, so the bytes are hashed once per part and a
+ *  `{"sha256": ...}` reference finds the embedding without any bytes. */
+export function mediaCacheKey(digest: string, parts: Record<string, unknown>): string {
+  return createHash('sha256').update(digest).update('\0').update(JSON.stringify(parts)).digest('hex')
 }
 
 export class EmbeddingCache {

@@ -5,6 +5,7 @@ import { ServiceError } from '../../errors.ts'
 import type { MediaPart } from './types.ts'
 import type { MediaConfig } from './media-config.ts'
 import { fetchRemoteMedia, type FetchLike } from './remote-url.ts'
+import { decodeBase64Strict } from './base64.ts'
 import type { UploadedFile } from './request-scope.ts'
 
 export interface BudgetCounters {
@@ -23,11 +24,8 @@ export function chargeMedia(counters: BudgetCounters, size: number, cfg: MediaCo
   if (counters.bytes > cfg.maxRequestBytes) throw new ServiceError('payload_too_large', `media in this request is over ${cfg.maxRequestBytes} bytes`)
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
-const BASE64URL = /^[A-Za-z0-9_-]*$/
-
-// Accepts plain base64 (standard or URL alphabet, whitespace ignored) or a `data:[<type>][;base64],<data>` URI. The
-// declared type of a data: URI is ignored: the bytes are sniffed later.
+// Accepts plain base64 (standard or URL alphabet, whitespace ignored; base64.ts) or a `data:[<type>][;base64],<data>`
+// URI. The declared type of a data: URI is ignored: the bytes are sniffed later.
 export function decodeInlineData(data: string, maxBytes: number): Uint8Array {
   let payload = data
   if (payload.startsWith('data:')) {
@@ -37,13 +35,10 @@ export function decodeInlineData(data: string, maxBytes: number): Uint8Array {
     }
     payload = payload.slice(comma + 1)
   }
-  payload = payload.replace(/\s+/g, '')
   // the decoded size is known from the length: refuse before allocating
-  if (Math.floor((payload.length * 3) / 4) > maxBytes + 2) {
-    throw new ServiceError('payload_too_large', `inline media is over the limit of ${maxBytes} bytes`)
-  }
-  if (!(BASE64.test(payload) || BASE64URL.test(payload))) throw new ServiceError('invalid_request', 'media data is not valid base64')
-  const buf = Buffer.from(payload, BASE64URL.test(payload) && /[-_]/.test(payload) ? 'base64url' : 'base64')
+  const buf = decodeBase64Strict(payload, (chars) => Math.floor((chars * 3) / 4) > maxBytes + 2)
+  if (buf === 'too_large') throw new ServiceError('payload_too_large', `inline media is over the limit of ${maxBytes} bytes`)
+  if (buf === 'invalid') throw new ServiceError('invalid_request', 'media data is not valid base64')
   if (buf.length > maxBytes) throw new ServiceError('payload_too_large', `inline media is ${buf.length} bytes, over the limit of ${maxBytes}`)
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
 }
@@ -61,8 +56,8 @@ export interface LoadedMedia {
 }
 
 export async function loadPartBytes(part: MediaPart, ctx: LoadContext): Promise<LoadedMedia> {
-  const sources = [part.data, part.file, part.url].filter((v) => v !== undefined).length
-  if (sources !== 1) throw new ServiceError('invalid_request', `a ${part.type} part needs exactly one of "data", "file" or "url"`)
+  const sources = [part.data, part.file, part.url, part.sha256].filter((v) => v !== undefined).length
+  if (sources !== 1) throw new ServiceError('invalid_request', `a ${part.type} part needs exactly one of "data", "file", "url" or "sha256"`)
   if (typeof part.data === 'string') {
     const bytes = decodeInlineData(part.data, ctx.cfg.maxFileBytes)
     chargeMedia(ctx.budget, bytes.length, ctx.cfg)

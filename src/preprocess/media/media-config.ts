@@ -27,6 +27,7 @@ export const mediaConfigSchema = z.object({
   ffprobePath: z.string().min(1).default('ffprobe'),
   tempDir: z.string().min(1).default(tmpdir()), // per-request directories are created (and removed) under it
   embeddingCacheBytes: z.number().int().nonnegative().default(128 * MiB), // 0 disables the cache
+  mediaStoreBytes: z.number().int().nonnegative().default(128 * MiB), // media files kept by sha256; 0: references off
   workers: z.number().int().nonnegative().default(1), // threads for pixel work; 0 = on the event loop
   remoteUrls: z
     .object({
@@ -80,6 +81,9 @@ export const MediaEnvSchema = z.object({
   MEDIA_TEMP_DIR: z.string().min(1).optional(),
   /** Image/video embedding cache size in bytes (LRU); 0 = off. */
   EMBEDDING_CACHE_BYTES: int(0),
+  /** Bytes of received media files kept by their sha256 (LRU), for `{"type": "image", "sha256": ...}` parts that
+   *  refer to them instead of resending the bytes; 0 = references off (each gets media_not_cached). */
+  MEDIA_STORE_BYTES: int(0),
   /** Worker threads for media pixel work (resizes, layout, normalisation); 0 = run it on the event loop. */
   MEDIA_WORKERS: int(0),
   /** Remote media URLs (off: SSRF). When on, https only, to exactly these hosts, with these limits. */
@@ -110,6 +114,7 @@ export function mediaConfigFromEnv(e: z.infer<typeof MediaEnvSchema>): MediaConf
     ffprobePath: e.FFPROBE_PATH,
     tempDir: e.MEDIA_TEMP_DIR,
     embeddingCacheBytes: e.EMBEDDING_CACHE_BYTES,
+    mediaStoreBytes: e.MEDIA_STORE_BYTES,
     workers: e.MEDIA_WORKERS,
     remoteUrls: {
       enabled: e.MEDIA_URLS_ENABLED ?? d.remoteUrls.enabled,
@@ -142,6 +147,7 @@ export function describeMediaLimits(c: MediaConfig): Record<string, unknown> {
     video_timeout_s: c.videoTimeoutS,
     video_max_concurrent: c.videoMaxConcurrent,
     embedding_cache_bytes: c.embeddingCacheBytes,
+    media_store_bytes: c.mediaStoreBytes,
     remote_urls: { enabled: c.remoteUrls.enabled, allowed_hosts: c.remoteUrls.allowedHosts, max_bytes: c.remoteUrls.maxBytes, timeout_ms: c.remoteUrls.timeoutMs },
   }
 }

@@ -1,17 +1,20 @@
 // THE media hook implementation (types.ts): one conversation's image/video parts ->
 // image-token blocks. Per part: bytes (inline / upload / allowed URL, budget-checked) -> sniffed format ->
 // embedding cache lookup (hit: no decoding, no vision run) -> decode + IXC transform -> vision.onnx through the
-// engine, whose embedding store keeps the floats (the block carries the handle). Concurrent identical media share one decode and one vision run (the cache's in-flight map), which is
-// what makes best-of-N with one image cost one vision run, not N.
+// engine, whose embedding store keeps the floats (the block carries the handle). Concurrent identical media share
+// one decode and one vision run (the cache's in-flight map), which is what makes best-of-N with one image cost one
+// vision run, not N. Media that resolved is kept by content hash (media-store.ts), so a later part may be
+// `{"sha256": ...}` instead of the bytes.
 import { performance } from 'node:perf_hooks'
 import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types.ts'
 import { ServiceError } from '../../errors.ts'
-import { decodeImage, readImageHeader } from '../image/sharp.ts'
+import { decodeImage, planImageDecode } from '../image/sharp.ts'
 import type { ImageTensor } from '../image/hd-transform.ts'
 import { ffmpegAvailable } from '../video/ffmpeg.ts'
 import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
-import { loadPartBytes } from './input.ts'
+import { chargeMedia, loadPartBytes, type LoadedMedia } from './input.ts'
+import { MediaStore, sha256Hex, type MediaStoreMetrics } from './media-store.ts'
 import type { MediaConfig } from './media-config.ts'
 import { hdNumFor, mediaParamsOf, type MediaParams } from './params.ts'
 import { mediaScopeOf, type MediaRequestScope } from './request-scope.ts'
@@ -37,8 +40,17 @@ interface Job {
   modelDir: string
 }
 
+function notCached(part: MediaPart): ServiceError {
+  return new ServiceError(
+    'media_not_cached',
+    `${part.type} sha256 ${part.sha256} is not in this server's media cache (never received here, or evicted); resend this part with its bytes ("data", "file" or "url"), after which the hash can be used again`,
+  )
+}
+
 export class IxcMediaResolver implements MediaResolver {
   readonly cache: EmbeddingCache
+  /** Media by content hash, for `{"sha256": ...}` parts (MEDIA_STORE_BYTES). */
+  readonly store: MediaStore
   readonly videoSlots: Slots
   /** Decoded pixels of the image decodes in flight (MEDIA_DECODE_PIXEL_BUDGET). */
   readonly pixelBudget: Slots
@@ -48,8 +60,10 @@ export class IxcMediaResolver implements MediaResolver {
     readonly cfg: MediaConfig,
     metrics?: EmbeddingCacheMetrics,
     private readonly fetchImpl?: FetchLike,
+    private readonly storeMetrics?: MediaStoreMetrics,
   ) {
     this.cache = new EmbeddingCache(cfg.embeddingCacheBytes, metrics)
+    this.store = new MediaStore(cfg.mediaStoreBytes, storeMetrics?.evictions)
     this.videoSlots = new Slots(cfg.videoMaxConcurrent)
     this.pixelBudget = new Slots(cfg.decodePixelBudget, cfg.decodeQueuePixels)
     this.transformer = createTransformer(cfg.workers)
@@ -80,13 +94,34 @@ export class IxcMediaResolver implements MediaResolver {
 
   private async resolveOne(part: MediaPart, params: MediaParams, hdNum: number, scope: MediaRequestScope, ctx: MediaContext): Promise<MediaBlock> {
     const t0 = performance.now()
-    const loaded = await loadPartBytes(part, { cfg: this.cfg, budget: scope, files: scope.files, fetchImpl: this.fetchImpl })
-    const sniffed = sniffPart(loaded.bytes, part.type, this.cfg.videoFormats)
-    const key = mediaCacheKey(loaded.bytes, { kind: sniffed.kind, hdNum: sniffed.kind === 'image' ? hdNum : null, model: ctx.model.key })
-    const job: Job = { bytes: loaded.bytes, path: loaded.path, sniffed, params, hdNum, modelDir: ctx.model.dir ?? '.' }
+    // A reference counts as a media part of the request (MEDIA_MAX_FILES) but carries no bytes of its own. Its
+    // bytes are only needed when the embedding is not cached (compute below); without them: media_not_cached.
+    const ref = part.sha256
+    if (ref !== undefined && this.cfg.mediaStoreBytes === 0) {
+      // references off (MEDIA_STORE_BYTES=0): not even a cached embedding answers one
+      this.storeMetrics?.misses.inc()
+      throw notCached(part)
+    }
+    let loaded: LoadedMedia | undefined
+    if (ref === undefined) loaded = await loadPartBytes(part, { cfg: this.cfg, budget: scope, files: scope.files, fetchImpl: this.fetchImpl })
+    else chargeMedia(scope, 0, this.cfg)
+    // sniffing checks the bytes against the declared type, so the declared type is the kind in the key
+    const sniffed = loaded ? sniffPart(loaded.bytes, part.type, this.cfg.videoFormats) : undefined
+    const digest = ref ?? sha256Hex(loaded!.bytes)
+    const key = mediaCacheKey(digest, { kind: part.type, hdNum: part.type === 'image' ? hdNum : null, model: ctx.model.key })
     let preprocessMs = 0
     let inferenceMs = 0
     const compute = async (): Promise<CachedEmbedding> => {
+      const bytes = loaded?.bytes ?? this.store.get(digest)
+      if (!bytes) throw notCached(part)
+      const job: Job = {
+        bytes,
+        path: loaded?.path,
+        sniffed: sniffed ?? sniffPart(bytes, part.type, this.cfg.videoFormats),
+        params,
+        hdNum,
+        modelDir: ctx.model.dir ?? '.',
+      }
       try {
         const tensor = await this.buildTensor(job, ctx.signal)
         preprocessMs = performance.now() - t0
@@ -108,10 +143,14 @@ export class IxcMediaResolver implements MediaResolver {
     } catch (err) {
       // The shared computation was started by another request that has since gone away (its decoder was killed
       // with it): this request is still wanted, so it computes for itself.
+      if (err instanceof ServiceError && err.code === 'media_not_cached') this.storeMetrics?.misses.inc()
       if (!(err instanceof Cancelled)) throw err
       if (ctx.signal.aborted) throw err.cause
       entry = await this.cache.getOrCompute(key, compute)
     }
+    if (ref !== undefined) this.storeMetrics?.hits.inc()
+    // media that resolved becomes referable by its hash (a failed decode never does)
+    if (loaded) this.store.put(digest, loaded.bytes)
     if (preprocessMs === 0) preprocessMs = performance.now() - t0
     return { tokens: entry.tokens, dim: entry.dim, handle: key, preprocessMs, inferenceMs }
   }
@@ -124,12 +163,12 @@ export class IxcMediaResolver implements MediaResolver {
     const { sniffed, params } = job
     if (sniffed.kind === 'image') {
       const limits = { maxPixels: this.cfg.maxImagePixels, timeoutSeconds: this.cfg.imageDecodeTimeoutS }
-      // the header (milliseconds, no pixels) says what the decode will hold; it waits for that much budget
-      const header = await readImageHeader(job.bytes, sniffed.format, limits)
+      // the header (no pixels; read in JS) says what the decode will hold; it waits for that much budget
+      const plan = await planImageDecode(job.bytes, sniffed.format, limits)
       return this.pixelBudget.run(async () => {
-        const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, header)
+        const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, plan)
         return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
-      }, signal, header.width * header.height)
+      }, signal, plan.width * plan.height)
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory
     // that is removed as soon as the frames are out

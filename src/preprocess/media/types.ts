@@ -4,13 +4,15 @@
 import type { Engine, StoredVision } from '../../engine/types.ts'
 import type { MediaRequestScope } from './request-scope.ts'
 
-/** An image or video part: exactly one source. `file` is a multipart field name / upload reference and `url`
- *  a remote reference; which sources are honoured is the media resolver's decision. */
+/** An image or video part: exactly one source. `file` is a multipart field name / upload reference, `url`
+ *  a remote reference and `sha256` the content hash of media this server received before (media-store.ts);
+ *  which sources are honoured is the media resolver's decision. */
 export interface MediaPart {
   type: 'image' | 'video'
   data?: string
   file?: string
   url?: string
+  sha256?: string
 }
 
 /** Image token block of one media part ([tokens, dim]): the embeddings stay in the engine's store under

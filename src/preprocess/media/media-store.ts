@@ -1,0 +1,70 @@
+// Media the service has already received, by content hash, so that a client can refer to an image or video it
+// sent before as `{"type": "image", "sha256": "<64 hex>"}` instead of re-sending (and re-base64-decoding) its
+// bytes: GRPO groups and best-of-N send the same image with every sample. Bounded by bytes, least recently used
+// evicted first; the key is the sha256 of the original file bytes (what `sha256sum file` prints), which the
+// embedding cache key is then derived from, so the bytes are hashed once per request part at most.
+//
+// Only media that resolved to an embedding is stored (a file that fails to decode never becomes referable), and
+// only by bytes a client sent: a reference is a promise about content, not a name chosen by the client.
+// The store is per process: behind a load balancer a reference may land on a replica that never saw the bytes,
+// and an entry may be evicted at any time; clients must handle `media_not_cached` by resending the bytes.
+import { createHash } from 'node:crypto'
+import type { CacheCounter } from './embedding-cache.ts'
+
+/** References resolved (hits) and refused as not cached (misses); stored files evicted to stay in bounds. */
+export interface MediaStoreMetrics {
+  hits: CacheCounter
+  misses: CacheCounter
+  evictions?: CacheCounter
+}
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+export class MediaStore {
+  private readonly entries = new Map<string, Uint8Array>() // insertion order = recency
+  private bytes = 0
+
+  constructor(private readonly maxBytes: number, private readonly evictions?: CacheCounter) {}
+
+  get totalBytes(): number {
+    return this.bytes
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  /** The bytes of `digest` (now the most recently used), or undefined. */
+  get(digest: string): Uint8Array | undefined {
+    const hit = this.entries.get(digest)
+    if (!hit) return undefined
+    this.entries.delete(digest)
+    this.entries.set(digest, hit)
+    return hit
+  }
+
+  /** Remembers `bytes` under `digest` (the caller computed it from these bytes). A copy is kept when `bytes` is a
+   *  view into a larger buffer (it would pin the whole buffer otherwise). */
+  put(digest: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > this.maxBytes || bytes.byteLength === 0) return
+    const old = this.entries.get(digest)
+    if (old) {
+      this.entries.delete(digest)
+      this.entries.set(digest, old)
+      return
+    }
+    const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
+    this.entries.set(digest, own)
+    this.bytes += own.byteLength
+    for (const [k, v] of this.entries) {
+      if (this.bytes <= this.maxBytes) break
+      this.entries.delete(k)
+      this.bytes -= v.byteLength
+      this.evictions?.inc()
+    }
+  }
+}
