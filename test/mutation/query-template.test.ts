@@ -221,3 +221,85 @@ t.test('refusals name the way out', async (t) => {
   t.throws(() => parseQuery('P answer', undefined, 'auto_or_plain'), /template "plain" needs the prompt/)
   t.same(parseQuery('P answer', 'P', 'plain'), { messages: [{ role: 'user', content: 'P' }, { role: 'assistant', content: 'answer' }], template: 'plain' })
 })
+
+t.test('text between a turn end and the next opening is not content; orphan text loses its turn end', async (t) => {
+  const cases: Array<[string, (r: string, c: string) => string, string]> = [
+    ['chatml', (r, c) => `<|im_start|>${r}\n${c}<|im_end|>junk`, '<|im_end|>'],
+    ['qwen2', (r, c) => `<|im_start|>${r}\n${c}<|im_end|>junk`, '<|im_end|>'],
+    ['internlm2', (r, c) => `<|im_start|>${r}\n${c}<|im_end|>junk`, '<|im_end|>'],
+    ['llama3', (r, c) => `<|start_header_id|>${r}<|end_header_id|>\n\n${c}<|eot_id|>junk`, '<|eot_id|>'],
+    ['ixc', (r, c) => `[UNUSED_TOKEN_146]${r}\n${c}[UNUSED_TOKEN_145]junk`, '[UNUSED_TOKEN_145]'],
+    ['gemma', (r, c) => `<start_of_turn>${r}\n${c}<end_of_turn>junk`, '<end_of_turn>'],
+    ['phi3', (r, c) => `<|${r}|>\n${c}<|end|>junk`, '<|end|>'],
+    ['mistral', (r, c) => (r === 'user' ? `[INST]${c}</s>junk` : `[/INST]${c}</s>junk`), '</s>'],
+  ]
+  for (const [name, turn, end] of cases) {
+    const T = QUERY_TEMPLATES[name]!
+    t.same(parseTemplatedQuery(`tail of a cut turn${end}${turn('user', 'U')}${turn('assistant', 'A')}`, T), [
+      { role: 'user', content: 'tail of a cut turn' },
+      { role: 'user', content: 'U' },
+      { role: 'assistant', content: 'A' },
+    ], name)
+  }
+  t.same(parseTemplatedQuery('tail</s>[INST]U[/INST]A', QUERY_TEMPLATES.mistral!)[0], { role: 'user', content: 'tail' }, 'mistral strips </s> too')
+})
+
+t.test('orphan text is kept whatever it contains; a marker near the start is found once', async (t) => {
+  t.same(msgs(`Some tail.<|im_end|>\n${chatml('user', 'U')}<|im_start|>assistant\nA`, undefined, 'chatml')[0], { role: 'user', content: 'Some tail.' })
+  t.same(msgs('undefined tail<|user|>\nis it undefined?<|end|>\n<|assistant|>\nA', undefined, 'phi3'), [
+    { role: 'user', content: 'undefined tail' },
+    { role: 'user', content: 'is it undefined?' },
+    { role: 'assistant', content: 'A' },
+  ])
+  t.same(msgs(` ${chatml('user', 'U')}<|im_start|>assistant\nA`, undefined, 'chatml'), [{ role: 'user', content: 'U' }, { role: 'assistant', content: 'A' }], 'a marker at index 1')
+  t.same(msgs(`x${chatml('user', 'U')}${chatml('user', 'V')}<|im_start|>assistant\nA`, undefined, 'chatml'), [
+    { role: 'user', content: 'x' },
+    { role: 'user', content: 'U' },
+    { role: 'user', content: 'V' },
+    { role: 'assistant', content: 'A' },
+  ])
+})
+
+t.test('empty turns: an empty user turn is kept, an empty system turn dropped; a role line cut after its name', async (t) => {
+  t.same(msgs(chatml('user', '') + chatml('system', '') + chatml('user', 'U') + '<|im_start|>assistant\nA', undefined, 'chatml'), [
+    { role: 'user', content: '' },
+    { role: 'user', content: 'U' },
+    { role: 'assistant', content: 'A' },
+  ])
+  t.same(parseTemplatedQuery(`<|im_start|>system<|im_end|>\n${chatml('user', 'U')}`, QUERY_TEMPLATES.chatml!, { keepDefaultSystem: true }), [{ role: 'user', content: 'U' }])
+  // the generation header cut one character after the role name (no newline yet): an empty response
+  t.same(msgs(`${chatml('user', 'U')}<|im_start|>assistant `, undefined, 'chatml'), [{ role: 'user', content: 'U' }, { role: 'assistant', content: '' }])
+  t.equal(detectQueryTemplate('<|im_start|><|im_end|>'), QUERY_TEMPLATES.chatml, 'a ChatML query with no turn at all is not Qwen\'s, and no crash')
+})
+
+t.test('the response after a prompt that ends with a whole assistant turn is a turn of its own', async (t) => {
+  const prompt = chatml('user', 'U') + chatml('assistant', 'A1')
+  t.same(msgs(`${prompt}A2`, prompt, 'chatml'), [
+    { role: 'user', content: 'U' },
+    { role: 'assistant', content: 'A1' },
+    { role: 'assistant', content: 'A2' },
+  ])
+})
+
+t.test('multi-turn prompts: found after padding, or cut on the left; the response starts where the prompt ends', async (t) => {
+  const prompt = chatml('user', 'A long first question') + chatml('assistant', 'Hi') + chatml('user', 'U') + '<|im_start|>assistant\n'
+  const want = [{ role: 'user', content: 'A long first question' }, { role: 'assistant', content: 'Hi' }, { role: 'user', content: 'U' }, { role: 'assistant', content: 'Answer' }]
+  t.same(msgs(`<|endoftext|><|endoftext|>${prompt}Answer<|im_end|>`, prompt, 'chatml'), want, 'after left padding')
+  const cut = prompt.slice(30)
+  t.same(msgs(`${cut}Answer<|im_end|>`, prompt, 'chatml').slice(-3), want.slice(-3), 'left-truncated')
+})
+
+t.test('more edges: plain prompt at the end of the query, overlap needs the separator, token overlapping the head', async (t) => {
+  t.same(splitPlainQuery('junk P', 'P'), [{ role: 'user', content: 'P' }, { role: 'assistant', content: '' }])
+  t.equal(suffixPrefixOverlap('b', 'bb'), 1, 'never longer than a')
+  t.equal(suffixPrefixOverlap('ab', 'abab'), 2)
+  t.equal(stripEdgeTokens('<s>x', ['<s>', 's>x']), 'x', 'a tail token overlapping the stripped head is not stripped')
+})
+
+t.test('no quadratic scan: 60 000 turns without an end marker', async (t) => {
+  // every turn asks for the next turn end; a finder that forgot "none left" would rescan the rest each time
+  const q = '<|im_start|>user\nx'.repeat(60_000)
+  const got = msgs(q, undefined, 'chatml')
+  t.equal(got.length, 60_001)
+  t.same(got.at(-1), { role: 'assistant', content: '' })
+})
