@@ -295,11 +295,3 @@ t.test('more edges: plain prompt at the end of the query, overlap needs the sepa
   t.equal(suffixPrefixOverlap('ab', 'abab'), 2)
   t.equal(stripEdgeTokens('<s>x', ['<s>', 's>x']), 'x', 'a tail token overlapping the stripped head is not stripped')
 })
-
-t.test('no quadratic scan: 60 000 turns without an end marker', async (t) => {
-  // every turn asks for the next turn end; a finder that forgot "none left" would rescan the rest each time
-  const q = '<|im_start|>user\nx'.repeat(60_000)
-  const got = msgs(q, undefined, 'chatml')
-  t.equal(got.length, 60_001)
-  t.same(got.at(-1), { role: 'assistant', content: '' })
-})
