@@ -33,11 +33,13 @@ if (cmd === 'ranges') {
   const partial = JSON.parse(readFileSync(`${dir}/${mod}.partial.json`, 'utf8'))
   const later = new Map()
   for (const [file, f] of Object.entries(partial.files)) for (const m of f.mutants) later.set(key(file, m), m.status)
+  // only live mutants take the re-run's status: one the full run detected stays detected (a re-run may use fewer
+  // test files, and nested mutants inside a survivor's range are re-run too)
   const n = {}
   const left = []
   for (const [file, f] of Object.entries(full.files)) {
     for (const m of f.mutants) {
-      const status = later.get(key(file, m)) ?? m.status
+      const status = LIVE.has(m.status) ? (later.get(key(file, m)) ?? m.status) : m.status
       n[status] = (n[status] ?? 0) + 1
       if (LIVE.has(status)) left.push(`${file}:${m.location.start.line}:${m.location.start.column} ${m.mutatorName} -> ${JSON.stringify(m.replacement).slice(0, 80)}`)
     }
