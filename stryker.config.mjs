@@ -60,7 +60,9 @@ const suffix = `${process.env.MUTATION_BASELINE === '1' ? '.before' : ''}${parti
 export default {
   mutate: process.env.MUTATION_MUTATE ? process.env.MUTATION_MUTATE.split(',') : mod.mutate,
   testRunner: 'command',
-  commandRunner: { command: `nice -n 10 sh -c '${command}'` },
+  // TAP_TIMEOUT as the suite's (package.json tap.timeout): tap's own 30 s default, run straight with node, fails
+  // the dry run of a slower file on a loaded host; a hanging mutant is still caught by Stryker's timeout below
+  commandRunner: { command: `nice -n 10 env TAP_TIMEOUT=300 sh -c '${command}'` },
   coverageAnalysis: 'off',
   concurrency: 1,
   // the slowest command takes ~5 s on an idle core; a mutant that makes a test wait for a timer gets 1.5x + 8 s
