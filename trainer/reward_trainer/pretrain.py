@@ -61,6 +61,19 @@ def _lr(step: int, total_s: float, elapsed: float, peak: float, warm: int = 20) 
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _optimizer_step(opt: torch.optim.Optimizer, params, loss: torch.Tensor, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+def _ema(prev, x: float, a: float = 0.95) -> float:
+    return x if prev is None else a * prev + (1 - a) * x
+
+
 def _adamw(params, lr: float) -> torch.optim.Optimizer:
     decay = [p for p in params if p.dim() >= 2]
     other = [p for p in params if p.dim() < 2]
@@ -117,15 +130,10 @@ def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, 
     while time.time() - t0 < cfg.text_seconds:
         rows = text_batch(gen, cfg.text_batch, tok, tcfg, max_seq_len, model.tokens_per_image)
         loss, acc = text_lm_loss(model, rows, tok.pad_id, device)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg.text_seconds, time.time() - t0, cfg.text_lr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        _optimizer_step(opt, params, loss, _lr(step, cfg.text_seconds, time.time() - t0, cfg.text_lr))
         step += 1
-        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
-        acc_ema = acc if acc_ema is None else 0.95 * acc_ema + 0.05 * acc
+        ema = _ema(ema, float(loss))
+        acc_ema = _ema(acc_ema, acc)
         if step % 20 == 0:
             print(f"pretrain text step {step} loss {ema:.3f} answer-token acc {acc_ema:.3f} "
                   f"{time.time() - t0:.0f}/{cfg.text_seconds:.0f}s", file=sys.stderr)
@@ -276,16 +284,11 @@ def vision_stage(model: IXCRewardModel, tok: TextTokenizer, icfg: ImagePreproces
     while time.time() - t0 < cfg.vision_seconds:
         scenes = scene_batch(gen, cfg.vision_batch, icfg, vcfg, step * cfg.vision_batch)
         loss, stats = vision_loss(model, scenes, labels)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg.vision_seconds, time.time() - t0, cfg.vision_lr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        _optimizer_step(opt, params, loss, _lr(step, cfg.vision_seconds, time.time() - t0, cfg.vision_lr))
         step += 1
-        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        ema = _ema(ema, float(loss))
         for k, v in stats.items():
-            acc[k] = v if k not in acc else 0.95 * acc[k] + 0.05 * v
+            acc[k] = _ema(acc.get(k), v)
         if step % 10 == 0:
             print(f"pretrain vision step {step} loss {ema:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in acc.items())
                   + f" {time.time() - t0:.0f}/{cfg.vision_seconds:.0f}s", file=sys.stderr)

@@ -206,15 +206,14 @@ def test_vision_forward_many_equals_single():
             assert torch.allclose(m.vision_forward(im), e, atol=1e-5)
 
 
-def test_packed_pair_scores_equal_separate_rows(tmp_path):
-    """Training packs [prompt | chosen | rejected] into one row; scores must equal the unpacked forward."""
+def image_and_text_pairs(m, tmp_path):
+    """Two preference pairs for `small()`: one with an 80x60 image in the shared prompt, one text-only; the replies
+    share a first token, then differ (what the packed layout and the auxiliary LM loss must handle)."""
     from PIL import Image
 
     from reward_trainer.config import ImagePreprocess, VideoPreprocess
     from reward_trainer.data import MediaCache, PairExample
-    from reward_trainer.model_io import batch_inputs, packed_scores
 
-    m = small()
     Image.new("RGB", (80, 60), (200, 10, 10)).save(tmp_path / "a.png")
     cache = MediaCache(ImagePreprocess(tile_size=56, hd_num=4), VideoPreprocess())
     px = cache.get("image", str(tmp_path / "a.png"), 1)
@@ -223,6 +222,16 @@ def test_packed_pair_scores_equal_separate_rows(tmp_path):
     img = PairExample("i", "x", prompt + [50, 51, 52, 2, 5], prompt + [60, 2, 5], [(4, 0)], [(4, 0)],
                       [("image", str(tmp_path / "a.png"), 1)], 3, 1, cache)
     txt = PairExample("t", "y", [1, 40, 41, 70, 2, 5], [1, 40, 41, 71, 72, 73, 74, 2, 5], [], [], [], 1, 4, cache)
+    return [img, txt], cache
+
+
+def test_packed_pair_scores_equal_separate_rows(tmp_path):
+    """Training packs [prompt | chosen | rejected] into one row; scores must equal the unpacked forward."""
+    from reward_trainer.data import PairExample
+    from reward_trainer.model_io import batch_inputs, packed_scores
+
+    m = small()
+    (img, txt), cache = image_and_text_pairs(m, tmp_path)
     same = PairExample("s", "z", [1, 40, 2, 5], [1, 40, 2, 5], [], [], [], 1, 1, cache)
     with torch.no_grad():
         pairs = [img, txt, same]

@@ -4,21 +4,18 @@ import random
 import re
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from reward_trainer.config import ImagePreprocess, PretrainConfig, VideoPreprocess, template_config
-from reward_trainer.data import MediaCache, PairExample
 from reward_trainer.model_io import packed_forward
 from reward_trainer.pretrain import (SceneLabels, cell_coverage, grid_token_index, pretrain, scene_batch,
                                      text_batch, text_lm_loss, vision_loss, word_piece)
 from reward_trainer.tokenizer import TextTokenizer
 from reward_trainer.world import FORMS, Gen, Obj
 
-from test_model import small
-
-import pytest
+from test_model import image_and_text_pairs, small
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +35,9 @@ def trained_tokenizer(tmp_path_factory):
     return prefix + ".model"
 
 
-def _pairs(tmp_path, m):
-    Image.new("RGB", (80, 60), (200, 10, 10)).save(tmp_path / "a.png")
-    cache = MediaCache(ImagePreprocess(tile_size=56, hd_num=4), VideoPreprocess())
-    px = cache.get("image", str(tmp_path / "a.png"), 1)
-    T_img = m.tokens_per_image(px.shape[2] // 56, px.shape[3] // 56)
-    prompt = [1, 40, 41, 42] + [2] * T_img + [43, 44]
-    img = PairExample("i", "x", prompt + [50, 51, 52, 2, 5], prompt + [60, 2, 5], [(4, 0)], [(4, 0)],
-                      [("image", str(tmp_path / "a.png"), 1)], 3, 1, cache)
-    txt = PairExample("t", "y", [1, 40, 41, 70, 2, 5], [1, 40, 41, 71, 72, 73, 74, 2, 5], [], [], [], 1, 4, cache)
-    return [img, txt], T_img
-
-
 def test_chosen_lm_loss_is_cross_entropy_of_the_chosen_reply_from_where_the_replies_differ(tmp_path):
     m = small()
-    pairs, _ = _pairs(tmp_path, m)
+    pairs, _ = image_and_text_pairs(m, tmp_path)
     with torch.no_grad():
         _, _, lm = packed_forward(m, pairs, 2, "cpu", lm=True)
         # reference: each chosen row alone through the model, next-token CE from the first differing token on
