@@ -1,6 +1,7 @@
 import json
 import os
 import re
+from typing import List
 
 import numpy as np
 
@@ -59,9 +60,10 @@ def test_numbers_in_reads_digits_and_words():
     assert all(numbers_in(number_word(v)) == [v] for v in range(100))
 
 
-def _form_regex(form: str) -> "re.Pattern":
-    parts = re.split(r"\{[a-zA-Z]+\}", form)
-    return re.compile(".*".join(re.escape(p) for p in parts), re.S)
+def held_only_patterns() -> List["re.Pattern"]:
+    """One regex per surface form only the held-out split may use (placeholders match anything)."""
+    return [re.compile(".*".join(re.escape(p) for p in re.split(r"\{[a-zA-Z]+\}", f)), re.S)
+            for _, only in FORMS.values() for f in only]
 
 
 def test_heldout_varies_surface_form_and_shares_nothing_with_training(tmp_path):
@@ -78,7 +80,7 @@ def test_heldout_varies_surface_form_and_shares_nothing_with_training(tmp_path):
     def texts(recs):
         return [r["messages"][0]["content"] for r in recs] + [r["chosen"] for r in recs] + [r["rejected"] for r in recs]
 
-    held_only = [_form_regex(f) for _, only in FORMS.values() for f in only]
+    held_only = held_only_patterns()
     # anchored at the end: a held-out-only form never closes a training prompt or reply
     train_hits = [t for t in texts(train) for rx in held_only if rx.fullmatch(t.split("\n\n")[-1])]
     held_hits = [t for t in texts(held) for rx in held_only if rx.fullmatch(t.split("\n\n")[-1])]

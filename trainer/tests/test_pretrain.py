@@ -1,7 +1,6 @@
 """The stages before Bradley-Terry (issue 15): the auxiliary LM loss on chosen replies, the text and vision
 pretraining losses, their labels and token geometry, and that they never draw from the held-out side."""
 import random
-import re
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ from reward_trainer.model_io import packed_forward
 from reward_trainer.pretrain import (SceneLabels, cell_coverage, grid_token_index, pretrain, scene_batch,
                                      text_batch, text_lm_loss, vision_loss, word_piece)
 from reward_trainer.tokenizer import TextTokenizer
-from reward_trainer.world import FORMS, Gen, Obj
+from reward_trainer.world import Gen, Obj
 
+from test_generate import held_only_patterns
 from test_model import image_and_text_pairs, small
 
 
@@ -89,8 +89,7 @@ def test_pretraining_draws_only_from_the_training_side(trained_tokenizer):
     icfg = ImagePreprocess(tile_size=56, hd_num=4)
     tcfg = template_config("default")
     gen = Gen("", "pretrain", random.Random(3))
-    held_only = [re.compile(".*".join(re.escape(p) for p in re.split(r"\{[a-zA-Z]+\}", f)))
-                 for _, only in FORMS.values() for f in only]
+    held_only = held_only_patterns()
     for _ in range(10):
         for ids, p in text_batch(gen, 32, tok, tcfg, 384, m.tokens_per_image):
             text = tok.sp.decode(ids)
