@@ -5,6 +5,7 @@
 // requests for the same key share one computation: a best-of-N call with one image and N candidates resolves its
 // N conversations in parallel, and without the in-flight map all N would miss together.
 import { createHash } from 'node:crypto'
+import { ByteLru } from '../../util/byte-lru.ts'
 
 /** The engine holds [tokens, dim] floats (`bytes`) under the entry's key. */
 export interface CachedEmbedding {
@@ -31,28 +32,27 @@ export function mediaCacheKey(digest: string, parts: Record<string, unknown>): s
 }
 
 export class EmbeddingCache {
-  private readonly entries = new Map<string, CachedEmbedding>() // insertion order = recency
+  private readonly entries: ByteLru<CachedEmbedding>
   private readonly inflight = new Map<string, Promise<CachedEmbedding>>()
-  private bytes = 0
   hits = 0
   misses = 0
 
-  constructor(private readonly maxBytes: number, private readonly metrics?: EmbeddingCacheMetrics) {}
+  constructor(maxBytes: number, private readonly metrics?: EmbeddingCacheMetrics) {
+    this.entries = new ByteLru(maxBytes, () => this.metrics?.evictions?.inc())
+  }
 
   get totalBytes(): number {
-    return this.bytes
+    return this.entries.totalBytes
   }
 
   peek(key: string): CachedEmbedding | undefined {
-    return this.entries.get(key)
+    return this.entries.peek(key)
   }
 
   // Returns the cached value, or runs `compute` once for all concurrent callers and stores its result.
   async getOrCompute(key: string, compute: () => Promise<CachedEmbedding>): Promise<CachedEmbedding> {
-    const hit = this.entries.get(key)
+    const hit = this.entries.get(key) // now the most recently used
     if (hit) {
-      this.entries.delete(key)
-      this.entries.set(key, hit)
       this.hit()
       return hit
     }
@@ -66,7 +66,7 @@ export class EmbeddingCache {
     const p = compute().then(
       (value) => {
         this.inflight.delete(key)
-        this.store(key, value)
+        this.entries.set(key, value, value.bytes)
         return value
       },
       (err) => {
@@ -80,27 +80,11 @@ export class EmbeddingCache {
 
   /** The engine no longer holds `key` (evicted there): the next request computes it again. */
   delete(key: string): void {
-    const v = this.entries.get(key)
-    if (!v) return
     this.entries.delete(key)
-    this.bytes -= v.bytes
   }
 
   private hit(): void {
     this.hits++
     this.metrics?.hits.inc()
-  }
-
-  private store(key: string, value: CachedEmbedding): void {
-    const size = value.bytes
-    if (size > this.maxBytes) return
-    this.entries.set(key, value)
-    this.bytes += size
-    for (const [k, v] of this.entries) {
-      if (this.bytes <= this.maxBytes) break
-      this.entries.delete(k)
-      this.bytes -= v.bytes
-      this.metrics?.evictions?.inc()
-    }
   }
 }

@@ -10,6 +10,7 @@
 // and an entry may be evicted at any time; clients must handle `media_not_cached` by resending the bytes.
 import { createHash } from 'node:crypto'
 import type { CacheCounter } from './embedding-cache.ts'
+import { ByteLru } from '../../util/byte-lru.ts'
 
 /** References resolved (hits) and refused as not cached (misses); stored files evicted to stay in bounds. */
 export interface MediaStoreMetrics {
@@ -25,46 +26,31 @@ export function sha256Hex(bytes: Uint8Array): string {
 }
 
 export class MediaStore {
-  private readonly entries = new Map<string, Uint8Array>() // insertion order = recency
-  private bytes = 0
+  private readonly lru: ByteLru<Uint8Array>
 
-  constructor(private readonly maxBytes: number, private readonly evictions?: CacheCounter) {}
+  constructor(private readonly maxBytes: number, evictions?: CacheCounter) {
+    this.lru = new ByteLru(maxBytes, () => evictions?.inc())
+  }
 
   get totalBytes(): number {
-    return this.bytes
+    return this.lru.totalBytes
   }
 
   get size(): number {
-    return this.entries.size
+    return this.lru.size
   }
 
   /** The bytes of `digest` (now the most recently used), or undefined. */
   get(digest: string): Uint8Array | undefined {
-    const hit = this.entries.get(digest)
-    if (!hit) return undefined
-    this.entries.delete(digest)
-    this.entries.set(digest, hit)
-    return hit
+    return this.lru.get(digest)
   }
 
   /** Remembers `bytes` under `digest` (the caller computed it from these bytes). A copy is kept when `bytes` is a
    *  view into a larger buffer (it would pin the whole buffer otherwise). */
   put(digest: string, bytes: Uint8Array): void {
     if (bytes.byteLength > this.maxBytes || bytes.byteLength === 0) return
-    const old = this.entries.get(digest)
-    if (old) {
-      this.entries.delete(digest)
-      this.entries.set(digest, old)
-      return
-    }
+    if (this.lru.get(digest)) return // already held: now the most recently used
     const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
-    this.entries.set(digest, own)
-    this.bytes += own.byteLength
-    for (const [k, v] of this.entries) {
-      if (this.bytes <= this.maxBytes) break
-      this.entries.delete(k)
-      this.bytes -= v.byteLength
-      this.evictions?.inc()
-    }
+    this.lru.set(digest, own, own.byteLength)
   }
 }
