@@ -34,6 +34,7 @@ def test_manifest_schema_and_checksums(tiny_run):
     assert man["producer"]["command"].startswith("python3 -m reward_trainer reproduce")
     assert man["evaluation"]["heldout"]["pairs"] == 16
     assert man["training"]["train_pairs"] > 0
+    assert [st["stage"] for st in man["training"]["stages"]][-1] == "bradley_terry"  # stages reach model.json
 
 
 def test_golden_cases_cover_text_image_video_with_parity(tiny_run):

@@ -140,6 +140,16 @@ def test_pretrain_writes_a_checkpoint_train_init_starts_from(tmp_path, trained_t
     model, state = load_checkpoint(ck)
     assert read_result(ck, PRETRAIN_RESULT)["stages"] == res["stages"]
     assert np.isfinite(sum(float(p.sum()) for p in model.parameters()))
+    # each stage moved its own parameters from the seeded initialisation; neither trains the score head
+    from reward_trainer.model import IXCRewardModel
+
+    torch.manual_seed(7)
+    fresh = dict(IXCRewardModel(model.args).named_parameters())
+    got = dict(model.named_parameters())
+    moved = {n for n in got if not torch.equal(got[n], fresh[n])}
+    assert "model.layers.0.attention.wqkv.weight" in moved and "model.tok_embeddings.weight" in moved  # text
+    assert "vision_proj.0.weight" in moved and any(n.startswith("vit.") for n in moved)  # vision
+    assert "v_head.weight" not in moved
 
 
 def test_token_targets_name_each_object_where_it_is(trained_tokenizer):
@@ -168,3 +178,21 @@ def test_token_targets_name_each_object_where_it_is(trained_tokenizer):
             o = left if on_left else right
             assert {labels.color[o.color], labels.shape[o.shape], labels.side["left" if on_left else "right"]} <= words
         assert len(by_tok) < len(idx) / 2  # the background stays unlabelled
+
+
+def test_training_media_cache_keeps_float16_and_returns_float32(tmp_path):
+    """TrainConfig.cache_media: each media item is preprocessed once and kept as float16 (half the memory); what the
+    model gets back is float32 within one float16 rounding of the freshly computed tensor."""
+    import PIL.Image
+
+    from reward_trainer.data import MediaCache
+
+    PIL.Image.new("RGB", (80, 60), (200, 10, 10)).save(tmp_path / "a.png")
+    icfg = ImagePreprocess(tile_size=56, hd_num=4)
+    fresh = MediaCache(icfg, VideoPreprocess(), keep=False).get("image", str(tmp_path / "a.png"), 1)
+    cache = MediaCache(icfg, VideoPreprocess(), keep=True, half=True)
+    a = cache.get("image", str(tmp_path / "a.png"), 1)
+    b = cache.get("image", str(tmp_path / "a.png"), 1)  # from the cache
+    (stored,) = cache.cache.values()
+    assert stored.dtype == torch.float16 and a.dtype == b.dtype == torch.float32
+    assert torch.equal(a, b) and torch.allclose(b, fresh, atol=2e-3) and not torch.equal(b, fresh)
