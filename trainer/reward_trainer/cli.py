@@ -225,6 +225,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                     help="fused: com.microsoft GroupQueryAttention/MultiHeadAttention (no T x T scores); eager: opset 17")
     hf.add_argument("--external-threshold", type=int, default=None,
                     help="weight bytes above which a graph uses ONNX external data (default 2 GiB)")
+    hf.add_argument("--in-memory", action="store_true",
+                    help="build the float32 model in process memory (~5.7 x the checkpoint at the peak) instead of "
+                         "the default: parameters in a float32 file next to --out (4 bytes per parameter of disk, "
+                         "removed at the end) and reward.onnx written tensor by tensor")
 
     ft = sub.add_parser("finetune", help="fine-tune a published (HF layout) or trainer checkpoint on preference data; "
                         "several processes: torchrun --nproc_per_node N -m reward_trainer finetune ...")
@@ -284,7 +288,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     elif ns.cmd == "import-hf":
         from .hf_import import import_hf
 
-        rep = import_hf(ns.checkpoint, ns.out, ns.dtype, ns.attention, ns.external_threshold, ns.command_line)
+        rep = import_hf(ns.checkpoint, ns.out, ns.dtype, ns.attention, ns.external_threshold, ns.command_line,
+                        not ns.in_memory)
         print(json.dumps({k: v for k, v in rep.items() if k != "shards"}))
     elif ns.cmd == "add-packed":
         from .export import add_packed

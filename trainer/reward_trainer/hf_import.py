@@ -199,9 +199,10 @@ def peak_rss_bytes() -> int:
 
 
 # ------------------------------------------------------------------------------------------------ import
-def load_published(checkpoint: str, dtype: str = "fp32"):
+def load_published(checkpoint: str, dtype: str = "fp32", store_path: Optional[str] = None):
     """A published-layout checkpoint -> (model in float32 (an fp16 graph is converted after tracing), eval mode; the trainer-state dict that declares the
-    published input pipeline; the load report). Shared by import-hf and finetune --init."""
+    published input pipeline; the load report). Shared by import-hf and finetune --init. With `store_path` the
+    parameters live in that file (weight_store.mapped_model) instead of process memory."""
     from .model import IXCRewardModel
     from .tokenizer_convert import load_proto, special_ids
 
@@ -224,7 +225,12 @@ def load_published(checkpoint: str, dtype: str = "fp32"):
     torch.set_default_dtype(torch.float32)
     try:
         torch.manual_seed(0)
-        model = IXCRewardModel(args).eval()
+        if store_path:
+            from .weight_store import mapped_model
+
+            model, _ = mapped_model(args, store_path)
+        else:
+            model = IXCRewardModel(args).eval()
     finally:
         torch.set_default_dtype(prev)
     rss_model = peak_rss_bytes()
@@ -244,18 +250,81 @@ def load_published(checkpoint: str, dtype: str = "fp32"):
     return model, state, rep
 
 
+class AnonPeak:
+    """Peak anonymous RSS (process memory, not page cache a memmap maps), sampled from /proc/self/status: the
+    figure that decides whether the import fits a machine (ru_maxrss also counts the mapped weight file)."""
+
+    def __init__(self, every_s: float = 0.2):
+        import threading
+
+        self.peak, self._stop = 0, threading.Event()
+        self._t = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self):
+        self.peak = self.now()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.now())
+
+
 def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "fused",
-              external_threshold: Optional[int] = None, command: Optional[str] = None) -> Dict:
-    from .export import export
-    from .onnx_large import GraphOptions
+              external_threshold: Optional[int] = None, command: Optional[str] = None,
+              low_memory: bool = True) -> Dict:
+    """low_memory (default; `--in-memory` turns it off): parameters in a float32 file next to --out (removed at the
+    end; needs 4 bytes per parameter of disk) and reward.onnx written tensor by tensor, so process memory is one
+    shard or the longest golden case's activations, whichever is larger, instead of the float32 model plus its
+    serialised graphs (bench/README.md §Full-width import)."""
+    import shutil
+    import tempfile
 
     if dtype not in DTYPES:
         raise HFImportError(f"--dtype {dtype}: this build exports {sorted(DTYPES)}")
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".import-", dir=parent) if low_memory else None
+    try:
+        with AnonPeak() as anon:
+            rep = _import(checkpoint, out, dtype, attention, external_threshold, command, work)
+        rep["peak_anon_rss"] = anon.peak
+        rep["peak_anon_rss_x_checkpoint"] = round(anon.peak / rep["checkpoint_bytes"], 2)
+        rep["low_memory"] = low_memory
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: v for k, v in rep.items() if k != "shards"}), file=sys.stderr)
+    return rep
+
+
+def _import(checkpoint: str, out: str, dtype: str, attention: str, external_threshold: Optional[int],
+            command: Optional[str], work: Optional[str]) -> Dict:
+    from .export import export
+    from .onnx_large import GraphOptions
+
     t0 = time.time()
-    model, state, rep = load_published(checkpoint, dtype)
+    model, state, rep = load_published(checkpoint, dtype, os.path.join(work, "weights.f32") if work else None)
     t_load = time.time() - t0
     tok_path = os.path.join(checkpoint, "tokenizer.model")
-    opts = GraphOptions(attention=attention, dtype=DTYPES[dtype], external_threshold=external_threshold)
+    opts = GraphOptions(attention=attention, dtype=DTYPES[dtype], external_threshold=external_threshold,
+                        stream=work is not None)
     name, version = os.path.basename(os.path.dirname(os.path.abspath(out))), os.path.basename(os.path.abspath(out))
     if not version.isdigit():
         raise HFImportError(f"--out must end in models/<name>/<version> with an integer version, got {out}")
@@ -265,5 +334,4 @@ def import_hf(checkpoint: str, out: str, dtype: str = "fp32", attention: str = "
                 "peak_rss": peak_rss_bytes(), "num_params": model.num_params()})
     rep["peak_rss_x_checkpoint"] = round(rep["peak_rss"] / rep["checkpoint_bytes"], 2)
     rep["peak_rss_load_x_checkpoint"] = round(rep["peak_rss_after_load"] / rep["checkpoint_bytes"], 2)
-    print(json.dumps({k: v for k, v in rep.items() if k != "shards"}), file=sys.stderr)
     return rep

@@ -140,7 +140,8 @@ def _half_node_attrs(n) -> None:
 
 
 def to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
-    """Converts `m` in place (weights included) and returns it."""
+    """Converts `m` in place (weights included) and returns it. An external-data initializer only has its type
+    changed: its bytes are the writer's to convert (weight_store.weights_into_graph)."""
     g = m.graph
     ty = elem_types(g)
     keep = fp32_islands(g, ty)
@@ -167,7 +168,10 @@ def to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
                 dom[o] = 32 if i in keep else 16
     for k, t in enumerate(g.initializer):
         if dom.get(t.name) == 16:
-            g.initializer[k].CopyFrom(_half(t))
+            if t.data_location == TensorProto.EXTERNAL:
+                t.data_type = F16  # data not loaded (weight_store streams it later, converted to this type)
+            else:
+                g.initializer[k].CopyFrom(_half(t))
     new_nodes = []
     casts: Dict[tuple, str] = {}
 

@@ -33,6 +33,7 @@ class GraphOptions:
     attention: str = "eager"  # eager | fused
     dtype: str = "float32"  # float32 (CPU EP) | float16 (GPU EPs)
     external_threshold: Optional[int] = None  # bytes of weights above which external data is used; None: env or 2 GB
+    stream: bool = False  # reward.onnx traced without weights, weights copied one by one (weight_store.py)
 
     def threshold(self) -> int:
         if self.external_threshold is not None:
@@ -103,14 +104,25 @@ def export_graphs(model, out_dir: str, opts: GraphOptions) -> Dict[str, Dict]:
                             torch.randint(0, M, (B, T)), (torch.rand(B, T) > 0.5).float(),
                             torch.ones(B, T, dtype=torch.long), torch.tensor([T - 1, T - 3]))
                     args[4][1, T - 2:] = 0  # a right-padded row, so the trace cannot specialise on "no padding"
+                    # streamed: no weights in the trace (they become inputs; TRAINING mode only so that torch
+                    # de-duplicates parameters by pointer instead of comparing every pair of equal-shaped weights)
+                    stream = dict(export_params=False, do_constant_folding=False,
+                                  training=torch.onnx.TrainingMode.TRAINING) if opts.stream else {}
                     torch.onnx.export(model, args, tp, input_names=[n for n, _, _ in REWARD_INPUTS],
                                       output_names=["score"], opset_version=OPSET,
                                       dynamic_axes={"input_ids": {0: "B", 1: "T"}, "image_embeds": {0: "M"},
                                                     "image_positions": {0: "B", 1: "T"}, "im_mask": {0: "B", 1: "T"},
                                                     "attention_mask": {0: "B", 1: "T"}, "readout_index": {0: "B"},
                                                     "score": {0: "B"}},
-                                      do_constant_folding=True, custom_opsets={fused_attention.DOMAIN: 1})
-            data = finish_graph(tp, out_dir, graph + ".onnx", opts.threshold(), opts.dtype)
+                                      **({"do_constant_folding": True} | stream),
+                                      custom_opsets={fused_attention.DOMAIN: 1})
+            if graph == "reward" and opts.stream:
+                from .weight_store import weights_into_graph
+
+                values = dict(model.named_parameters()) | dict(model.named_buffers())
+                data = weights_into_graph(tp, os.path.join(out_dir, "reward.onnx"), values, opts.dtype)
+            else:
+                data = finish_graph(tp, out_dir, graph + ".onnx", opts.threshold(), opts.dtype)
             shutil.rmtree(tmp)
             info[graph] = {"external_data": data, "attention": ATTENTION[opts.attention][graph]}
     finally:

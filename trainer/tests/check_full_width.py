@@ -3,7 +3,7 @@ widths (decoder 4096 / 32 heads / 8 KV / SwiGLU 14336 / vocab 92544, CLIP ViT-L/
 r=256) with few layers -> import-hf (subprocess under /usr/bin/time -v) -> model dir with parity. Prints time, peak
 RSS (also as a multiple of the checkpoint size) and the parity report as JSON.
 
-    /usr/bin/python3 trainer/tests/check_full_width.py [--layers 2] [--vit-layers 2] [--fmt bin] [--keep DIR]
+    /usr/bin/python3 trainer/tests/check_full_width.py [--layers 2] [--vit-layers 2] [--fmt bin] [--in-memory] [--keep DIR]
 """
 import argparse
 import json
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--vit-layers", type=int, default=2)
     ap.add_argument("--fmt", choices=["bin", "safetensors"], default="bin")
     ap.add_argument("--attention", choices=["fused", "eager"], default="fused")
+    ap.add_argument("--in-memory", action="store_true", help="import-hf --in-memory (the float32 model in RAM)")
     ap.add_argument("--keep", default=None, help="work folder to keep (default: a temp dir, removed)")
     a = ap.parse_args()
     work = a.keep or tempfile.mkdtemp(prefix="full-width-")
@@ -42,7 +43,7 @@ def main() -> None:
         t_write = time.time() - t0
         out = os.path.join(work, "models", "ixc-full-width", "1")
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "reward_trainer", "import-hf", "--checkpoint", ckpt,
-               "--out", out, "--attention", a.attention]
+               "--out", out, "--attention", a.attention] + (["--in-memory"] if a.in_memory else [])
         t0 = time.time()
         p = subprocess.run(cmd, cwd=TRAINER, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wall = time.time() - t0
@@ -56,11 +57,12 @@ def main() -> None:
         files = json.load(open(os.path.join(out, "model.json")))["files"]
         print(json.dumps({
             "config": {"hidden": 4096, "layers": a.layers, "vit_layers": a.vit_layers, "vocab": 92544,
-                       "format": a.fmt, "attention": a.attention},
+                       "format": a.fmt, "attention": a.attention, "in_memory": a.in_memory},
             "num_params": rep["num_params"], "checkpoint_bytes": ck, "write_seconds": round(t_write, 1),
             "import_wall_seconds": round(wall, 1), "load_seconds": rep["seconds_load"],
             "peak_rss_bytes": rss_kib * 1024, "peak_rss_x_checkpoint": round(rss_kib * 1024 / ck, 2),
             "peak_rss_after_load_x_checkpoint": rep["peak_rss_load_x_checkpoint"],
+            "peak_anon_rss_bytes": rep["peak_anon_rss"], "peak_anon_rss_x_checkpoint": rep["peak_anon_rss_x_checkpoint"],
             "parity": rep["parity"], "files": {k: v["bytes"] for k, v in files.items()}}, indent=2))
     finally:
         if not a.keep:

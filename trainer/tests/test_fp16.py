@@ -17,13 +17,16 @@ from reward_trainer.onnx_fp16 import to_fp16
 from reward_trainer.onnx_runner import OnnxRunner
 
 
-@pytest.fixture(scope="module")
-def imported16(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["in-memory", "low-memory"])
+def imported16(request, tmp_path_factory):
+    """The same checks on both import paths: the low-memory one types the graph first and converts each weight
+    as it streams it into the data file (weight_store.weights_into_graph)."""
     d = tmp_path_factory.mktemp("fp16")
     ckpt = str(d / "ckpt")
     hf_synthetic.write(ckpt, hf_synthetic.config())
     out = d / "models" / "ixc-hf16" / "1"
-    main(["import-hf", "--checkpoint", ckpt, "--out", str(out), "--dtype", "fp16", "--external-threshold", "1000"])
+    main(["import-hf", "--checkpoint", ckpt, "--out", str(out), "--dtype", "fp16", "--external-threshold", "1000"]
+         + ([] if request.param else ["--in-memory"]))
     return out
 
 

@@ -71,10 +71,11 @@ def _independent_model(ckpt, cfg):
     return m
 
 
-@pytest.fixture(scope="module", params=[("bin", "fused", 1000), ("safetensors", "eager", None)],
-                ids=["bin-fused-external", "safetensors-eager"])
+@pytest.fixture(scope="module", params=[("bin", "fused", 1000, False), ("safetensors", "eager", None, False),
+                                        ("bin", "fused", None, True)],
+                ids=["bin-fused-external", "safetensors-eager", "bin-fused-low-memory"])
 def imported(request, tmp_path_factory):
-    fmt, attention, threshold = request.param
+    fmt, attention, threshold, low_memory = request.param
     d = tmp_path_factory.mktemp(fmt)
     cfg = hf_synthetic.config()
     ckpt = str(d / "ckpt")
@@ -83,19 +84,24 @@ def imported(request, tmp_path_factory):
     argv = ["import-hf", "--checkpoint", ckpt, "--out", str(out), "--attention", attention]
     if threshold:
         argv += ["--external-threshold", str(threshold)]
+    if not low_memory:
+        argv += ["--in-memory"]
     main(argv)
-    return fmt, attention, threshold, ckpt, cfg, out
+    return fmt, attention, threshold, ckpt, cfg, out, low_memory
 
 
 def test_import_writes_a_valid_model_dir(imported):
-    fmt, attention, threshold, ckpt, cfg, out = imported
+    fmt, attention, threshold, ckpt, cfg, out, low_memory = imported
     man = validate_manifest(str(out))
     assert man["name"] == "ixc-hf" and man["version"] == 3 and man["dtype"] == "float32"
     assert man["config"]["hidden_size"] == 64 and man["config"]["vocab_size"] == 92544
     assert man["tokenizer"]["special_ids"] == {"turn_start": 92543, "turn_end": 92542, "reward": 92527}
     ext = {g: man["graphs"][g]["external_data"] for g in ("vision", "reward")}
     files = set(os.listdir(out))
-    if threshold:
+    if low_memory:  # the streamed reward graph always keeps its weights in the data file, the vision graph is small
+        assert ext == {"vision": [], "reward": ["reward.onnx.data"]}
+        assert os.path.getsize(out / "reward.onnx") < os.path.getsize(out / "reward.onnx.data")
+    elif threshold:
         assert ext == {"vision": ["vision.onnx.data"], "reward": ["reward.onnx.data"]}
         assert {"vision.onnx.data", "reward.onnx.data"} <= files
         # the protobuf holds no weights, the data file does; both hashed in the manifest
@@ -119,7 +125,7 @@ def test_import_writes_a_valid_model_dir(imported):
 
 def test_import_scores_match_independent_pytorch(imported):
     """ONNX (onnxruntime-node) and the exporter's PyTorch goldens vs a model loaded without the importer."""
-    fmt, attention, threshold, ckpt, cfg, out = imported
+    fmt, attention, threshold, ckpt, cfg, out, low_memory = imported
     ref = _independent_model(ckpt, cfg)
     g = json.loads((out / "golden.json").read_text())
     assert g["parity"]["max_abs_score_diff"] <= 1e-4
@@ -172,9 +178,9 @@ def test_import_scores_match_independent_pytorch(imported):
 
 
 def test_tampered_external_data_is_refused(imported, tmp_path):
-    fmt, attention, threshold, ckpt, cfg, out = imported
-    if not threshold:
-        pytest.skip("no external data in this variant (the other parameter covers it)")
+    fmt, attention, threshold, ckpt, cfg, out, low_memory = imported
+    if not threshold and not low_memory:
+        pytest.skip("no external data in this variant (the other parameters cover it)")
     import shutil
 
     cp = tmp_path / "copy"
@@ -269,3 +275,40 @@ def test_chunked_eager_attention_equals_one_block(monkeypatch):
         monkeypatch.setattr(model_mod, "VIT_CROP_CHUNK", 2)
         s2, v2 = m(*args), m.vision_forward(img)
     assert torch.allclose(s1, s2, atol=1e-6) and torch.allclose(v1, v2, atol=1e-6)
+
+
+def test_low_memory_parameters_live_in_the_weight_file(tmp_path):
+    """import-hf --low-memory: every parameter of the model is a view of the weight file (a write to the file is
+    seen by the model, so no process-memory copy exists) and holds the checkpoint's value."""
+    from reward_trainer.hf_import import load_published
+
+    cfg = hf_synthetic.config()
+    ckpt = str(tmp_path / "ckpt")
+    hf_synthetic.write(ckpt, cfg, fmt="safetensors")
+    store = str(tmp_path / "w.f32")
+    model, _, _ = load_published(ckpt, store_path=store)
+    ref = _independent_model(ckpt, cfg)
+    sd = ref.state_dict()
+    params = dict(model.named_parameters())
+    assert set(params) == set(sd)
+    assert all(torch.equal(params[k], sd[k]) for k in sd)
+    mm = np.memmap(store, dtype=np.float32, mode="r+")
+    assert mm.size == sum(p.numel() for p in params.values())
+    before = float(params["v_head.weight"][0, 0])
+    mm[:] = 0.5  # through the file, not the model
+    assert all(bool((p == 0.5).all()) for p in params.values()), "a parameter is not backed by the weight file"
+    assert before != 0.5
+
+
+def test_streamed_reward_graph_has_no_weight_transposes(imported):
+    """The streamed reward.onnx applies torch's weight Transposes while copying (what constant folding does in the
+    in-memory export): none is left for the runtime to materialise as a second copy of a weight."""
+    import onnx
+
+    fmt, attention, threshold, ckpt, cfg, out, low_memory = imported
+    g = onnx.load(str(out / "reward.onnx"), load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    feeds_on_weights = [n.name for n in g.node if n.op_type in ("Transpose", "Identity") and n.input[0] in inits]
+    assert not feeds_on_weights, feeds_on_weights[:5]
+    assert [i.name for i in g.input] == ["input_ids", "image_embeds", "image_positions", "im_mask", "attention_mask",
+                                         "readout_index"]
