@@ -62,6 +62,9 @@ def main() -> None:
             "import_wall_seconds": round(wall, 1), "load_seconds": rep["seconds_load"],
             "peak_rss_bytes": rss_kib * 1024, "peak_rss_x_checkpoint": round(rss_kib * 1024 / ck, 2),
             "peak_rss_after_load_x_checkpoint": rep["peak_rss_load_x_checkpoint"],
+            # time -v: the largest process of the tree (ONNX Runtime's parity runner is a child); the importer alone:
+            # its own high-water mark (mapped weight pages included) and its anonymous memory (sampled)
+            "importer_peak_rss_bytes": rep["peak_rss"],
             "peak_anon_rss_bytes": rep["peak_anon_rss"], "peak_anon_rss_x_checkpoint": rep["peak_anon_rss_x_checkpoint"],
             "parity": rep["parity"], "files": {k: v["bytes"] for k, v in files.items()}}, indent=2))
     finally:
