@@ -25,6 +25,7 @@ LAYERS = [
     ("dataset",),
     # 3b: graph writers (plain, then fused attention / external data on top)
     ("graphs",),
+    ("weight_store",),  # parameters in a file, reward.onnx filled from it (import-hf's low-memory path)
     ("onnx_large",),
     # 4: the pipeline's stages, peers that never import each other
     ("generate", "pretrain", "train", "evaluate", "export"),
