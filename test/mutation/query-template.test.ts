@@ -295,3 +295,19 @@ t.test('more edges: plain prompt at the end of the query, overlap needs the sepa
   t.equal(suffixPrefixOverlap('ab', 'abab'), 2)
   t.equal(stripEdgeTokens('<s>x', ['<s>', 's>x']), 'x', 'a tail token overlapping the stripped head is not stripped')
 })
+
+t.test('a marker whose role line is only spaces is no turn (not an empty turn of some role)', async (t) => {
+  const T = QUERY_TEMPLATES.chatml!
+  t.same(parseTemplatedQuery(`<|im_start|>   <|im_end|>${chatml('user', 'U')}<|im_start|>assistant\nA`, T), [
+    { role: 'user', content: 'U' },
+    { role: 'assistant', content: 'A' },
+  ])
+})
+
+t.test('a prompt without a generation header: the response is a new assistant turn, the last user turn stays', async (t) => {
+  const p = chatml('user', 'Hi')
+  t.same(msgs(p + 'Hello there', p, 'chatml'), [
+    { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: 'Hello there' },
+  ])
+})
