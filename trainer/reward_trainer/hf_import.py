@@ -226,9 +226,12 @@ def load_published(checkpoint: str, dtype: str = "fp32", store_path: Optional[st
     try:
         torch.manual_seed(0)
         if store_path:
-            from .weight_store import mapped_model
+            from .weight_store import WeightStoreError, mapped_model
 
-            model, _ = mapped_model(args, store_path)
+            try:
+                model, _ = mapped_model(args, store_path)
+            except WeightStoreError as e:
+                raise HFImportError(str(e)) from None
         else:
             model = IXCRewardModel(args).eval()
     finally:

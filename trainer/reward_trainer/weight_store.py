@@ -24,6 +24,10 @@ from torch import nn
 ALIGN = 64 * 1024  # tensor offsets in the data file: page-aligned, so ONNX Runtime can map instead of copy
 
 
+class WeightStoreError(OSError):
+    pass
+
+
 class WeightStore:
     """float32 tensors at fixed offsets of one file, exposed as torch views of a memmap."""
 
@@ -33,7 +37,16 @@ class WeightStore:
         for name, shape in self.shapes.items():
             self.offsets[name] = off
             off += math.prod(shape)
-        self.mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(max(off, 1),))
+        n = max(off, 1) * 4
+        # Reserve the blocks first: a memmap over a sparse file that the disk cannot back dies with SIGBUS on the
+        # first write past the free space; fallocate fails up front with ENOSPC instead.
+        with open(path, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, n)
+            except OSError as e:
+                raise WeightStoreError(f"cannot reserve {n / 1e9:.1f} GB for the weight file {path}: {e.strerror} "
+                                       "(free that much disk next to --out, or import with --in-memory)") from None
+        self.mm = np.memmap(path, dtype=np.float32, mode="r+", shape=(max(off, 1),))
 
     def tensor(self, name: str) -> torch.Tensor:
         off, shape = self.offsets[name], self.shapes[name]

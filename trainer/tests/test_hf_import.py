@@ -335,3 +335,23 @@ def test_streamed_export_does_not_copy_the_parameters(tmp_path):
         base = AnonPeak.now()
         export_graphs(model, str(tmp_path / "out"), GraphOptions(attention="fused", stream=True))
     assert peak.peak - base < 0.5 * table.numel() * 4, (peak.peak - base) / 1e6
+
+
+def test_low_memory_import_without_the_disk_for_its_weight_file_is_refused_cleanly(tmp_path, monkeypatch):
+    """The weight file's blocks are reserved before it is mapped: a full disk is a clear error naming the size and
+    the way out (not a SIGBUS on the first write into a sparse file), and nothing is left at --out or beside it."""
+    import errno
+
+    from reward_trainer.hf_import import HFImportError, import_hf
+
+    ckpt = str(tmp_path / "ckpt")
+    hf_synthetic.write(ckpt, hf_synthetic.config(), fmt="bin")
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "models" / "m" / "1"
+    with pytest.raises(HFImportError, match=r"cannot reserve .* GB for the weight file .*No space left.*--in-memory"):
+        import_hf(ckpt, str(out))
+    assert not out.exists() and os.listdir(out.parent) == []
