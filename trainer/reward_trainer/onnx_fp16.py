@@ -36,9 +36,13 @@ def _attr(n, name):
     return None
 
 
+def half_array(a: np.ndarray) -> np.ndarray:
+    """float32 values as float16, finite ones clamped to +-65504 (a large negative mask fill stays finite)."""
+    return np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
 def _half(t: TensorProto) -> TensorProto:
-    a = numpy_helper.to_array(t)
-    return numpy_helper.from_array(np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16), t.name)
+    return numpy_helper.from_array(half_array(numpy_helper.to_array(t)), t.name)
 
 
 def elem_types(g: onnx.GraphProto, outer: Dict[str, int] = None) -> Dict[str, int]:

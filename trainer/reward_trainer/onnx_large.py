@@ -130,15 +130,14 @@ def export_graphs(model, out_dir: str, opts: GraphOptions) -> Dict[str, Dict]:
                     args[4][1, T - 2:] = 0  # a right-padded row, so the trace cannot specialise on "no padding"
                     # streamed: no weights in the trace (they become inputs; TRAINING mode only so that torch
                     # de-duplicates parameters by pointer instead of comparing every pair of equal-shaped weights)
-                    stream = dict(export_params=False, do_constant_folding=False,
-                                  training=torch.onnx.TrainingMode.TRAINING) if opts.stream else {}
+                    stream = dict(export_params=False, training=torch.onnx.TrainingMode.TRAINING) if opts.stream else {}
                     torch.onnx.export(model, args, tp, input_names=[n for n, _, _ in REWARD_INPUTS],
                                       output_names=["score"], opset_version=OPSET,
                                       dynamic_axes={"input_ids": {0: "B", 1: "T"}, "image_embeds": {0: "M"},
                                                     "image_positions": {0: "B", 1: "T"}, "im_mask": {0: "B", 1: "T"},
                                                     "attention_mask": {0: "B", 1: "T"}, "readout_index": {0: "B"},
                                                     "score": {0: "B"}},
-                                      **({"do_constant_folding": True} | stream),
+                                      do_constant_folding=not opts.stream, **stream,
                                       custom_opsets={fused_attention.DOMAIN: 1})
             if graph == "reward" and opts.stream:
                 from .weight_store import weights_into_graph

@@ -5,7 +5,7 @@ its fp32 weights).
   layer so that no second copy of the model is ever allocated. `hf_import.load_weights` then streams the shards
   into the file (its `copy_` writes through the views), and the PyTorch forward that computes the golden scores
   reads the weights from the page cache: memory the kernel can drop and re-read, not process memory.
-- `export_reward_streamed`: reward.onnx traced without weights (`export_params=False`: the parameters are graph
+- `weights_into_graph`: reward.onnx traced without weights (`export_params=False`: the parameters are graph
   inputs), then every parameter turned into an initializer whose bytes are copied from the file, one tensor at a
   time, into `reward.onnx.data`. The `Transpose` torch puts in front of each linear's weight is applied while
   copying (what constant folding does in the in-memory export), so the runtime maps the weights as stored.
@@ -52,9 +52,6 @@ class WeightStore:
         off, shape = self.offsets[name], self.shapes[name]
         return torch.from_numpy(self.mm[off:off + math.prod(shape)]).view(*shape)
 
-    def nbytes(self) -> int:
-        return int(self.mm.nbytes)
-
 
 def _bind(module: nn.Module, prefix: str, store: WeightStore) -> None:
     """Replace every parameter of `module` by its view in `store` (the constructor's tensors are freed)."""
@@ -75,21 +72,20 @@ def mapped_model(args, path: str):
         model.args = args
         dec, vit = "model.layers.", "vit.vision_tower.vision_model.encoder.layers."
         shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-        one_dec, one_vit = InternLM2DecoderLayer(args), CLIPEncoderLayer(args.vision)
-        for prefix, layer, n in ((dec, one_dec, args.num_layers), (vit, one_vit, args.vision.layers)):
+        stacks = ((dec, lambda: InternLM2DecoderLayer(args), args.num_layers, model.model.layers),
+                  (vit, lambda: CLIPEncoderLayer(args.vision), args.vision.layers,
+                   model.vit.vision_tower.vision_model.encoder.layers))
+        firsts = [make() for _, make, _, _ in stacks]  # one layer of each kind: its shapes, then layer 0
+        for (prefix, _, n, _), layer in zip(stacks, firsts):
             for i in range(n):
                 shapes.update({f"{prefix}{i}.{k}": tuple(p.shape) for k, p in layer.named_parameters()})
-        del one_dec, one_vit
         store = WeightStore(path, shapes)
         _bind(model, "", store)
-        for i in range(args.num_layers):
-            layer = InternLM2DecoderLayer(args)
-            _bind(layer, f"{dec}{i}.", store)
-            model.model.layers.append(layer)
-        for i in range(args.vision.layers):
-            layer = CLIPEncoderLayer(args.vision)
-            _bind(layer, f"{vit}{i}.", store)
-            model.vit.vision_tower.vision_model.encoder.layers.append(layer)
+        for (prefix, make, n, stack), first in zip(stacks, firsts):
+            for i in range(n):
+                layer = first if i == 0 else make()
+                _bind(layer, f"{prefix}{i}.", store)
+                stack.append(layer)
     assert set(store.shapes) == {n for n, _ in model.named_parameters()}
     return model.eval(), store
 
@@ -160,11 +156,13 @@ def weights_into_graph(onnx_path: str, out_path: str, values: Dict[str, torch.Te
             _external(tp, loc, 0, 0)
             big.append(name)
     if dtype == "float16":
-        from .onnx_fp16 import FP16_MAX, to_fp16
+        from .onnx_fp16 import to_fp16
 
         to_fp16(m)
     elif dtype != "float32":
         raise ValueError(f"dtype {dtype}")
+    from .onnx_fp16 import half_array
+
     off = 0
     with open(out_path + ".data", "wb") as f:
         by_name = {t.name: t for t in g.initializer}
@@ -172,7 +170,7 @@ def weights_into_graph(onnx_path: str, out_path: str, values: Dict[str, torch.Te
             tp = by_name[name]
             a = value(name)  # one tensor at a time
             if tp.data_type == TensorProto.FLOAT16:
-                a = np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16)
+                a = half_array(a)
             pad = (-off) % ALIGN
             f.write(b"\0" * pad)
             off += pad
