@@ -10,6 +10,8 @@
 //   (reward_trainer.media load_image + image_transform, timed inside /usr/bin/python3 so its start-up is not
 //   counted), ABBA rounds; ratio = PIL time / ours (> 1: we are faster). Real fixtures plus a 2000x1500 JPEG made
 //   from one of them (a camera-sized photo is downscaled; the fixtures, at tile 560, are upscaled).
+// steps: where the time of `pixels` goes, step by step, ours and PIL's (medians of REPS calls each, no A/B: a
+//   breakdown, not a comparison).
 // Env: BENCH_ROUNDS (default 7), BENCH_REPS (calls per segment, default 20), BENCH_TILE (560), BENCH_HD (9).
 import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
@@ -18,7 +20,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { imageTransform, type ImagePreprocessParams } from '../src/preprocess/image/hd-transform.ts'
+import { imageTransform, planImageGrid, type ImagePreprocessParams } from '../src/preprocess/image/hd-transform.ts'
+import { resizeBilinear } from '../src/preprocess/image/pil-resize.ts'
+import { normalizeToTensor, padBottom, transposeRgb } from '../src/preprocess/image/rgb.ts'
 import { decodeImage, planImageDecode, readImageHeader } from '../src/preprocess/image/sharp.ts'
 import { decodeInlineData } from '../src/preprocess/media/input.ts'
 import { sniffMedia, type ImageFormat } from '../src/preprocess/media/sniff.ts'
@@ -192,8 +196,69 @@ async function pixelBench(images: readonly Img[]): Promise<void> {
   }
 }
 
+// PIL's steps, timed inside Python: load_image, resize, pad + transpose back, to_tensor.
+const PIL_STEPS = [
+  'import sys, time, json, math, statistics',
+  `sys.path.insert(0, ${JSON.stringify(path.join(root, 'trainer'))})`,
+  'from PIL import Image',
+  'from reward_trainer.config import ImagePreprocess',
+  'from reward_trainer import media as M',
+  'files, reps, tile, hd = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])',
+  'cfg = ImagePreprocess(tile_size=tile)',
+  'out = {}',
+  'for f in files:',
+  '    data = open(f, "rb").read()',
+  '    t = {"decode": [], "resize": [], "pad": [], "normalize": []}',
+  '    for _ in range(reps + 1):',
+  '        a = time.perf_counter(); im = M.load_image(data); b = time.perf_counter(); t["decode"].append(b - a)',
+  '        trans = im.width < im.height',
+  '        if trans: im = im.transpose(Image.TRANSPOSE)',
+  '        w, h = im.size; scale = 1',
+  '        while scale * math.ceil(scale / (w / h)) <= hd: scale += 1',
+  '        nw = int(min(math.ceil(w / tile), scale - 1) * tile); nh = int(nw / (w / h))',
+  '        a = time.perf_counter(); im = im.resize((nw, nh), Image.BILINEAR); b = time.perf_counter(); t["resize"].append(b - a)',
+  '        im = M._pad_bottom(im, tile)',
+  '        if trans: im = im.transpose(Image.TRANSPOSE)',
+  '        a = time.perf_counter(); t["pad"].append(a - b); M.to_tensor(im, cfg.mean, cfg.std); t["normalize"].append(time.perf_counter() - a)',
+  '    out[f] = {k: statistics.median(v[1:]) * 1000 for k, v in t.items()}',
+  'print(json.dumps(out))',
+].join('\n')
+
+async function stepsBench(images: readonly Img[]): Promise<void> {
+  const reps = Math.max(5, REPS)
+  const r = spawnSync('/usr/bin/python3', ['-c', PIL_STEPS, JSON.stringify(images.map((i) => i.file)), String(reps), String(TILE), String(HD)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } })
+  if (r.status !== 0) throw new Error(`PIL steps failed: ${r.stderr.slice(-400)}`)
+  const pil = JSON.parse(r.stdout) as Record<string, Record<string, number>>
+  console.log(`\nwhere the time goes (tile ${TILE}, hd_num ${HD}), median of ${reps} calls, ms: ours / PIL`)
+  console.log('image                              decode        resize        pad+transpose normalize     total')
+  for (const img of images) {
+    const t: Record<string, number[]> = { decode: [], resize: [], pad: [], normalize: [] }
+    for (let i = 0; i <= reps; i++) {
+      let a = performance.now()
+      const lap = (k: string) => { const b = performance.now(); if (i > 0) t[k]!.push(b - a); a = b }
+      const rgb = await decodeImage(img.bytes, img.format, limits, 'normalized', await planImageDecode(img.bytes, img.format, limits))
+      lap('decode')
+      const trans = rgb.width < rgb.height
+      let cur = trans ? transposeRgb(rgb) : rgb
+      const g = planImageGrid(cur.width, cur.height, HD, TILE)
+      cur = resizeBilinear(cur, g.newW, g.newH)
+      lap('resize')
+      cur = padBottom(cur, Math.ceil(g.newH / TILE) * TILE, params.pad_color)
+      if (trans) cur = transposeRgb(cur)
+      lap('pad')
+      normalizeToTensor(cur, params.mean, params.std)
+      lap('normalize')
+    }
+    const p = pil[img.file]!
+    const cells = Object.keys(t).map((k) => `${median(t[k]!).toFixed(1)} / ${p[k]!.toFixed(1)}`.padEnd(13))
+    const total = Object.keys(t).reduce((s, k) => s + median(t[k]!), 0)
+    const totalPil = Object.values(p).reduce((s, v) => s + v, 0)
+    console.log(`${img.name.padEnd(34)} ${cells.join(' ')} ${total.toFixed(1)} / ${totalPil.toFixed(1)}`)
+  }
+}
+
 async function main(): Promise<void> {
-  const only = process.env.BENCH_ONLY // base64 | decode | pixels
+  const only = process.env.BENCH_ONLY // base64 | decode | pixels | steps
   if (!only || only === 'base64') base64Bench()
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-media-'))
   try {
@@ -217,6 +282,7 @@ async function main(): Promise<void> {
     })
     if (!only || only === 'decode') await decodeBench(images)
     if (!only || only === 'pixels') await pixelBench(images)
+    if (!only || only === 'steps') await stepsBench(images)
   } finally {
     rmSync(tmp, { recursive: true, force: true })
   }
