@@ -241,7 +241,7 @@ t.test('hasControlText: an atomic piece anywhere in the text of the literal mode
 const HEAD = '[UNUSED_TOKEN_146]user\n'
 const TAIL = '[UNUSED_TOKEN_145]\n'
 /** What the tokenizer was asked to encode for one user message (and the segments), with the given spec. */
-function seenFor(s: Partial<import('../../src/conversation/encode.ts').EncoderSpec> & { template?: Partial<TemplateSpec> }, content: string) {
+function seenFor(s: Partial<Omit<import('../../src/conversation/encode.ts').EncoderSpec, 'template'>> & { template?: Partial<TemplateSpec> }, content: string) {
   const spy = spyTokenizer()
   const { template, ...rest } = s
   const enc = new ConversationEncoder(spy.tk, { ...spec({ strip_content: false, ...template }, rest.maxSeqLen ?? 10), ...rest })
