@@ -136,15 +136,28 @@ async function decodeBench(images: readonly Img[]): Promise<void> {
   }
 }
 
-// The trainer's path, timed in Python: per image, REPS x (load_image + image_transform); prints ms per image.
-const PIL_SCRIPT = [
-  'import sys, time, json',
+// The start of both Python timers: the trainer on the path, its media module, the arguments pilRun passes.
+const PY_HEAD = [
+  'import sys, time, json, math, statistics',
   `sys.path.insert(0, ${JSON.stringify(path.join(root, 'trainer'))})`,
+  'from PIL import Image',
   'from reward_trainer.config import ImagePreprocess',
+  'from reward_trainer import media as M',
   'from reward_trainer.media import load_image, image_transform',
   'files, reps, tile, hd = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])',
   'cfg = ImagePreprocess(tile_size=tile)',
   'out = {}',
+]
+
+function pilRun<T>(script: string, images: readonly Img[], reps: number): T {
+  const r = spawnSync('/usr/bin/python3', ['-c', script, JSON.stringify(images.map((i) => i.file)), String(reps), String(TILE), String(HD)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } })
+  if (r.status !== 0) throw new Error(`PIL timer failed: ${r.stderr.slice(-400)}`)
+  return JSON.parse(r.stdout) as T
+}
+
+// The trainer's path, timed in Python: per image, REPS x (load_image + image_transform); prints ms per image.
+const PIL_SCRIPT = [
+  ...PY_HEAD,
   'for f in files:',
   '    data = open(f, "rb").read()',
   '    image_transform(load_image(data), cfg, hd)',
@@ -155,9 +168,7 @@ const PIL_SCRIPT = [
 ].join('\n')
 
 function pilTimes(images: readonly Img[], reps: number): Record<string, number> {
-  const r = spawnSync('/usr/bin/python3', ['-c', PIL_SCRIPT, JSON.stringify(images.map((i) => i.file)), String(reps), String(TILE), String(HD)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } })
-  if (r.status !== 0) throw new Error(`PIL baseline failed: ${r.stderr.slice(-400)}`)
-  return JSON.parse(r.stdout) as Record<string, number>
+  return pilRun<Record<string, number>>(PIL_SCRIPT, images, reps)
 }
 
 async function pixelBench(images: readonly Img[]): Promise<void> {
@@ -198,14 +209,7 @@ async function pixelBench(images: readonly Img[]): Promise<void> {
 
 // PIL's steps, timed inside Python: load_image, resize, pad + transpose back, to_tensor.
 const PIL_STEPS = [
-  'import sys, time, json, math, statistics',
-  `sys.path.insert(0, ${JSON.stringify(path.join(root, 'trainer'))})`,
-  'from PIL import Image',
-  'from reward_trainer.config import ImagePreprocess',
-  'from reward_trainer import media as M',
-  'files, reps, tile, hd = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])',
-  'cfg = ImagePreprocess(tile_size=tile)',
-  'out = {}',
+  ...PY_HEAD,
   'for f in files:',
   '    data = open(f, "rb").read()',
   '    t = {"decode": [], "resize": [], "pad": [], "normalize": []}',
@@ -226,9 +230,7 @@ const PIL_STEPS = [
 
 async function stepsBench(images: readonly Img[]): Promise<void> {
   const reps = Math.max(5, REPS)
-  const r = spawnSync('/usr/bin/python3', ['-c', PIL_STEPS, JSON.stringify(images.map((i) => i.file)), String(reps), String(TILE), String(HD)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } })
-  if (r.status !== 0) throw new Error(`PIL steps failed: ${r.stderr.slice(-400)}`)
-  const pil = JSON.parse(r.stdout) as Record<string, Record<string, number>>
+  const pil = pilRun<Record<string, Record<string, number>>>(PIL_STEPS, images, reps)
   console.log(`\nwhere the time goes (tile ${TILE}, hd_num ${HD}), median of ${reps} calls, ms: ours / PIL`)
   console.log('image                              decode        resize        pad+transpose normalize     total')
   for (const img of images) {
