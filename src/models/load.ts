@@ -21,6 +21,8 @@ export interface LoadOptions {
   registry: ModelRegistry
   maxBatchTokens: number
   maxItemChars: number
+  /** TOKENIZE_INLINE_CHARS (absent: its default) */
+  tokenizeInlineChars?: number
   log: { info(o: object, msg: string): void; error(o: object, msg: string): void; warn(o: object, msg: string): void }
   /** Remembers file hashes across starts (CHECKSUM_CACHE); absent: every file is hashed on every load. */
   checksums?: ChecksumCache
@@ -189,7 +191,7 @@ async function verifyGolden(engine: Engine, model: ModelVersion): Promise<void> 
 /** Everything about a version dir that needs no engine: manifest, file checks, tokenizer, encoder. */
 export async function readVersion(
   entry: { name: string; version: number; dir: string },
-  limits: { maxBatchTokens: number; maxItemChars: number; checksums?: ChecksumCache },
+  limits: { maxBatchTokens: number; maxItemChars: number; tokenizeInlineChars?: number; checksums?: ChecksumCache },
 ): Promise<{ manifest: ModelManifest; encoder: ConversationEncoder }> {
   const raw: unknown = JSON.parse(await readFile(path.join(entry.dir, 'model.json'), 'utf8'))
   const parsed = ModelManifestSchema.safeParse(raw)
@@ -203,7 +205,7 @@ export async function readVersion(
   }
   checkManifestGraphs(m)
   await verifyFiles(entry.dir, m, limits.checksums ?? new ChecksumCache(''))
-  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer, { worker: true })
+  const tokenizer = await HfTextTokenizer.fromFile(path.join(entry.dir, m.tokenizer.file), m.tokenizer, { worker: true, inlineChars: limits.tokenizeInlineChars })
   checkTokenizer(tokenizer, m)
   const { bos, eos, unk } = m.tokenizer.control_pieces
   const vocabSize = m.config.vocab_size

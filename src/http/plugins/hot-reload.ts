@@ -28,6 +28,7 @@ async function hotReload(app: FastifyInstance, opts: HotReloadOptions): Promise<
     registry: app.models,
     maxBatchTokens: config.batch.maxBatchTokens,
     maxItemChars: config.maxItemChars,
+    tokenizeInlineChars: config.tokenizeInlineChars,
     log: app.log,
     checksums: new ChecksumCache(config.checksumCache),
   }

@@ -42,6 +42,28 @@ function wordSplitIsExact(json: TokenizerJson): boolean {
   return !Object.keys(model.vocab).some((piece) => new RegExp(`[^${SPACE}]${SPACE}`, 'u').test(piece))
 }
 
+/** TOKENIZE_INLINE_CHARS' default (config.ts). */
+export const INLINE_CHARS = 2048
+/** What a character outside ASCII counts for against the inline budget: the real tokenizer spends ≈ 3-4x as long
+ *  per CJK character as per English one (2 048 English characters ≈ 1.6 ms, 512 CJK ≈ 1.5 ms, the worst case,
+ *  2 048 without a space, ≈ 4 ms, on the loaded 2-core host). */
+export const NON_ASCII_WEIGHT = 4
+
+/** Whether texts are cheap enough to tokenize on the caller's thread: at most `limit` characters in all, a
+ *  character outside ASCII counting NON_ASCII_WEIGHT. */
+export function fitsInline(texts: readonly string[], limit: number): boolean {
+  let cost = 0
+  for (const t of texts) {
+    if ((cost += t.length) > limit) return false
+  }
+  for (const t of texts) {
+    for (let i = 0; i < t.length; i++) {
+      if (t.charCodeAt(i) > 0x7f && (cost += NON_ASCII_WEIGHT - 1) > limit) return false
+    }
+  }
+  return true
+}
+
 export class HfTextTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer
   /** Whether text is split into words before BPE (see wordSplitIsExact). */
@@ -52,8 +74,11 @@ export class HfTextTokenizer implements TextTokenizer {
   readonly controlPieces: readonly string[]
   readonly maxPieceChars: number
   #worker: TokenizerWorker | null = null
+  readonly #inlineChars: number
+  /** Where encodeBatch ran its calls (how the inline policy splits the traffic: tests and diagnostics). */
+  readonly calls = { inline: 0, worker: 0 }
 
-  constructor(json: TokenizerJson, control: ControlIds, opts: { wordSplit?: boolean; file?: string } = {}) {
+  constructor(json: TokenizerJson, control: ControlIds, opts: { wordSplit?: boolean; file?: string; inlineChars?: number } = {}) {
     const controlIds = new Set([control.bos_id, control.eos_id, control.pad_id, control.unk_id])
     const vocab = ((json.model as { vocab?: Record<string, number> } | undefined)?.vocab ?? {}) as Record<string, number>
     const addedContents = new Set((json.added_tokens ?? []).map((t) => t.content))
@@ -72,12 +97,13 @@ export class HfTextTokenizer implements TextTokenizer {
       ? { type: 'Split', pattern: { Regex: `${SPACE}*[^${SPACE}]+|${SPACE}+` }, behavior: 'Isolated', invert: true }
       : json.pre_tokenizer
     this.#tok = new Tokenizer({ ...json, added_tokens, pre_tokenizer }, {})
+    this.#inlineChars = this.wordSplit ? (opts.inlineChars ?? INLINE_CHARS) : 0
   }
 
   /** `worker`: encodeBatch runs on a worker thread of its own (the service); off, it runs on the caller's. */
-  static async fromFile(file: string, control: ControlIds, opts: { worker?: boolean } = {}): Promise<HfTextTokenizer> {
+  static async fromFile(file: string, control: ControlIds, opts: { worker?: boolean; inlineChars?: number } = {}): Promise<HfTextTokenizer> {
     const json = JSON.parse(await readFile(file, 'utf8')) as TokenizerJson
-    return new HfTextTokenizer(json, control, { file: opts.worker ? file : undefined })
+    return new HfTextTokenizer(json, control, { file: opts.worker ? file : undefined, inlineChars: opts.inlineChars })
   }
 
   encode(text: string): number[] {
@@ -87,8 +113,15 @@ export class HfTextTokenizer implements TextTokenizer {
 
   // Tokenizing a request's text costs up to ~100 ms of CPU (4 M characters budget; long space-free runs are
   // superlinear in BPE); on the event loop that froze /healthz. The worker keeps the loop free.
+  // A short request is the other way round: the worker round trip (two postMessages, a thread wake-up: ≈ 0.4 ms
+  // of main-thread CPU in a profile) costs more than its BPE (≈ 0.1 ms per 1 000 characters), so texts that fit
+  // TOKENIZE_INLINE_CHARS are tokenized here (bench/README.md §Concurrency-1 overhead).
   encodeBatch(texts: readonly string[]): Promise<number[][]> {
-    if (this.#worker) return this.#worker.encode(texts)
+    if (this.#worker && !fitsInline(texts, this.#inlineChars)) {
+      this.calls.worker++
+      return this.#worker.encode(texts)
+    }
+    this.calls.inline++
     return Promise.resolve(texts.map((x) => this.encode(x)))
   }
 }

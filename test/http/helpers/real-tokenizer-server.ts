@@ -10,7 +10,7 @@ import { realModelDir } from '../../helpers/real-model.ts'
 
 const config = loadConfig({ LOG_LEVEL: 'silent', THREADS: '1', ...process.env })
 const entry = await realModelDir()
-const { manifest, encoder } = await readVersion(entry, { maxBatchTokens: 0, maxItemChars: config.maxItemChars })
+const { manifest, encoder } = await readVersion(entry, { maxBatchTokens: 0, maxItemChars: config.maxItemChars, tokenizeInlineChars: config.tokenizeInlineChars })
 const g = { inputNames: [], outputNames: [], executionProvider: 'fake', fallbacks: [] }
 const model: ModelVersion = { key: `${entry.name}/${entry.version}`, name: entry.name, version: entry.version, dir: entry.dir, manifest, encoder, graphs: { reward: g, vision: g } }
 const models = new ModelRegistry()

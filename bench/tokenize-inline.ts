@@ -1,0 +1,94 @@
+// npm run bench:tokenize-inline — TOKENIZE_INLINE_CHARS on (the default, 2048) against 0 (every request's text
+// tokenized on the worker thread), two servers side by side on the same model, one run:
+// - concurrency 1: each hh-rlhf conversation sent to A and B in turn (order alternating), paired latency
+//   difference per conversation; median [p25–p75].
+// - CPU per request: each server's process CPU time (utime + stime from /proc, all its threads) over a closed-loop
+//   segment at concurrency 8, ABBA blocks; CPU time is what the 2-core host runs short of at saturation, and it
+//   does not depend on what else runs (the latency does).
+// Env: BENCH_ITEMS (conversations, default 96), BENCH_BLOCKS (ABBA blocks, default 4).
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { loadConversations } from './dataset.ts'
+import { drive, post } from './load.ts'
+import { startServer } from './server.ts'
+import { median, pct } from './stats.ts'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const N = Number(process.env.BENCH_ITEMS ?? 96)
+const BLOCKS = Number(process.env.BENCH_BLOCKS ?? 4)
+const TICK_MS = 1000 / 100 // USER_HZ on Linux
+
+/** CPU milliseconds the process has used so far (all threads). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields from 3 on: utime is field 14, stime 15
+  return (Number(f[11]) + Number(f[12])) * TICK_MS
+}
+
+async function main(): Promise<void> {
+  const bodies = loadConversations(root, N).map((messages) => JSON.stringify({ items: [{ messages }] }))
+  const chars = bodies.map((b) => b.length)
+  console.log(`${N} hh-rlhf conversations, body ${median(chars).toFixed(0)} characters median (max ${Math.max(...chars)}); load average ${os.loadavg()[0]!.toFixed(1)}`)
+  const a = await startServer({ TOKENIZE_INLINE_CHARS: '2048' })
+  const b = await startServer({ TOKENIZE_INLINE_CHARS: '0' })
+  try {
+    const url = (s: { base: string }) => `${s.base}/v1/score`
+    const agentA = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const agentB = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const timed = async (agent: http.Agent, u: string, body: string) => {
+      const s = performance.now()
+      await post(agent, u, body)
+      return performance.now() - s
+    }
+    for (const body of bodies.slice(0, 8)) await Promise.all([timed(agentA, url(a), body), timed(agentB, url(b), body)]) // warm-up
+    const diff: number[] = []
+    const la: number[] = []
+    const lb: number[] = []
+    for (let round = 0; round < 2; round++) {
+      for (const [i, body] of bodies.entries()) {
+        const first = (i + round) % 2 === 0
+        const x = first ? await timed(agentA, url(a), body) : 0
+        const y = await timed(agentB, url(b), body)
+        const x2 = first ? x : await timed(agentA, url(a), body)
+        la.push(x2)
+        lb.push(y)
+        diff.push(y - x2)
+      }
+    }
+    agentA.destroy()
+    agentB.destroy()
+    console.log(`concurrency 1, ${diff.length} pairs: p50 inline ${median(la).toFixed(2)} ms, worker ${median(lb).toFixed(2)} ms; ` +
+      `paired (worker - inline) ${median(diff).toFixed(3)} ms [p25 ${pct(diff, 25).toFixed(3)}, p75 ${pct(diff, 75).toFixed(3)}]`)
+
+    const perReq = (s: { child: { pid?: number } }, segment: () => Promise<unknown>) => async () => {
+      const c0 = cpuMs(s.child.pid!)
+      await segment()
+      return (cpuMs(s.child.pid!) - c0) / bodies.length
+    }
+    const segA = perReq(a, () => drive(url(a), bodies, 8))
+    const segB = perReq(b, () => drive(url(b), bodies, 8))
+    const ca: number[] = []
+    const cb: number[] = []
+    for (let k = 0; k < BLOCKS; k++) {
+      const a1 = await segA()
+      const b1 = await segB()
+      const b2 = await segB()
+      const a2 = await segA()
+      ca.push((a1 + a2) / 2)
+      cb.push((b1 + b2) / 2)
+    }
+    const ratio = ca.map((x, i) => cb[i]! / x)
+    console.log(`CPU per request (server process, all threads; concurrency 8, ${BLOCKS} ABBA blocks): inline ${median(ca).toFixed(2)} ms, ` +
+      `worker ${median(cb).toFixed(2)} ms, worker / inline ${median(ratio).toFixed(3)} [${Math.min(...ratio).toFixed(3)}–${Math.max(...ratio).toFixed(3)}]`)
+    console.log(`load average at the end ${os.loadavg()[0]!.toFixed(1)}`)
+  } finally {
+    a.child.kill('SIGTERM')
+    b.child.kill('SIGTERM')
+  }
+}
+
+await main()
