@@ -50,13 +50,18 @@ async function main(): Promise<void> {
     const lb: number[] = []
     for (let round = 0; round < 2; round++) {
       for (const [i, body] of bodies.entries()) {
-        const first = (i + round) % 2 === 0
-        const x = first ? await timed(agentA, url(a), body) : 0
-        const y = await timed(agentB, url(b), body)
-        const x2 = first ? x : await timed(agentA, url(a), body)
-        la.push(x2)
+        // A then B, or B then A (alternating), so neither server is always the one answering second
+        let x: number, y: number
+        if ((i + round) % 2 === 0) {
+          x = await timed(agentA, url(a), body)
+          y = await timed(agentB, url(b), body)
+        } else {
+          y = await timed(agentB, url(b), body)
+          x = await timed(agentA, url(a), body)
+        }
+        la.push(x)
         lb.push(y)
-        diff.push(y - x2)
+        diff.push(y - x)
       }
     }
     agentA.destroy()

@@ -6,6 +6,7 @@ import path from 'node:path'
 import { z } from 'zod'
 import { QUERY_TEMPLATE_NAMES } from './rlhf/query-template.ts'
 import { MediaEnvSchema, mediaConfigFromEnv, type MediaConfig } from './preprocess/media/media-config.ts'
+import { INLINE_CHARS } from './preprocess/text/inline-policy.ts'
 import { SCORES_MODES, parseClipSpec, parseLengthPenaltySpec, specField, type RewardShaping, type ScoresMode } from './rlhf/reward-shaping.ts'
 
 const intFrom = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -77,7 +78,7 @@ const EnvSchema = z.object({
   /** Requests whose texts total at most this many characters (one outside ASCII counts 4) are tokenized on the
    *  event loop (at most ≈ 2-4 ms of it), the rest on the tokenizer's worker thread: for short texts the worker
    *  round trip costs more than the tokenization. 0 = always the worker. */
-  TOKENIZE_INLINE_CHARS: intFrom(2048, 0, 65_536),
+  TOKENIZE_INLINE_CHARS: intFrom(INLINE_CHARS, 0, 65_536),
   /** Seconds sent in Retry-After with 503 overloaded / shutting_down. */
   RETRY_AFTER_S: intFrom(1, 0, 3600),
   /** Per-request deadline from arrival to answer; past it the request gets 504 and its queued work is dropped. */

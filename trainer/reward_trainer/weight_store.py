@@ -155,14 +155,12 @@ def weights_into_graph(onnx_path: str, out_path: str, values: Dict[str, torch.Te
             tp.dims.extend(shape)
             _external(tp, loc, 0, 0)
             big.append(name)
-    if dtype == "float16":
-        from .onnx_fp16 import to_fp16
+    from .onnx_fp16 import half_array, to_fp16
 
+    if dtype == "float16":
         to_fp16(m)
     elif dtype != "float32":
         raise ValueError(f"dtype {dtype}")
-    from .onnx_fp16 import half_array
-
     off = 0
     with open(out_path + ".data", "wb") as f:
         by_name = {t.name: t for t in g.initializer}

@@ -4,6 +4,7 @@
 // ids of those characters, exactly as sentencepiece would, so nobody can forge the reward position.
 import { readFile } from 'node:fs/promises'
 import { Tokenizer } from '@huggingface/tokenizers'
+import { fitsInline, INLINE_CHARS } from './inline-policy.ts'
 import { TokenizerWorker } from './tokenize-pool.ts'
 
 export interface TextTokenizer {
@@ -40,28 +41,6 @@ function wordSplitIsExact(json: TokenizerJson): boolean {
   if (json.pre_tokenizer != null || model?.type !== 'BPE' || !model.vocab) return false
   if (!n || n.type !== 'Replace' || n.pattern?.String !== ' ' || n.content !== SPACE) return false
   return !Object.keys(model.vocab).some((piece) => new RegExp(`[^${SPACE}]${SPACE}`, 'u').test(piece))
-}
-
-/** TOKENIZE_INLINE_CHARS' default (config.ts). */
-export const INLINE_CHARS = 2048
-/** What a character outside ASCII counts for against the inline budget: the real tokenizer spends ≈ 3-4x as long
- *  per CJK character as per English one (2 048 English characters ≈ 1.6 ms, 512 CJK ≈ 1.5 ms, the worst case,
- *  2 048 without a space, ≈ 4 ms, on the loaded 2-core host). */
-export const NON_ASCII_WEIGHT = 4
-
-/** Whether texts are cheap enough to tokenize on the caller's thread: at most `limit` characters in all, a
- *  character outside ASCII counting NON_ASCII_WEIGHT. */
-export function fitsInline(texts: readonly string[], limit: number): boolean {
-  let cost = 0
-  for (const t of texts) {
-    if ((cost += t.length) > limit) return false
-  }
-  for (const t of texts) {
-    for (let i = 0; i < t.length; i++) {
-      if (t.charCodeAt(i) > 0x7f && (cost += NON_ASCII_WEIGHT - 1) > limit) return false
-    }
-  }
-  return true
 }
 
 export class HfTextTokenizer implements TextTokenizer {
@@ -115,7 +94,7 @@ export class HfTextTokenizer implements TextTokenizer {
   // superlinear in BPE); on the event loop that froze /healthz. The worker keeps the loop free.
   // A short request is the other way round: the worker round trip (two postMessages, a thread wake-up: ≈ 0.4 ms
   // of main-thread CPU in a profile) costs more than its BPE (≈ 0.1 ms per 1 000 characters), so texts that fit
-  // TOKENIZE_INLINE_CHARS are tokenized here (bench/README.md §Concurrency-1 overhead).
+  // TOKENIZE_INLINE_CHARS are tokenized here (inline-policy.ts; bench/README.md §Figures).
   encodeBatch(texts: readonly string[]): Promise<number[][]> {
     if (this.#worker && !fitsInline(texts, this.#inlineChars)) {
       this.calls.worker++
