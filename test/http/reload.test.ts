@@ -232,8 +232,11 @@ t.test('real model: reload a new version, release the old sessions, refuse a cor
   const runV = (n: number) => app.engine.runVision(`${src.name}/${n}`, new Float32Array(3 * tile * tile), tile, tile)
   t.ok((await runV(2)).tokens > 0, 'v2 sessions run')
   await t.rejects(runV(1), /not loaded/, 'v1 sessions are released in the engine')
-  // Released memory is reused. After a warm-up of swaps (allocator arenas settle), four more swaps (each loads a
-  // version, then releases the previous one) must grow the process far less than keeping four versions does.
+  // Released memory is reused. After a warm-up of swaps (allocator arenas settle), eight more swaps (each loads a
+  // version, then releases the previous one) must grow the process far less than keeping eight versions does.
+  // Eight, not four: measured per step (Node 20 and 22), released versions leave ~25-30 MiB in the allocator that the
+  // process keeps and reuses, so the swaps' growth plateaus there, and the first three kept versions fill that
+  // reused space at ~0 MiB each; with four of each the ratio ran 0.05-0.72 on allocator noise alone.
   const mib = (b: number) => (b / 2 ** 20).toFixed(1)
   const swap = async (n: number) => {
     cpSync(v(n - 1), v(n), { recursive: true })
@@ -245,22 +248,23 @@ t.test('real model: reload a new version, release the old sessions, refuse a cor
   for (let n = 3; n <= 5; n++) await swap(n)
   gc()
   const rssWarm = process.memoryUsage().rss
-  for (let n = 6; n <= 9; n++) await swap(n)
+  const swaps = 8
+  for (let n = 6; n < 6 + swaps; n++) await swap(n)
   gc()
   const rssSwapped = process.memoryUsage().rss
   const growth = rssSwapped - rssWarm
-  // Control, same process: four versions loaded without releasing anything.
-  for (let n = 6; n <= 9; n++) {
+  // Control, same process: as many versions loaded without releasing anything.
+  for (let n = 6; n < 6 + swaps; n++) {
     await app.engine.load(`control/${n}`, { reward: path.join(v(n), 'reward.onnx'), vision: path.join(v(n), 'vision.onnx') })
     await app.engine.runVision(`control/${n}`, new Float32Array(3 * tile * tile), tile, tile)
   }
   gc()
   const kept = process.memoryUsage().rss - rssSwapped
-  t.comment(`rss: ${mib(rss0)} MiB with v1, +${mib(rssBoth - rss0)} MiB with v2 beside it; 4 swaps with release: ${growth >= 0 ? '+' : ''}${mib(growth)} MiB; 4 versions kept: +${mib(kept)} MiB`)
-  // Not released, the swaps would cost what keeping the versions costs (ratio ~1); 0.7 leaves room for the
-  // allocator noise seen on Node 22 (0.53 in one run).
-  t.ok(growth < 0.7 * kept, `4 swaps (release) grew RSS by ${mib(growth)} MiB, keeping 4 versions by ${mib(kept)} MiB`)
-  const last = 9
+  t.comment(`rss: ${mib(rss0)} MiB with v1, +${mib(rssBoth - rss0)} MiB with v2 beside it; ${swaps} swaps with release: ${growth >= 0 ? '+' : ''}${mib(growth)} MiB; ${swaps} versions kept: +${mib(kept)} MiB`)
+  // Not released, the swaps would cost what keeping the versions costs (ratio ~1); released, the ratio measured
+  // 0.09-0.22 (growth <= 30 MiB against kept 110-140 MiB), so 0.5 sits between the two with room on both sides.
+  t.ok(growth < 0.5 * kept, `${swaps} swaps (release) grew RSS by ${mib(growth)} MiB, keeping ${swaps} versions by ${mib(kept)} MiB`)
+  const last = 5 + swaps
   // A corrupt version (one byte of reward.onnx changed) fails its sha256 and never serves.
   cpSync(v(last), v(last + 1), { recursive: true })
   setVersion(last + 1)
