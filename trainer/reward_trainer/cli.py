@@ -52,16 +52,18 @@ def _image_cfg(ns, margs: ModelArgs) -> ImagePreprocess:
     return i
 
 
-# Budgets for `reproduce`. cpu: <= 100 min end to end on 2 cores (issue 15): data ~9 min, pretraining 6 + 15 min,
-# Bradley-Terry 60 min (it stops at its time budget, the cosine schedule follows the time fraction), evaluation and
-# export ~5 min; cuda: more data and epochs.
+# Budgets for `reproduce`. cpu: <= 100 min end to end on 2 cores (issue 15): data ~9 min, pretraining 10 + 15 min,
+# Bradley-Terry 57 min (it stops at its time budget, the cosine schedule follows the time fraction; at 1 thread
+# ~45 pairs/s, so the epochs seldom end it first), evaluation and export ~5 min; cuda: more data and epochs. lr is the
+# Bradley-Terry stage's peak: 5e-4 after pretraining, since 2e-3 erased the arithmetic the text stage taught within
+# 600 steps (LM probe 0.83 -> 0.59) while 5e-4 kept it at the same reward accuracy (trainer/README.md, session 4).
 BUDGETS = {
-    "cpu": {"train_pairs": 16000, "heldout_pairs": 800, "epochs": 4.0, "time_budget_s": 3600.0,
-            "pretrain_text_seconds": 360.0, "pretrain_vision_seconds": 900.0},
+    "cpu": {"train_pairs": 16000, "heldout_pairs": 800, "epochs": 12.0, "time_budget_s": 3420.0,
+            "pretrain_text_seconds": 600.0, "pretrain_vision_seconds": 900.0, "lr": 5e-4},
     "cuda": {"train_pairs": 24000, "heldout_pairs": 1600, "epochs": 3.0, "time_budget_s": 0.0,
-             "pretrain_text_seconds": 600.0, "pretrain_vision_seconds": 600.0},
+             "pretrain_text_seconds": 600.0, "pretrain_vision_seconds": 600.0, "lr": 5e-4},
     "tiny": {"train_pairs": 48, "heldout_pairs": 16, "epochs": 1.0, "time_budget_s": 0.0,
-             "pretrain_text_seconds": 0.0, "pretrain_vision_seconds": 0.0},
+             "pretrain_text_seconds": 0.0, "pretrain_vision_seconds": 0.0, "lr": TrainConfig.lr},
 }
 
 
@@ -104,6 +106,7 @@ def reproduce(ns) -> None:
     tcfg.tokenizer, tcfg.out = tok_model, os.path.join(run, "train")
     tcfg.epochs = budget["epochs"] if ns.epochs_override is None else ns.epochs_override
     tcfg.time_budget_s = budget["time_budget_s"] if ns.time_budget_override is None else ns.time_budget_override
+    tcfg.lr = budget["lr"] if ns.lr_override is None else ns.lr_override
     icfg, vcfg = _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_")
     pcfg = _take(ns, PretrainConfig, "pretrain_")
     for f in ("text_seconds", "vision_seconds"):
@@ -150,7 +153,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name in ("train", "reproduce"):
         t = sub.add_parser(name, help="train a model" if name == "train" else
                            "generate -> tokenizer -> train -> evaluate -> export (the default model)")
-        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "data", "eval_data", "out", "tokenizer", "seed")
+        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "lr", "data", "eval_data", "out", "tokenizer",
+                                                        "seed")
                        if name == "reproduce" else ())
         _add_dataclass(t, ModelArgs, "model_")
         _add_dataclass(t, VisionArgs, "vision_")
@@ -173,6 +177,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                            help="data generation seed; held-out uses seed + 1_000_003 (default: 1234)")
             t.add_argument("--epochs", dest="epochs_override", type=float, default=None)
             t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
+            t.add_argument("--lr", dest="lr_override", type=float, default=None,
+                           help="Bradley-Terry peak learning rate (default: the budget's)")
             t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
             # the default model is trained on the published get_score input pipeline (issue 11): one pipeline
             # ...except that message content never yields a control id (the safe setting models/README.md allows;

@@ -299,7 +299,7 @@ def vision_stage(model: IXCRewardModel, tok: TextTokenizer, icfg: ImagePreproces
 
 
 def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess, tokenizer: str,
-             out: str, pipeline: str, max_seq_len: int, seed: int, device: str = "cpu", threads: int = 2) -> Dict:
+             out: str, pipeline: str, max_seq_len: int, seed: int, device: str = "cpu", threads: int = 1) -> Dict:
     """Fresh model -> text stage -> vision stage -> out/ckpt.pt (weights + configs; `train --init` starts there)
     and out/pretrain_result.json (what each stage did)."""
     torch.set_num_threads(threads)

@@ -24,10 +24,12 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["init"] = tcfg.init
         seen["pipeline"] = tcfg.pipeline
         seen["cst"] = tcfg.content_special_tokens
+        seen["lr"], seen["threads"] = tcfg.lr, tcfg.threads
         return {}
 
-    def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, *_):
+    def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, device, threads):
         seen["pretrain"] = (pcfg.text_seconds, pcfg.vision_seconds, seed, pipeline, out)
+        seen["pretrain_threads"] = threads
         return {}
 
     monkeypatch.setattr(generate_mod, "generate", generate)
@@ -61,6 +63,23 @@ def test_reproduce_chains_pretraining_into_training_on_the_published_pipeline(tm
     seen = run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-seconds", "0", "--pretrain-vision-seconds", "0",
                          "--pipeline", "default")
     assert "pretrain" not in seen and seen["init"] == "" and seen["pipeline"] == "default"
+
+
+def test_reproduce_bradley_terry_lr_is_the_budgets_unless_given(tmp_path, monkeypatch):
+    """Issue 15: after pretraining, the BT stage runs at the budget's lower lr (2e-3 erased what the text stage
+    taught); --lr overrides it; tiny keeps the train command's default."""
+    assert cli.BUDGETS["cpu"]["lr"] < cli.TrainConfig.lr
+    assert run_reproduce(tmp_path / "a", monkeypatch)["lr"] == cli.BUDGETS["cpu"]["lr"]
+    assert run_reproduce(tmp_path / "b", monkeypatch, "--lr", "3e-3")["lr"] == 3e-3
+    assert run_reproduce(tmp_path / "c", monkeypatch, "--budget", "tiny")["lr"] == cli.TrainConfig.lr
+
+
+def test_reproduce_runs_both_stages_on_one_thread_unless_told(tmp_path, monkeypatch):
+    """1 thread trained 3x faster than 2 on the 2-core host (trainer/README.md); --threads reaches both stages."""
+    seen = run_reproduce(tmp_path / "a", monkeypatch)
+    assert (seen["threads"], seen["pretrain_threads"]) == (1, 1)
+    seen = run_reproduce(tmp_path / "b", monkeypatch, "--threads", "2")
+    assert (seen["threads"], seen["pretrain_threads"]) == (2, 2)
 
 
 def test_template_config_content_special_tokens_override():
