@@ -32,6 +32,7 @@ import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
+import { selfCpuMs, threadCpuMs } from './cpu.ts'
 import { abbaRatio, drive, post } from './load.ts'
 import { startServer } from './server.ts'
 import { fmtSpread, median, mulberry32, pct, shuffled } from './stats.ts'
@@ -173,11 +174,32 @@ async function main() {
     console.log(`\nheadline: ${HEADLINE_BLOCKS} ABBA blocks (raw b=${best}, svc c=${SATURATION}, svc c=${SATURATION}, raw b=${best}), one pass of ${rows.length} items each`)
     console.log('block  raw items/s (1st, 2nd)  svc items/s (1st, 2nd)  service/raw')
     const headline: number[] = []
+    // CPU per item of each side (from /proc, so load from other jobs does not enter it): where the service's
+    // extra CPU goes when the cores are the bottleneck.
+    const cpu = { raw: 0, main: 0, others: 0, client: 0, rawItems: 0, svcItems: 0 }
+    const rawCpu = async () => {
+      const c0 = selfCpuMs()
+      const r = await rawPass(best)
+      cpu.raw += selfCpuMs() - c0
+      cpu.rawItems += rows.length
+      return r.itemsPerS
+    }
+    const svcCpu = async () => {
+      const t0 = threadCpuMs(child.pid!)
+      const c0 = selfCpuMs()
+      const r = await drive(url, bodies, SATURATION)
+      const t1 = threadCpuMs(child.pid!)
+      cpu.client += selfCpuMs() - c0
+      cpu.main += t1.main - t0.main
+      cpu.others += t1.others - t0.others
+      cpu.svcItems += r.ok
+      return r.itemsPerS
+    }
     for (let i = 1; i <= HEADLINE_BLOCKS; i++) {
-      const r1 = (await rawPass(best)).itemsPerS
-      const s1 = (await drive(url, bodies, SATURATION)).itemsPerS
-      const s2 = (await drive(url, bodies, SATURATION)).itemsPerS
-      const r2 = (await rawPass(best)).itemsPerS
+      const r1 = await rawCpu()
+      const s1 = await svcCpu()
+      const s2 = await svcCpu()
+      const r2 = await rawCpu()
       const ratio = abbaRatio(r1, s1, s2, r2)
       headline.push(ratio)
       console.log(`${pad(i, 5)}  ${pad(`${f(r1)}, ${f(r2)}`, 22)}  ${pad(`${f(s1)}, ${f(s2)}`, 22)}  ${pad(f(ratio, 3), 11)}`)
@@ -186,6 +208,15 @@ async function main() {
     console.log(
       `throughput at saturation: service c=${SATURATION} / raw b=${best} = ${fmtSpread(headline, 3)}, IQR ${f(pct(headline, 25), 3)}–${f(pct(headline, 75), 3)} ` +
         `over ${HEADLINE_BLOCKS} ABBA blocks (target >= 0.85); the sweep's per-round ratio: ${fmtSpread(ratiosAt(SATURATION), 3)}`,
+    )
+    const per = (ms: number, n: number) => f(ms / n, 2)
+    const svcTotal = (cpu.main + cpu.others + cpu.client) / cpu.svcItems
+    console.log(
+      `CPU per item in those blocks (/proc and process.cpuUsage): raw ${per(cpu.raw, cpu.rawItems)} ms; service ` +
+        `${per(cpu.main + cpu.others, cpu.svcItems)} ms = main thread ${per(cpu.main, cpu.svcItems)} (HTTP, JSON, tokenization, ` +
+        `batching) + other threads ${per(cpu.others, cpu.svcItems)} (engine worker with ONNX Runtime's pool, GC helpers, ` +
+        `tokenizer worker); load generator ${per(cpu.client, cpu.svcItems)} ms; raw / (service + load generator) = ` +
+        `${f(cpu.raw / cpu.rawItems / svcTotal, 3)} (the ratio to expect where the cores are the bottleneck)`,
     )
     console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; > ${os.cpus().length} means other jobs competed for the cores)`)
     console.log(

@@ -6,12 +6,12 @@
 //   segment at concurrency 8, ABBA blocks; CPU time is what the 2-core host runs short of at saturation, and it
 //   does not depend on what else runs (the latency does).
 // Env: BENCH_ITEMS (conversations, default 96), BENCH_BLOCKS (ABBA blocks, default 4).
-import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { cpuMs } from './cpu.ts'
 import { loadConversations } from './dataset.ts'
 import { drive, post } from './load.ts'
 import { startServer } from './server.ts'
@@ -20,15 +20,6 @@ import { median, pct } from './stats.ts'
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.BENCH_ITEMS ?? 96)
 const BLOCKS = Number(process.env.BENCH_BLOCKS ?? 4)
-const TICK_MS = 1000 / 100 // USER_HZ on Linux
-
-/** CPU milliseconds the process has used so far (all threads). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields from 3 on: utime is field 14, stime 15
-  return (Number(f[11]) + Number(f[12])) * TICK_MS
-}
-
 async function main(): Promise<void> {
   const bodies = loadConversations(root, N).map((messages) => JSON.stringify({ items: [{ messages }] }))
   const chars = bodies.map((b) => b.length)
