@@ -4,7 +4,8 @@
 // from the first item sent to the last result received (performance.now() in this process):
 //   raw b     the model's reward.onnx in this process (src/engine/onnx.ts, the service's threads/spin settings),
 //             rows tokenized the same way up front, length-sorted batches of b (least padding: the strictest
-//             baseline) in shuffled order, b = 1..32;
+//             baseline) in shuffled order, b = 1..32; with ENGINE_REPLICAS > 1 as many sessions in worker
+//             threads (bench/raw-worker.ts), the batches dealt out to them in turn;
 //   svc c     src/server.ts as a child process, POST /v1/score with one conversation per request from a small
 //             load generator here (keep-alive, exactly c requests in flight until the list is exhausted),
 //             c = 1..64;
@@ -30,6 +31,8 @@ import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.ts'
 import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
+import type { EncodedRow } from '../src/scheduler/types.ts'
+import { spawnWorker } from '../src/util/worker.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
 import { selfCpuMs, threadCpuMs } from './cpu.ts'
@@ -67,7 +70,7 @@ async function main() {
   const totalTokens = rows.reduce((a, r) => a + r.ids.length, 0)
   console.log(
     `model ${entry.name}/${entry.version}; ${rows.length} hh-rlhf conversations per segment, mean ${f(totalTokens / rows.length)} tokens ` +
-      `(max_seq_len ${manifest.max_seq_len}); threads ${config.threads}, spin ${config.ortSpin}; ${ROUNDS} rounds, seed ${SEED}; ` +
+      `(max_seq_len ${manifest.max_seq_len}); engine replicas ${config.engineReplicas} x threads ${config.threads}, spin ${config.ortSpin}; ${ROUNDS} rounds, seed ${SEED}; ` +
       `${os.cpus().length} cpus, load average ${os.loadavg()[0]!.toFixed(1)} at start`,
   )
 
@@ -79,14 +82,22 @@ async function main() {
   const padId = manifest.tokenizer.pad_id
   const dim = manifest.config.hidden_size
   const byLength = [...rows].sort((a, b) => a.ids.length - b.ids.length)
+  // ENGINE_REPLICAS > 1: the raw side runs as many sessions, each in a worker thread with the service's threads
+  // per replica, and a pass deals its batches out to them in turn (the service's replicas, without HTTP).
+  const replicas = await rawReplicas(config.engineReplicas, path.join(entry.dir, manifest.graphs.reward.file), byLength, manifest.tokenizer.pad_id, manifest.config.hidden_size)
   /** One pass over all rows in length-sorted batches of b (in shuffled order). */
   const rawPass = async (b: number) => {
-    const batches = shuffled(Array.from({ length: Math.ceil(byLength.length / b) }, (_, i) => byLength.slice(i * b, i * b + b)), 7 + b)
+    const order = shuffled(Array.from({ length: Math.ceil(byLength.length / b) }, (_, i) => i), 7 + b)
     const times: number[] = []
     const t0 = performance.now()
-    for (const batch of batches) {
+    if (replicas.length > 0) {
+      const mine = replicas.map((_, r) => order.filter((_, k) => k % replicas.length === r).map((i) => range(i * b, Math.min(byLength.length, i * b + b))))
+      const each = await Promise.all(replicas.map((w, r) => w.run(mine[r]!)))
+      return { itemsPerS: (rows.length / (performance.now() - t0)) * 1000, batchP50: pct(each.flat(), 50) }
+    }
+    for (const i of order) {
       const s = performance.now()
-      await runReward(session, packRewardBatch(batch, padId, dim))
+      await runReward(session, packRewardBatch(byLength.slice(i * b, i * b + b), padId, dim))
       times.push(performance.now() - s)
     }
     return { itemsPerS: (rows.length / (performance.now() - t0)) * 1000, batchP50: pct(times, 50) }
@@ -146,7 +157,7 @@ async function main() {
     const best = BATCHES.reduce((a, b) => (rawMedian(b) > rawMedian(a) ? b : a))
     const bestPerRound = raw.get(best)!.map((x) => x.itemsPerS)
     const meanTokens = totalTokens / rows.length
-    console.log(`\nraw engine (in-process, ${executionProvider}; length-sorted batches in shuffled order; ${ROUNDS} rounds: median [min–max])`)
+    console.log(`\nraw engine (${replicas.length > 0 ? `${replicas.length} sessions in worker threads, batches dealt in turn` : 'in-process'}, ${executionProvider}; length-sorted batches in shuffled order; ${ROUNDS} rounds: median [min–max])`)
     console.log('batch  items/s median [min–max]  tokens/s  ms/batch p50')
     for (const b of BATCHES) {
       const xs = raw.get(b)!
@@ -227,7 +238,31 @@ async function main() {
     child.kill('SIGTERM')
     await once(child, 'exit')
     await session.release()
+    await Promise.all(replicas.map((w) => w.close()))
   }
+}
+
+const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i)
+
+/** The raw replicas (none when ENGINE_REPLICAS is 1: the pass runs in this thread). */
+async function rawReplicas(n: number, file: string, rows: EncodedRow[], padId: number, dim: number) {
+  if (n <= 1) return []
+  return Promise.all(
+    Array.from({ length: n }, async () => {
+      const w = spawnWorker(new URL('./raw-worker.ts', import.meta.url), { file, threads: config.threads, spin: config.ortSpin, rows, padId, dim })
+      await once(w, 'message')
+      return {
+        run: async (batches: number[][]): Promise<number[]> => {
+          w.postMessage({ batches })
+          return (await once(w, 'message'))[0] as number[]
+        },
+        close: async () => {
+          w.postMessage('close')
+          await once(w, 'exit')
+        },
+      }
+    }),
+  )
 }
 
 await main()

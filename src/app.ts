@@ -6,6 +6,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Config } from './config.ts'
 import { WorkerEngine } from './engine/engine-client.ts'
+import { ReplicatedEngine } from './engine/replicas.ts'
 import type { Engine } from './engine/types.ts'
 import authPlugin from './http/plugins/auth.ts'
 import compressionPlugin from './http/plugins/compression.ts'
@@ -81,14 +82,15 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     },
   })
 
-  const engine =
-    deps.engine ??
+  const worker = () =>
     new WorkerEngine({
       providers: config.executionProviders,
       threads: config.threads,
       spin: config.ortSpin,
       embeddingCacheBytes: config.media.embeddingCacheBytes,
     })
+  const engine =
+    deps.engine ?? (config.engineReplicas > 1 ? new ReplicatedEngine(Array.from({ length: config.engineReplicas }, worker)) : worker())
   const models = deps.models ?? new ModelRegistry(config.defaultModel)
   const metrics = createMetrics(deps.metricsRegistry, buildInfo(config.gitCommit))
   const batcher = new Batcher({

@@ -41,9 +41,14 @@ const EnvSchema = z.object({
   /** Ordered preference; the first provider whose session initialises wins, the others' failures are logged and
    *  shown in /v1/models. cpu last so a host without a GPU still serves. */
   EXECUTION_PROVIDERS: listFrom('cuda,webgpu,cpu').pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1)),
-  /** ORT intra-op threads. 0 = one per available core. On a shared host fewer threads trade peak speed for
-   *  less contention with the event loop and tokenization. */
+  /** ORT intra-op threads per engine replica. 0 = the available cores divided among the replicas (at least 1).
+   *  On a shared host fewer threads trade peak speed for less contention with the event loop and tokenization. */
   THREADS: intFrom(0, 0, 256),
+  /** Engine worker threads, each with its own sessions of every model (src/engine/replicas.ts; Triton's instance
+   *  count). Text batches go to the least busy one, media work to the first. On CPU, N replicas of one thread each
+   *  scored 1.5-1.7x the items/s of one replica with N threads (bench/README.md), at a higher single-item latency
+   *  and N copies of the weights in memory; on a GPU keep 1. */
+  ENGINE_REPLICAS: intFrom(1, 1, 64),
   /** Let idle ORT threads spin-wait for work. Lowers latency on a dedicated machine; on a shared host or under
    *  a container CPU quota spinning threads steal the cores the other threads need (measured: 2x slower). */
   ORT_SPIN: z.stringbool().default(false),
@@ -58,9 +63,9 @@ const EnvSchema = z.object({
   /** How long the oldest queued job may wait for company while the engine is idle. 0 = run at once (lowest
    *  latency at low load; under load batches fill anyway while the previous batch runs). */
   MAX_QUEUE_DELAY_MS: intFrom(0, 0, 10_000),
-  /** Batches handed to the engine at once. 2 = one batch is packed while the previous runs (TEI's prefetch),
-   *  at the price of smaller batches when the queue is short. */
-  PIPELINE_DEPTH: intFrom(1, 1, 8),
+  /** Batches handed to the engine at once. 0 = one per engine replica. One more than the replicas = a batch is
+   *  packed while the others run (TEI's prefetch), at the price of smaller batches when the queue is short. */
+  PIPELINE_DEPTH: intFrom(0, 0, 64),
   /** Items (conversations) admitted at once, in flight plus queued. Beyond it requests get 503 + Retry-After
    *  before any tokenization or media work. Low values turn waiting into fast 503s that RLHF clients retry. */
   MAX_PENDING_ITEMS: intFrom(512, 1),
@@ -172,7 +177,9 @@ export interface Config {
   readonly checksumCache: string
   readonly defaultModel: string
   readonly executionProviders: readonly ExecutionProvider[]
+  /** ORT intra-op threads of each engine replica */
   readonly threads: number
+  readonly engineReplicas: number
   readonly ortSpin: boolean
   readonly batch: {
     readonly maxBatchTokens: number
@@ -272,13 +279,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       e.CHECKSUM_CACHE === 'off' ? '' : e.CHECKSUM_CACHE || path.join(e.MODELS_DIR, '.sha256-cache.json'),
     defaultModel: e.DEFAULT_MODEL,
     executionProviders: e.EXECUTION_PROVIDERS,
-    threads: e.THREADS === 0 ? os.availableParallelism() : e.THREADS,
+    threads: e.THREADS === 0 ? Math.max(1, Math.floor(os.availableParallelism() / e.ENGINE_REPLICAS)) : e.THREADS,
+    engineReplicas: e.ENGINE_REPLICAS,
     ortSpin: e.ORT_SPIN,
     batch: {
       maxBatchTokens: e.MAX_BATCH_TOKENS,
       maxBatchSize: e.MAX_BATCH_SIZE,
       maxQueueDelayMs: e.MAX_QUEUE_DELAY_MS,
-      pipelineDepth: e.PIPELINE_DEPTH,
+      pipelineDepth: e.PIPELINE_DEPTH || e.ENGINE_REPLICAS,
     },
     maxPendingItems: e.MAX_PENDING_ITEMS,
     maxPendingImages: e.MAX_PENDING_IMAGES,

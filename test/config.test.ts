@@ -1,3 +1,4 @@
+import os from 'node:os'
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config.ts'
 
@@ -10,6 +11,19 @@ t.test('defaults', async (t) => {
   t.ok(c.threads >= 1)
   t.same(c.apiKeys, [])
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.batch) && Object.isFrozen(c.executionProviders))
+})
+
+t.test('ENGINE_REPLICAS: the cores are divided among the replicas, and one batch in flight per replica', async (t) => {
+  const cores = os.availableParallelism()
+  const one = loadConfig({})
+  t.same([one.engineReplicas, one.threads, one.batch.pipelineDepth], [1, cores, 1])
+  const two = loadConfig({ ENGINE_REPLICAS: '2' })
+  t.same([two.engineReplicas, two.threads, two.batch.pipelineDepth], [2, Math.max(1, Math.floor(cores / 2)), 2])
+  const many = loadConfig({ ENGINE_REPLICAS: String(cores + 1) })
+  t.equal(many.threads, 1, 'never fewer than one thread')
+  const set = loadConfig({ ENGINE_REPLICAS: '2', THREADS: '3', PIPELINE_DEPTH: '3' })
+  t.same([set.threads, set.batch.pipelineDepth], [3, 3], 'explicit values win')
+  t.throws(() => loadConfig({ ENGINE_REPLICAS: '0' }), ConfigError)
 })
 
 t.test('parses and coerces env strings; empty means unset', async (t) => {

@@ -1,6 +1,6 @@
-// Main-thread proxy of the engine worker. One worker owns all sessions: on a small CPU host one ORT run at a
-// time with all intra-op threads beats several competing runs. Requests are matched to replies by id; if the
-// worker dies every pending call is rejected and health() turns false (readiness follows).
+// Main-thread proxy of an engine worker, which owns one session of each graph of every model and runs one ORT
+// call at a time (ENGINE_REPLICAS > 1 puts several behind replicas.ts). Requests are matched to replies by id;
+// if the worker dies every pending call is rejected and health() turns false (readiness follows).
 import type { Worker } from 'node:worker_threads'
 import { spawnWorker } from '../util/worker.ts'
 import type { Engine, LoadedGraphs, ModelFiles, PackedRewardFeeds, RewardFeeds, RewardOutput, StoredVision, TransferStats, VisionOutput } from './types.ts'
