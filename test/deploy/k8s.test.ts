@@ -157,7 +157,7 @@ for (const overlay of ['cpu', 'gpu']) {
       t.ok(models?.readOnly, 'models volume mounted read-only at MODELS_DIR')
       t.ok(pod.spec.volumes.some((v: any) => v.name === models.name))
       const cpuLimit = server.resources.limits?.cpu ?? server.resources.requests.cpu
-      t.ok(cfg.threads <= Number(cpuLimit), `THREADS (${cfg.threads}) <= the CPU the pod gets (${cpuLimit})`)
+      t.ok(cfg.threads * cfg.engineReplicas <= Number(cpuLimit), `THREADS (${cfg.threads}) x ENGINE_REPLICAS (${cfg.engineReplicas}) <= the CPU the pod gets (${cpuLimit})`)
     })
 
     t.test('non-root, read-only root filesystem', async (t) => {
