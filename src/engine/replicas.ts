@@ -6,15 +6,20 @@
 //
 // Image embeddings live in the engine that encoded them (embedding-store.ts, by handle), so every vision run and
 // every batch that names stored embeddings goes to replica 0; text-only batches (and batches that carry their
-// embeddings as floats) go to whichever replica has the fewest runs in flight.
+// embeddings as floats) go to whichever replica has the fewest runs in flight, taking turns on ties.
 import type { Engine, LoadedGraphs, ModelFiles, PackedRewardFeeds, RewardFeeds, RewardOutput, TransferStats } from './types.ts'
 
-/** The replica a run goes to: 0 when it needs replica 0's embedding store, else the least busy (ties: the highest
- *  index, which keeps replica 0 free for the media work only it can do). */
-export function pickReplica(inFlight: readonly number[], needsStore: boolean): number {
+/** The replica a run goes to: 0 when it needs replica 0's embedding store, else the least busy; ties go to the
+ *  first in cyclic order from `start`, so that runs sent one at a time (a model's warm-up and golden check, a
+ *  lone client) take turns and every replica's sessions run before they serve. */
+export function pickReplica(inFlight: readonly number[], needsStore: boolean, start = 0): number {
   if (needsStore) return 0
-  let best = inFlight.length - 1
-  for (let i = inFlight.length - 2; i >= 0; i--) if (inFlight[i]! < inFlight[best]!) best = i
+  const n = inFlight.length
+  let best = start % n
+  for (let k = 1; k < n; k++) {
+    const i = (start + k) % n
+    if (inFlight[i]! < inFlight[best]!) best = i
+  }
   return best
 }
 
@@ -26,6 +31,7 @@ function needsStore(feeds: RewardFeeds | PackedRewardFeeds): boolean {
 export class ReplicatedEngine implements Engine {
   readonly #replicas: readonly Engine[]
   readonly #inFlight: number[]
+  #start = 0
   /** Reward runs (plain and packed) each replica was given: the balance tests and the bench read it. */
   readonly runs: number[]
   /** Present when every replica has the packed graph's run (the scoring service packs only then). */
@@ -38,12 +44,19 @@ export class ReplicatedEngine implements Engine {
     this.runs = replicas.map(() => 0)
     if (replicas.every((e) => e.runRewardPacked)) {
       this.runRewardPacked = (key, feeds) =>
-        this.#on(pickReplica(this.#inFlight, needsStore(feeds)), (e) => e.runRewardPacked!(key, feeds))
+        this.#on(this.#pick(feeds), (e) => e.runRewardPacked!(key, feeds))
     }
   }
 
   get size(): number {
     return this.#replicas.length
+  }
+
+  /** The replica for a run, and the next tie-break start after it. */
+  #pick(feeds: RewardFeeds | PackedRewardFeeds): number {
+    const i = pickReplica(this.#inFlight, needsStore(feeds), this.#start)
+    if (!needsStore(feeds)) this.#start = (i + 1) % this.#replicas.length
+    return i
   }
 
   async #on<T>(i: number, run: (e: Engine) => Promise<T>): Promise<T> {
@@ -73,7 +86,7 @@ export class ReplicatedEngine implements Engine {
   }
 
   runReward(key: string, feeds: RewardFeeds) {
-    return this.#on(pickReplica(this.#inFlight, needsStore(feeds)), (e) => e.runReward(key, feeds))
+    return this.#on(this.#pick(feeds), (e) => e.runReward(key, feeds))
   }
 
   runVision(key: string, image: Float32Array, height: number, width: number) {

@@ -3,21 +3,26 @@ import t from 'tap'
 import { pickReplica, ReplicatedEngine } from '../../src/engine/replicas.ts'
 import type { Engine, LoadedGraphs, PackedRewardFeeds, RewardFeeds, RewardOutput } from '../../src/engine/types.ts'
 
-t.test('pickReplica: stored embeddings pin replica 0; otherwise the least busy, ties to the highest index', async (t) => {
-  const table: Array<[number[], boolean, number]> = [
-    [[0], false, 0],
-    [[0], true, 0],
-    [[0, 0], false, 1],
-    [[0, 0], true, 0],
-    [[1, 0], false, 1],
-    [[0, 1], false, 0],
-    [[0, 5], true, 0],
-    [[2, 2, 1], false, 2],
-    [[1, 2, 2], false, 0],
-    [[2, 1, 1], false, 2],
-    [[1, 1, 2], false, 1],
+t.test('pickReplica: stored embeddings pin replica 0; otherwise the least busy, ties in cyclic order from start', async (t) => {
+  const table: Array<[number[], boolean, number, number]> = [
+    [[0], false, 0, 0],
+    [[0], true, 0, 0],
+    [[0, 0], false, 0, 0],
+    [[0, 0], false, 1, 1],
+    [[0, 0], true, 1, 0],
+    [[1, 0], false, 0, 1],
+    [[0, 1], false, 1, 0],
+    [[0, 5], true, 1, 0],
+    [[2, 2, 1], false, 0, 2],
+    [[1, 2, 2], false, 2, 0],
+    [[2, 1, 1], false, 0, 1],
+    [[2, 1, 1], false, 2, 2],
+    [[1, 1, 2], false, 2, 0],
+    [[1, 1, 1], false, 4, 1],
   ]
-  for (const [inFlight, store, want] of table) t.equal(pickReplica(inFlight, store), want, `${JSON.stringify(inFlight)} store=${store}`)
+  for (const [inFlight, store, start, want] of table) {
+    t.equal(pickReplica(inFlight, store, start), want, `${JSON.stringify(inFlight)} store=${store} start=${start}`)
+  }
 })
 
 const graphs: LoadedGraphs = {
@@ -109,19 +114,24 @@ t.test('text runs spread over the replicas by runs in flight; runs naming stored
   const e = new ReplicatedEngine([a, b])
   a.hold()
   b.hold()
-  const runs = [e.runReward('m/1', feeds()), e.runReward('m/1', feeds()), e.runReward('m/1', feeds()), e.runReward('m/1', feeds(true))]
-  t.same(b.calls, ['reward', 'reward'], 'the first and third text runs: replica 1 was idle, then tied')
-  t.same(a.calls, ['reward', 'reward+refs'], 'the second text run, and the run with refs although replica 0 is the busier')
+  const runs = [e.runReward('m/1', feeds()), e.runReward('m/1', feeds()), e.runReward('m/1', feeds(true)), e.runReward('m/1', feeds())]
+  t.same(a.calls, ['reward', 'reward+refs'], 'the first text run, and the run with refs although replica 0 is then the busier')
+  t.same(b.calls, ['reward', 'reward'], 'the second text run (replica 1 idle) and the fourth (replica 0 busier)')
   t.same(e.runs, [2, 2])
   a.release()
   b.release()
   await Promise.all(runs)
-  // runs finished: nothing is in flight any more, so the next text run goes to the highest index again
-  await e.runReward('m/1', feeds())
-  t.equal(b.calls.length, 3)
   const packed = e.runRewardPacked!('m/1', feeds(true) as unknown as PackedRewardFeeds)
   await packed
   t.equal(a.calls.at(-1), 'packed+refs')
+})
+
+t.test('runs sent one at a time take turns, so a warm-up or golden check runs every replica', async (t) => {
+  const rs = [new Recorder(), new Recorder(), new Recorder()]
+  const e = new ReplicatedEngine(rs)
+  for (let i = 0; i < 6; i++) await e.runReward('m/1', feeds())
+  t.same(e.runs, [2, 2, 2])
+  t.ok(rs.every((r) => r.calls.length === 2))
 })
 
 t.test('media work and pins go to replica 0 only', async (t) => {
