@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
 # fonts-dejavu-core: the text of the CLI report charts (tick labels, legends; src/preprocess/image/sharp.ts).
-pkgs=(ffmpeg fonts-dejavu-core)
+# curl: the README examples, run as printed by test/docs/readme-examples.test.ts.
+pkgs=(ffmpeg fonts-dejavu-core curl)
 if [ "$mode" = all ]; then
   pkgs+=(python3-torch python3-onnx python3-numpy python3-pil python3-sentencepiece python3-jsonschema python3-pytest libopenblas0-pthread)
   # promtool (checks and unit-tests the Prometheus config and alert rules in test/deploy/). kubectl (kustomize
