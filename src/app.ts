@@ -89,10 +89,13 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
       spin: config.ortSpin,
       embeddingCacheBytes: config.media.embeddingCacheBytes,
     })
-  const engine =
-    deps.engine ?? (config.engineReplicas > 1 ? new ReplicatedEngine(Array.from({ length: config.engineReplicas }, worker)) : worker())
-  const models = deps.models ?? new ModelRegistry(config.defaultModel)
   const metrics = createMetrics(deps.metricsRegistry, buildInfo(config.gitCommit))
+  const engine =
+    deps.engine ??
+    (config.engineReplicas > 1
+      ? new ReplicatedEngine(Array.from({ length: config.engineReplicas }, worker), (i) => metrics.engineReplicaRuns.inc({ replica: String(i) }))
+      : worker())
+  const models = deps.models ?? new ModelRegistry(config.defaultModel)
   const batcher = new Batcher({
     engine,
     limits: { ...config.batch, maxBatchTokens: config.batch.maxBatchTokens || 16384 },

@@ -37,7 +37,8 @@ export class ReplicatedEngine implements Engine {
   /** Present when every replica has the packed graph's run (the scoring service packs only then). */
   readonly runRewardPacked?: (key: string, feeds: PackedRewardFeeds) => Promise<RewardOutput>
 
-  constructor(replicas: readonly Engine[]) {
+  /** `onRun(replica)`: each reward run as it is dispatched (the app counts them in scorer_engine_replica_runs_total). */
+  constructor(replicas: readonly Engine[], private readonly onRun: (replica: number) => void = () => {}) {
     if (replicas.length === 0) throw new Error('ReplicatedEngine needs at least one engine')
     this.#replicas = replicas
     this.#inFlight = replicas.map(() => 0)
@@ -62,6 +63,7 @@ export class ReplicatedEngine implements Engine {
   async #on<T>(i: number, run: (e: Engine) => Promise<T>): Promise<T> {
     this.#inFlight[i]!++
     this.runs[i]!++
+    this.onRun(i)
     try {
       return await run(this.#replicas[i]!)
     } finally {

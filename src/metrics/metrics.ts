@@ -44,6 +44,12 @@ export function createMetrics(registry: Registry = new Registry(), build?: Build
       registers,
     }),
     queueDepth: new Gauge({ name: 'scorer_queue_depth', help: 'Jobs waiting for a batch', registers }),
+    engineReplicaRuns: new Counter({
+      name: 'scorer_engine_replica_runs_total',
+      help: 'Reward graph runs (batches) by engine replica, with ENGINE_REPLICAS > 1; replica 0 also runs every vision graph and every batch naming stored image embeddings',
+      labelNames: ['replica'] as const,
+      registers,
+    }),
     pendingItems: new Gauge({
       name: 'scorer_pending_items',
       help: 'Items admitted (queued + in flight); admission refuses beyond MAX_PENDING_ITEMS',

@@ -68,6 +68,13 @@ t.test('an image request (embeddings stored in replica 0) and a rank over it sco
   t.ok(replicated.runs[0]! > rankRuns, 'the rank (one packed row over the shared image prompt) ran on replica 0')
 })
 
+t.test('/metrics counts each replica\'s runs (scorer_engine_replica_runs_total)', async (t) => {
+  const text = (await two.inject({ url: '/metrics' })).body
+  for (const [i, n] of replicated.runs.entries()) {
+    t.match(text, new RegExp(`^scorer_engine_replica_runs_total\\{replica="${i}"\\} ${n}$`, 'm'), `replica ${i}: ${n} runs`)
+  }
+})
+
 t.test('readiness covers every replica', async (t) => {
   t.equal((await two.inject({ url: '/readyz' })).statusCode, 200)
   t.equal(await replicated.health(), true)
