@@ -49,10 +49,6 @@ export class ReplicatedEngine implements Engine {
     }
   }
 
-  get size(): number {
-    return this.#replicas.length
-  }
-
   /** The replica for a run, and the next tie-break start after it. */
   #pick(feeds: RewardFeeds | PackedRewardFeeds): number {
     const i = pickReplica(this.#inFlight, needsStore(feeds), this.#start)
