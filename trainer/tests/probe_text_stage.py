@@ -3,7 +3,7 @@ learn the answers? Continues language modelling (pretrain.text_lm_loss, the text
 from a checkpoint for some minutes and prints, every 100 steps, the held-out LM pairwise accuracy of
 probe_lm_pairwise.py (the tied LM head at the first token where chosen and rejected differ) on the held-out
 arithmetic and table pairs. `table_multi` is an extra kind: one table, 2-4 questions about it in turns (every
-answer a read-off); `CURRICULUM=1` lets its tables start at one row.
+answer a read-off); `CURRICULUM=1` lets its tables start at one row; `THREADS` (1) torch threads.
 
     /usr/bin/python3 trainer/tests/probe_text_stage.py RUN_DIR INIT_CKPT MINUTES KINDS LR [OUT_CKPT]
 e.g. RUN_DIR = a reproduce run folder (data/heldout.jsonl, tokenizer/tokenizer.model), INIT_CKPT =
@@ -53,7 +53,7 @@ def table_multi(gen: Gen, n: int, curriculum: bool) -> dict:
 def main() -> None:
     run, init, minutes, kinds, lr = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4].split(","), float(sys.argv[5])
     out = sys.argv[6] if len(sys.argv) > 6 else None
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))  # 1: faster than 2 on the 2-core host (README)
     torch.manual_seed(0)
     model, state = load_checkpoint(init, "cpu")
     tok = TextTokenizer(os.path.join(run, "tokenizer", "tokenizer.model"))
