@@ -261,9 +261,10 @@ t.test('real model: reload a new version, release the old sessions, refuse a cor
   gc()
   const kept = process.memoryUsage().rss - rssSwapped
   t.comment(`rss: ${mib(rss0)} MiB with v1, +${mib(rssBoth - rss0)} MiB with v2 beside it; ${swaps} swaps with release: ${growth >= 0 ? '+' : ''}${mib(growth)} MiB; ${swaps} versions kept: +${mib(kept)} MiB`)
-  // Not released, the swaps would cost what keeping the versions costs (ratio ~1); released, the ratio measured
-  // 0.09-0.22 (growth <= 30 MiB against kept 110-140 MiB), so 0.5 sits between the two with room on both sides.
-  t.ok(growth < 0.5 * kept, `${swaps} swaps (release) grew RSS by ${mib(growth)} MiB, keeping ${swaps} versions by ${mib(kept)} MiB`)
+  // Not released (session release removed from the engine worker), the swaps grew 1.9x what keeping the versions
+  // did (397 vs 208 MiB); released, 0.16-0.23 alone and up to 0.55 inside the full parallel suite (allocator noise
+  // under load), so the line is drawn at 1: released swaps must grow less than keeping the versions.
+  t.ok(growth < kept, `${swaps} swaps (release) grew RSS by ${mib(growth)} MiB, keeping ${swaps} versions by ${mib(kept)} MiB`)
   const last = 5 + swaps
   // A corrupt version (one byte of reward.onnx changed) fails its sha256 and never serves.
   cpSync(v(last), v(last + 1), { recursive: true })
