@@ -32,7 +32,7 @@ export class ReplicatedEngine implements Engine {
   readonly #replicas: readonly Engine[]
   readonly #inFlight: number[]
   #start = 0
-  /** Reward runs (plain and packed) each replica was given: the balance tests and the bench read it. */
+  /** Reward runs (plain and packed) each replica was given (the tests read it; /metrics has the same count). */
   readonly runs: number[]
   /** Present when every replica has the packed graph's run (the scoring service packs only then). */
   readonly runRewardPacked?: (key: string, feeds: PackedRewardFeeds) => Promise<RewardOutput>
