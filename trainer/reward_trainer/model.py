@@ -21,6 +21,7 @@ from .config import ModelArgs, VisionArgs
 
 QUERY_CHUNK = 1024  # eager decoder attention in PyTorch: query rows per block above this length
 VIT_CROP_CHUNK = 4  # eager ViT attention in PyTorch: crops per block
+POS_EMB_STD = 0.5  # ViT position embedding init (see CLIPEmbeddings)
 
 
 # ----------------------------------------------------------------------------------------------- vision
@@ -31,7 +32,11 @@ class CLIPEmbeddings(nn.Module):
         self.class_embedding = nn.Parameter(torch.randn(a.width) * 0.02)
         self.patch_embedding = nn.Conv2d(3, a.width, kernel_size=a.patch, stride=a.patch, bias=False)
         self.position_embedding = nn.Embedding(self.num_patches + 1, a.width)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        # On the scale of the patch embeddings (~1 per channel with the conv's default init), not HF's 0.02: at
+        # 0.02 a token's place in the crop is 2 % of its features, and the vision stage's "left"/"right" labels (a
+        # pure function of that place) stayed at chance for 1 600 steps; at 0.5 they are learned within 10 steps
+        # (trainer/README.md, session 6). A loaded checkpoint overwrites this init.
+        nn.init.normal_(self.position_embedding.weight, std=POS_EMB_STD)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_embedding(x).flatten(2).transpose(1, 2)  # [N, P, W]
@@ -294,12 +299,13 @@ class IXCRewardModel(nn.Module):
         self.v_head = nn.Linear(a.hidden_size, 1, bias=False)
         hd = a.hidden_size // a.num_heads
         self.register_buffer("inv_freq", 1.0 / (a.rope_theta ** (torch.arange(0, hd, 2).float() / hd)), persistent=False)
-        self.apply(self._init)
+        self.model.apply(self._init)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
         # decoder linears and embeddings N(0, 0.02) (InternLM2 initializer_range); PLoRA A/B, ViT and projector
-        # keep their constructors' init (A kaiming, B zero: a fresh PLoRA is a no-op)
+        # keep their constructors' init (A kaiming, B zero: a fresh PLoRA is a no-op; the ViT's position
+        # embeddings POS_EMB_STD)
         if isinstance(m, (PLoRA, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
 

@@ -89,6 +89,12 @@ FORMS: Dict[str, Tuple[List[str], List[str]]] = {
     "instr_start": (["Answer about {subj}, starting your answer with \"{w}\"."],
                     ["Talk about {subj} and begin your reply with \"{w}\"."]),
 }
+# scene_text (pretraining only): how a described scene is introduced, and a moving ball's places in order
+SCENE_SAYS = ["The picture shows {d}.", "In the image: {d}.", "Scene: {d}."]
+SPOTS = {"x": ["at the far left", "on the left", "left of the middle", "in the middle", "right of the middle",
+               "on the right", "at the far right"],
+         "y": ["at the very top", "near the top", "above the middle", "in the middle", "below the middle",
+               "near the bottom", "at the very bottom"]}
 CANVASES = ([(112, 112)] * 6 + [(160, 112), (96, 112)], [(128, 128), (144, 104), (112, 96), (120, 140)])
 OP_WORDS = {"+": "plus", "-": "minus", "*": "times"}
 ITEMS = ["apples", "pears", "books", "pens", "cups", "chairs", "lamps", "shoes", "coins", "boxes"]
@@ -105,6 +111,10 @@ class Obj(NamedTuple):
     x: int
     y: int
     r: int
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 def _bg(rng: random.Random) -> Tuple[int, int, int]:
@@ -354,6 +364,59 @@ class Gen:
         valid = lambda s: truth in s.replace(".", " ").split()
         return self._pair(n, "video_motion", self.form("video_q"), fmt.format(v=truth), fmt.format(v=wrong), valid,
                           videos=[rel])
+
+    # ------------------------------------------------------------------------ scenes told in words (pretraining)
+    def scene_text(self, n: int) -> Dict:
+        """An image category's question about a scene described in words instead of shown (the text stage's
+        category; never a generated pair). Why: the decoder's tied embeddings of words no text category uses
+        ("left", "circle", "up", most colours) collapse to one shared direction during the text stage (the
+        softmax pushes every unused row the same way: cosine 0.99 between "left" and "right"), so neither the
+        vision stage's readout nor the Bradley-Terry stage could tell them apart. Told scenes give each word its
+        own meaning, in the replies' own phrasings."""
+        r = self.rng
+        kind = r.choice(("position", "count", "color", "motion"))
+        c1, c2 = r.sample(list(COLORS), 2)
+        s1, s2 = r.sample(SHAPES, 2)
+        if kind == "position":
+            truth = r.choice(("left", "right"))
+            wrong = "right" if truth == "left" else "left"
+            said = [f"{_a(c1)} {s1} on the {truth}", f"{_a(c2)} {s2} on the {wrong}"]
+            r.shuffle(said)
+            fmt = self.form("pos_a")
+            q, good, bad = self.form("pos_q").format(s=s1), fmt.format(v=truth, V=truth.capitalize(), s=s1), \
+                fmt.format(v=wrong, V=wrong.capitalize(), s=s1)
+            valid = lambda s: truth in s.lower().replace(".", " ").split()
+            desc = " and ".join(said)
+        elif kind == "count":
+            k = r.randint(1, 4)
+            wrong = r.choice([c for c in range(1, 6) if c != k])
+            fmt = self.form("count_a")
+            word = r.random() < NUMBER_WORD_RATE
+            v, wv = (number_word(k), number_word(wrong)) if word else (k, wrong)
+            q, good, bad = self.form("count_q").format(s=s1), fmt.format(v=v, s=s1), fmt.format(v=wv, s=s1)
+            valid = lambda s: numbers_in(s)[0] == k
+            desc = f"{self.num(k)} {c1} {s1}{'s' if k > 1 else ''}" + (f" and {_a(c2)} {s2}" if r.random() < 0.5 else "")
+        elif kind == "color":
+            fmt = self.form("color_a")
+            q, good, bad = self.form("color_q").format(s=s1), fmt.format(v=c1, s=s1), fmt.format(v=c2, s=s1)
+            valid = lambda s: c1 in s.lower().replace(".", " ").split()
+            desc = f"{_a(c1)} {s1}" + (f" next to {_a(c2)} {s2}" if r.random() < 0.5 else "")
+        else:  # the ball's places frame by frame, so the direction is read from their order, not copied
+            truth = r.choice(("left", "right", "up", "down"))
+            places = SPOTS["x" if truth in ("left", "right") else "y"]
+            k = r.choice((3, 4))
+            start = r.randint(0, len(places) - k)
+            seq = places[start:start + k]
+            if truth in ("left", "up"):
+                seq = seq[::-1]
+            desc = f"{_a(c1)} ball " + ", then ".join(seq)
+            wrong = {"right": "left", "left": "right", "down": "up", "up": "down"}[truth]
+            if r.random() < 0.3:
+                wrong = r.choice([d for d in ("left", "right", "up", "down") if d != truth])
+            fmt = self.form("video_a")
+            q, good, bad = self.form("video_q"), fmt.format(v=truth), fmt.format(v=wrong)
+            valid = lambda s: truth in s.replace(".", " ").split()
+        return self._pair(n, f"scene_{kind}", r.choice(SCENE_SAYS).format(d=desc) + " " + q, good, bad, valid)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _pair(self, n, cat, q, good, bad, valid: Callable[[str], bool], images=(), videos=()) -> Dict:
