@@ -12,8 +12,8 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
-import { spawnWorker } from '../src/util/worker.ts'
 import { selfCpuMs } from './cpu.ts'
+import { dealt, rawPool } from './raw-pool.ts'
 import { loadConversations } from './dataset.ts'
 import { abbaRatio, drive } from './load.ts'
 import { startServer } from './server.ts'
@@ -38,38 +38,23 @@ async function main() {
 
   // ---- raw --------------------------------------------------------------------------------------------------
   const file = path.join(entry.dir, manifest.graphs.reward.file)
-  const pool = async (sessions: number, threads: number) =>
-    Promise.all(
-      Array.from({ length: sessions }, async () => {
-        const w = spawnWorker(new URL('./raw-worker.ts', import.meta.url), {
-          file, threads, spin: false, rows, padId: manifest.tokenizer.pad_id, dim: manifest.config.hidden_size,
-        })
-        await once(w, 'message')
-        return w
-      }),
-    )
+  const init = { file, spin: false, rows, padId: manifest.tokenizer.pad_id, dim: manifest.config.hidden_size }
   const configs = [
     { name: `1 session x ${cores} threads, b=1`, sessions: 1, threads: cores, b: 1 },
     { name: `1 session x ${cores} threads, b=4`, sessions: 1, threads: cores, b: 4 },
     { name: `${cores} sessions x 1 thread, b=1`, sessions: cores, threads: 1, b: 1 },
     { name: `${cores} sessions x 1 thread, b=2`, sessions: cores, threads: 1, b: 2 },
   ]
-  const workers = await Promise.all(configs.map((c) => pool(c.sessions, c.threads)))
+  const pools = await Promise.all(configs.map((c) => rawPool(c.sessions, { ...init, threads: c.threads })))
   const results = configs.map(() => ({ itemsPerS: [] as number[], cpuMs: [] as number[] }))
   const pass = async (k: number, record = true) => {
     const c = configs[k]!
     const batches = shuffled(Array.from({ length: Math.ceil(rows.length / c.b) }, (_, i) => i), 7 + c.b).map((i) =>
       Array.from({ length: Math.min(rows.length, i * c.b + c.b) - i * c.b }, (_, j) => i * c.b + j),
     )
-    const ws = workers[k]!
     const c0 = selfCpuMs()
     const t0 = performance.now()
-    await Promise.all(
-      ws.map(async (w, r) => {
-        w.postMessage({ batches: batches.filter((_, i) => i % ws.length === r) })
-        await once(w, 'message')
-      }),
-    )
+    await dealt(pools[k]!, batches)
     if (!record) return
     results[k]!.itemsPerS.push((rows.length / (performance.now() - t0)) * 1000)
     results[k]!.cpuMs.push((selfCpuMs() - c0) / rows.length)
@@ -77,7 +62,7 @@ async function main() {
   for (let k = 0; k < configs.length; k++) await pass(k, false) // warm-up: JIT, ORT arenas
   const rnd = mulberry32(1)
   for (let round = 0; round < ROUNDS; round++) for (const k of shuffled([0, 1, 2, 3], Math.floor(rnd() * 2 ** 31))) await pass(k)
-  for (const ws of workers) for (const w of ws) w.postMessage('close')
+  await Promise.all(pools.flat().map((w) => w.close()))
   console.log(`\nraw engine, ${ROUNDS} rounds (median [min–max])`)
   console.log('configuration                        items/s                 CPU ms/item')
   configs.forEach((c, k) =>

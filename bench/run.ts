@@ -32,9 +32,9 @@ import { loadConfig } from '../src/config.ts'
 import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import type { EncodedRow } from '../src/scheduler/types.ts'
-import { spawnWorker } from '../src/util/worker.ts'
 import { readVersion, versionDirs } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
+import { dealt, rawPool } from './raw-pool.ts'
 import { selfCpuMs, threadCpuMs } from './cpu.ts'
 import { abbaRatio, drive, post } from './load.ts'
 import { startServer } from './server.ts'
@@ -84,16 +84,18 @@ async function main() {
   const byLength = [...rows].sort((a, b) => a.ids.length - b.ids.length)
   // ENGINE_REPLICAS > 1: the raw side runs as many sessions, each in a worker thread with the service's threads
   // per replica, and a pass deals its batches out to them in turn (the service's replicas, without HTTP).
-  const replicas = await rawReplicas(config.engineReplicas, path.join(entry.dir, manifest.graphs.reward.file), byLength, manifest.tokenizer.pad_id, manifest.config.hidden_size)
+  const replicas =
+    config.engineReplicas > 1
+      ? await rawPool(config.engineReplicas, { file: path.join(entry.dir, manifest.graphs.reward.file), threads: config.threads, spin: config.ortSpin, rows: byLength, padId, dim })
+      : []
   /** One pass over all rows in length-sorted batches of b (in shuffled order). */
   const rawPass = async (b: number) => {
     const order = shuffled(Array.from({ length: Math.ceil(byLength.length / b) }, (_, i) => i), 7 + b)
     const times: number[] = []
     const t0 = performance.now()
     if (replicas.length > 0) {
-      const mine = replicas.map((_, r) => order.filter((_, k) => k % replicas.length === r).map((i) => range(i * b, Math.min(byLength.length, i * b + b))))
-      const each = await Promise.all(replicas.map((w, r) => w.run(mine[r]!)))
-      return { itemsPerS: (rows.length / (performance.now() - t0)) * 1000, batchP50: pct(each.flat(), 50) }
+      const all = await dealt(replicas, order.map((i) => range(i * b, Math.min(byLength.length, i * b + b))))
+      return { itemsPerS: (rows.length / (performance.now() - t0)) * 1000, batchP50: pct(all, 50) }
     }
     for (const i of order) {
       const s = performance.now()
@@ -243,26 +245,5 @@ async function main() {
 }
 
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i)
-
-/** The raw replicas (none when ENGINE_REPLICAS is 1: the pass runs in this thread). */
-async function rawReplicas(n: number, file: string, rows: EncodedRow[], padId: number, dim: number) {
-  if (n <= 1) return []
-  return Promise.all(
-    Array.from({ length: n }, async () => {
-      const w = spawnWorker(new URL('./raw-worker.ts', import.meta.url), { file, threads: config.threads, spin: config.ortSpin, rows, padId, dim })
-      await once(w, 'message')
-      return {
-        run: async (batches: number[][]): Promise<number[]> => {
-          w.postMessage({ batches })
-          return (await once(w, 'message'))[0] as number[]
-        },
-        close: async () => {
-          w.postMessage('close')
-          await once(w, 'exit')
-        },
-      }
-    }),
-  )
-}
 
 await main()
