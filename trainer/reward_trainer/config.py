@@ -180,6 +180,9 @@ class TrainConfig:
     threads: int = _f(1, "torch.set_num_threads (1: on a 2-core host 1 thread trained 3x faster than 2, 48 vs 15 "
                          "pairs/s: the ops of a 5.7 M-parameter model are too small to split, and OpenBLAS's own "
                          "thread pool oversubscribes the cores; trainer/README.md)")
+    ranks: int = _f(1, "data-parallel training processes on this host (gloo), each with its own batch of batch_pairs "
+                       "and `threads` torch threads; 2 on a 2-core host: 1.23x the pairs/s of one process, at twice "
+                       "the pairs per step (trainer/README.md)")
     init: str = _f("", "start from this checkpoint's weights (e.g. the pretrain stage's ckpt.pt; its model size wins)")
     lm_weight: float = _f(1.0, "weight of the auxiliary LM loss on the chosen replies (model_io.chosen_lm_loss; 0 = "
                                 "Bradley-Terry only; needs the 'last' readout)")

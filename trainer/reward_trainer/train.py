@@ -1,4 +1,5 @@
-"""Bradley-Terry training loop: AdamW, warmup + cosine, grad clipping, seeded, resumable checkpoints."""
+"""Bradley-Terry training loop: AdamW, warmup + cosine, grad clipping, seeded, resumable checkpoints; optionally
+data-parallel over several processes on one host (`ranks`, gloo)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,11 +7,13 @@ import json
 import math
 import os
 import random
+import socket
 import sys
 import time
 from typing import Dict, List
 
 import torch
+import torch.distributed as dist
 
 from .checkpoint import PRETRAIN_RESULT, TRAIN_RESULT, load_checkpoint, read_result, save_checkpoint, write_result
 from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, template_config
@@ -78,7 +81,58 @@ class Progress:
         sys.stderr.flush()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess,
+               port: int) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.ranks)
+    try:
+        _train(cfg, margs, icfg, vcfg, rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def sync_grads(params: List[torch.nn.Parameter], world: int) -> None:
+    """Average the gradients over the ranks in one flat all-reduce. A parameter this rank's batch did not reach
+    (no image in it: the vision tower) counts as a zero gradient, so every rank sends the same layout."""
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    i = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[i:i + n].view_as(p).clone()
+        i += n
+
+
 def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess) -> Dict:
+    """One process, or `cfg.ranks` processes (gloo on this host, each `cfg.threads` torch threads): each rank takes its
+    own batch of `batch_pairs` from the one shuffled order, gradients are averaged, rank 0 writes the checkpoint."""
+    if cfg.ranks <= 1:
+        return _train(cfg, margs, icfg, vcfg, 0)
+    import torch.multiprocessing as mp
+
+    # OpenBLAS keeps a second busy thread per process besides torch's (trainer/README.md, session 6): with one
+    # process per core that thread would contend with the other rank
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        mp.spawn(_rank_main, args=(cfg, margs, icfg, vcfg, _free_port()), nprocs=cfg.ranks, join=True)
+    finally:
+        if saved is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = saved
+    return read_result(os.path.join(cfg.out, "ckpt.pt"), TRAIN_RESULT)
+
+
+def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess, rank: int) -> Dict:
+    world = max(1, cfg.ranks)
+    main = rank == 0
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -97,44 +151,65 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
         stages = read_result(cfg.init, PRETRAIN_RESULT).get("stages", [])
     else:
         model, state = IXCRewardModel(margs).to(cfg.device), None
+    if world > 1:  # same starting weights everywhere (a fresh model's init draws are rank 0's)
+        for t in model.state_dict().values():
+            dist.broadcast(t, 0)
+        torch.manual_seed(cfg.seed + rank)
     template_config(cfg.pipeline, icfg)  # the ixc preset sets icfg's published fields (saved with the checkpoint)
     cache = MediaCache(icfg, vcfg, keep=cfg.cache_media, half=True)
     t_load = time.time()
     train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, model)
-    print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
-          f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing {time.time() - t_load:.0f}s",
-          file=sys.stderr)
+    if main:
+        print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
+              f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing "
+              f"{time.time() - t_load:.0f}s" + (f"; {world} ranks" if world > 1 else ""), file=sys.stderr)
     set_frozen_vision(model, cfg.freeze_vision)
     opt = make_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_pairs)
+    steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_pairs * world))  # a step takes batch_pairs on each rank
     total = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
     step, elapsed_before = 0, 0.0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
-        print(f"resumed at step {step}", file=sys.stderr)
+        if main:
+            print(f"resumed at step {step}", file=sys.stderr)
     order_rng = random.Random(cfg.seed)
     epoch_orders: List[List[List[int]]] = []
 
+    step_pairs = cfg.batch_pairs * world  # one step's pairs over all ranks
+
+    def size(i: int) -> int:
+        return max(len(train_ex[i].chosen_ids), len(train_ex[i].rejected_ids))
+
     def epoch_batches() -> List[List[int]]:
-        """Shuffle, then sort windows of 16 batches by length (less padding), then shuffle the batches."""
+        """Shuffle, then sort windows of 16 steps' pairs by length (less padding), cut them into steps, then shuffle
+        the steps."""
         o = list(range(len(train_ex)))
         order_rng.shuffle(o)
-        win = cfg.batch_pairs * 16
+        win = step_pairs * 16
         batches = []
         for w in range(0, len(o), win):
-            chunk = sorted(o[w:w + win], key=lambda i: max(len(train_ex[i].chosen_ids), len(train_ex[i].rejected_ids)))
-            batches += [chunk[k:k + cfg.batch_pairs] for k in range(0, len(chunk), cfg.batch_pairs)]
+            chunk = sorted(o[w:w + win], key=size)
+            batches += [chunk[k:k + step_pairs] for k in range(0, len(chunk), step_pairs)]
         order_rng.shuffle(batches)
         return batches
 
     def batch_for(s: int) -> List[PairExample]:
+        """Step s's pairs on this rank. Several ranks split one step's pairs dealt in turn by length, so each gets
+        the same work: a rank that drew the short batch would wait for the other at every all-reduce (measured:
+        2 ranks then trained no faster than 1 process)."""
         e = s // steps_per_epoch
         while len(epoch_orders) <= e:
             epoch_orders.append(epoch_batches())
-        return [train_ex[i] for i in epoch_orders[e][s % steps_per_epoch]]
+        ids = epoch_orders[e][s % steps_per_epoch]
+        if world > 1:
+            ids = sorted(ids, key=size)
+            ids = ids[rank::world] or ids[rank % len(ids):][:1]  # an epoch's last step may have fewer pairs than ranks
+        return [train_ex[i] for i in ids]
 
     def save(final: bool = False) -> None:
+        if not main:
+            return
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total_steps": total,
             "elapsed_s": elapsed_before + time.time() - t0, "model_args": margs.to_dict(),
@@ -142,16 +217,26 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
             "video": dataclasses.asdict(vcfg), "final": final, "stages": stages,
             "data": {"pairs": len(train_ex), "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long}})
 
+    def elapsed() -> float:
+        """Seconds of training so far; with several ranks rank 0's clock, so they stop and schedule together."""
+        t = torch.tensor([elapsed_before + time.time() - t0], dtype=torch.float64)
+        if world > 1:
+            dist.broadcast(t, 0)
+        return float(t[0])
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
     prog = Progress(total)
     t0 = time.time()
     model.train()
     seen = 0
     while step < total:
-        if cfg.time_budget_s and elapsed_before + time.time() - t0 > cfg.time_budget_s:
-            print(f"\ntime budget reached at step {step}/{total}", file=sys.stderr)
+        now = elapsed()
+        if cfg.time_budget_s and now > cfg.time_budget_s:
+            if main:
+                print(f"\ntime budget reached at step {step}/{total}", file=sys.stderr)
             break
         pairs = batch_for(step)
-        lr = lr_at(step, total, cfg, elapsed_before + time.time() - t0)
+        lr = lr_at(step, total, cfg, now)
         for g in opt.param_groups:
             g["lr"] = lr
         n = len(pairs)
@@ -163,14 +248,19 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
             loss = bt_loss(rc, rr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        if world > 1:
+            sync_grads(trainable, world)
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         opt.step()
         step += 1
-        seen += n
-        prog.update(step, float(loss), float((rc > rr).float().mean()), lr, seen)
+        seen += n * world
+        if main:
+            prog.update(step, float(loss), float((rc > rr).float().mean()), lr, seen)
         if cfg.ckpt_every and step % cfg.ckpt_every == 0:
             save()
     train_s = elapsed_before + time.time() - t0
+    if not main:
+        return {}
     model.eval()
     # score statistics on (a bounded sample of) the training set, for normalize: true
     sample = train_ex[: min(len(train_ex), 256)]
@@ -179,10 +269,11 @@ def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Video
     stats = {"mean": float(vals.mean()), "std": float(vals.std()), "n": int(vals.numel())}
     result = {"steps": step, "total_steps": total, "train_seconds": round(train_s, 1), "train_pairs": len(train_ex),
               "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long, "train_stats": stats,
-              "pairs_per_second": round(step * cfg.batch_pairs / max(train_s, 1e-9), 3),
+              "pairs_per_second": round(step * cfg.batch_pairs * world / max(train_s, 1e-9), 3), "ranks": world,
               "num_params": model.num_params(), "device": cfg.device,
               "stages": stages + [{"stage": "bradley_terry", "steps": step, "seconds": round(train_s, 1),
-                                   "lm_weight": cfg.lm_weight, "init": bool(cfg.init)}]}
+                                   "lm_weight": cfg.lm_weight, "init": bool(cfg.init),
+                                   "ranks": world, "batch_pairs_per_rank": cfg.batch_pairs}]}
     save(final=True)
     write_result(ckpt_path, TRAIN_RESULT, result)
     print("\n" + json.dumps(result, indent=2), file=sys.stderr)

@@ -24,7 +24,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["init"] = tcfg.init
         seen["pipeline"] = tcfg.pipeline
         seen["cst"] = tcfg.content_special_tokens
-        seen["lr"], seen["threads"] = tcfg.lr, tcfg.threads
+        seen["lr"], seen["threads"], seen["ranks"] = tcfg.lr, tcfg.threads, tcfg.ranks
         return {}
 
     def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, device, threads):
@@ -89,3 +89,9 @@ def test_template_config_content_special_tokens_override():
     assert (pub.content_special_tokens, pub.out_of_table_tokens) == ("published", INTERNLM2_OUT_OF_TABLE)
     lit = template_config("ixc", None, "literal")
     assert (lit.content_special_tokens, lit.out_of_table_tokens, lit.media_placement) == ("literal", [], "ixc")
+
+
+def test_reproduce_bradley_terry_ranks_are_the_budgets_unless_given(tmp_path, monkeypatch):
+    """One process unless told (the committed model's setting); --ranks reaches the Bradley-Terry stage."""
+    assert run_reproduce(tmp_path / "a", monkeypatch)["ranks"] == 1
+    assert run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "2")["ranks"] == 2

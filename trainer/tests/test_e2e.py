@@ -190,3 +190,45 @@ def test_golden_ids_reproduced_with_js_tokenizer(tiny_run):
                                    man["max_seq_len"], t["pad_id"])
         assert ids == c["input_ids"], c["id"]
         assert truncated == c["truncated"]
+
+
+def test_two_ranks_of_one_pair_step_as_one_process_of_two(tiny_run, tmp_path):
+    """`ranks`: each rank takes its own batch and the gradients are averaged, so one step of 2 ranks x 1 pair moves
+    the weights as one step of 1 process x 2 pairs (Bradley-Terry only: the LM loss is a token mean per batch).
+    AdamW's first step is lr * g / (|g| + eps), i.e. about lr * sign(g): a weight whose gradient is float noise may
+    flip, so the check is that all but 1 in 1 000 weights land within lr / 10 of the one-process run."""
+    import dataclasses
+
+    import torch
+
+    from reward_trainer import train as train_mod
+    from reward_trainer.checkpoint import preprocess_configs
+    from reward_trainer.config import ModelArgs, TrainConfig
+
+    run, _ = tiny_run
+    lines = open(run / "data" / "train.jsonl").read().splitlines()
+    recs = [json.loads(ln) for ln in lines]
+    with_image = [ln for ln, r in zip(lines, recs) if r.get("images")]
+    text_only = [ln for ln, r in zip(lines, recs) if not r.get("images") and not r.get("videos")]
+    assert with_image and text_only
+    data = run / "data" / "two.jsonl"  # beside train.jsonl: the media paths are relative to it
+    data.write_text(with_image[0] + "\n" + text_only[0] + "\n")  # rank 1's batch never reaches the vision tower
+    state = torch.load(run / "train" / "ckpt.pt", map_location="cpu")
+    margs = ModelArgs.from_dict(state["model_args"])
+    icfg, vcfg = preprocess_configs(state)
+    base = dataclasses.replace(TrainConfig(**state["train_config"]), data=str(data), max_steps=1, time_budget_s=0.0,
+                               eval_data=None, lm_weight=0.0, init=str(run / "train" / "ckpt.pt"), resume=False,
+                               warmup_ratio=0.0, lr=1e-3, grad_clip=1e9, seed=7)
+
+    def weights(out, **kw):
+        res = train_mod.train(dataclasses.replace(base, out=str(tmp_path / out), **kw), margs, icfg, vcfg)
+        return res, torch.load(tmp_path / out / "ckpt.pt", map_location="cpu")["model"]
+
+    one_res, one = weights("one", batch_pairs=2)
+    two_res, two = weights("two", batch_pairs=1, ranks=2)
+    assert (one_res["steps"], two_res["steps"], two_res["ranks"]) == (1, 1, 2)
+    start = state["model"]
+    moved = sum(int((one[n] != start[n]).sum()) for n in start)
+    assert moved > 0.5 * sum(w.numel() for w in start.values()), "the step moved most weights"
+    off = sum(int(((two[n] - one[n]).abs() > 1e-4).sum()) for n in one)
+    assert off <= 1e-3 * sum(w.numel() for w in one.values()), f"{off} weights differ by more than lr/10"
