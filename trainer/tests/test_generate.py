@@ -66,6 +66,16 @@ def held_only_patterns() -> List["re.Pattern"]:
             for _, only in FORMS.values() for f in only]
 
 
+def test_no_training_form_reads_as_a_held_out_one():
+    """Every form of the training pools, its placeholders filled with words, matches no held-out-only form (the
+    generated check below sees only the forms its seed happens to draw)."""
+    held_only = held_only_patterns()
+    for name, (both, _) in FORMS.items():
+        for f in both:
+            text = re.sub(r"\{[a-zA-Z]+\}", "seven", f)
+            assert not [rx.pattern for rx in held_only if rx.fullmatch(text)], (name, f)
+
+
 def test_heldout_varies_surface_form_and_shares_nothing_with_training(tmp_path):
     """Issue 15: the held-out split uses phrasings and canvas sizes no training pair has, its own seed, and no
     media file of the training split; a model that learned the template and not the skill scores lower there."""
