@@ -103,9 +103,9 @@ def sync_grads(params: List[torch.nn.Parameter], world: int) -> None:
     dist.all_reduce(flat)
     flat /= world
     i = 0
-    for p in params:
+    for p in params:  # views of the reduced buffer: no second copy of the gradients per step
         n = p.numel()
-        p.grad = flat[i:i + n].view_as(p).clone()
+        p.grad = flat[i:i + n].view_as(p)
         i += n
 
 
