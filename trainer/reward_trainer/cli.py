@@ -58,16 +58,13 @@ def _image_cfg(ns, margs: ModelArgs) -> ImagePreprocess:
 # ~45 pairs/s, so the epochs seldom end it first), evaluation and export ~5 min; cuda: more data and epochs. lr is the
 # Bradley-Terry stage's peak: 5e-4 after pretraining, since 2e-3 erased the arithmetic the text stage taught within
 # 600 steps (LM probe 0.83 -> 0.59) while 5e-4 kept it at the same reward accuracy (trainer/README.md, session 4).
-# ranks: the Bradley-Terry stage's data-parallel processes. Two one-thread ranks on the 2 cores trained 1.23x the
-# pairs per second of one process (trainer/README.md, session 7), but at twice the pairs per optimizer step; the
-# committed model was trained with one, so the budget keeps one until a reproduce measures two.
 BUDGETS = {
     "cpu": {"train_pairs": 16000, "heldout_pairs": 800, "epochs": 12.0, "time_budget_s": 3420.0,
-            "pretrain_text_seconds": 720.0, "pretrain_vision_seconds": 900.0, "lr": 5e-4, "ranks": 1},
+            "pretrain_text_seconds": 720.0, "pretrain_vision_seconds": 900.0, "lr": 5e-4},
     "cuda": {"train_pairs": 24000, "heldout_pairs": 1600, "epochs": 3.0, "time_budget_s": 0.0,
-             "pretrain_text_seconds": 600.0, "pretrain_vision_seconds": 600.0, "lr": 5e-4, "ranks": 1},
+             "pretrain_text_seconds": 600.0, "pretrain_vision_seconds": 600.0, "lr": 5e-4},
     "tiny": {"train_pairs": 48, "heldout_pairs": 16, "epochs": 1.0, "time_budget_s": 0.0,
-             "pretrain_text_seconds": 0.0, "pretrain_vision_seconds": 0.0, "lr": TrainConfig.lr, "ranks": 1},
+             "pretrain_text_seconds": 0.0, "pretrain_vision_seconds": 0.0, "lr": TrainConfig.lr},
 }
 
 
@@ -111,7 +108,6 @@ def reproduce(ns) -> None:
     tcfg.epochs = budget["epochs"] if ns.epochs_override is None else ns.epochs_override
     tcfg.time_budget_s = budget["time_budget_s"] if ns.time_budget_override is None else ns.time_budget_override
     tcfg.lr = budget["lr"] if ns.lr_override is None else ns.lr_override
-    tcfg.ranks = budget["ranks"] if ns.ranks_override is None else ns.ranks_override
     icfg, vcfg = _image_cfg(ns, margs), _take(ns, VideoPreprocess, "video_")
     pcfg = _take(ns, PretrainConfig, "pretrain_")
     for f in ("text_seconds", "vision_seconds"):
@@ -158,8 +154,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name in ("train", "reproduce"):
         t = sub.add_parser(name, help="train a model" if name == "train" else
                            "generate -> tokenizer -> train -> evaluate -> export (the default model)")
-        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "lr", "ranks", "data", "eval_data", "out",
-                                              "tokenizer", "seed")
+        _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "lr", "data", "eval_data", "out", "tokenizer",
+                                              "seed")
                        if name == "reproduce" else ())
         _add_dataclass(t, ModelArgs, "model_")
         _add_dataclass(t, VisionArgs, "vision_")
@@ -184,8 +180,6 @@ def main(argv: Optional[List[str]] = None) -> None:
             t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
             t.add_argument("--lr", dest="lr_override", type=float, default=None,
                            help="Bradley-Terry peak learning rate (default: the budget's)")
-            t.add_argument("--ranks", dest="ranks_override", type=int, default=None,
-                           help="Bradley-Terry data-parallel processes on this host (default: the budget's, 1)")
             t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
             # the default model is trained on the published get_score input pipeline (issue 11): one pipeline
             # ...except that message content never yields a control id (the safe setting models/README.md allows;

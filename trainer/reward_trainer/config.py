@@ -182,7 +182,8 @@ class TrainConfig:
                          "thread pool oversubscribes the cores; trainer/README.md)")
     ranks: int = _f(1, "data-parallel training processes on this host (gloo), each with its own batch of batch_pairs "
                        "and `threads` torch threads; 2 on a 2-core host: 1.23x the pairs/s of one process, at twice "
-                       "the pairs per step (trainer/README.md)")
+                       "the pairs per step (trainer/README.md); reproduce keeps 1, the committed model's setting, until a reproduce "
+                       "measures 2")
     init: str = _f("", "start from this checkpoint's weights (e.g. the pretrain stage's ckpt.pt; its model size wins)")
     lm_weight: float = _f(1.0, "weight of the auxiliary LM loss on the chosen replies (model_io.chosen_lm_loss; 0 = "
                                 "Bradley-Terry only; needs the 'last' readout)")

@@ -91,7 +91,7 @@ def test_template_config_content_special_tokens_override():
     assert (lit.content_special_tokens, lit.out_of_table_tokens, lit.media_placement) == ("literal", [], "ixc")
 
 
-def test_reproduce_bradley_terry_ranks_are_the_budgets_unless_given(tmp_path, monkeypatch):
+def test_reproduce_bradley_terry_ranks_are_one_unless_given(tmp_path, monkeypatch):
     """One process unless told (the committed model's setting); --ranks reaches the Bradley-Terry stage."""
     assert run_reproduce(tmp_path / "a", monkeypatch)["ranks"] == 1
     assert run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "2")["ranks"] == 2
