@@ -57,15 +57,22 @@ def evaluate(model, examples: List[PairExample], pad_id: int, device: str) -> Di
     return summarize(examples, score_pairs(model, examples, pad_id, device))
 
 
-def evaluate_checkpoint(ckpt: str, data: str, tokenizer: str, device: str = "cpu") -> Dict:
-    """The `evaluate` stage: a checkpoint on a JSONL file (no length constraint: held-out pairs are scored as
-    they are; pairs too long for max_seq_len are dropped and counted)."""
+def checkpoint_examples(ckpt: str, data: str, tokenizer: str, device: str = "cpu"):
+    """A checkpoint and a JSONL file's pairs prepared as it was trained (its max_seq_len, preprocessing and
+    pipeline) -> (model, tokenizer, examples, pairs dropped as too long)."""
     model, state = load_checkpoint(ckpt, device)
     tok = TextTokenizer(tokenizer)
     cache = MediaCache(*preprocess_configs(state))
     exs, dropped = build_examples(read_jsonl(data), os.path.dirname(os.path.abspath(data)), tok, cache,
                                   state["train_config"]["max_seq_len"], model.tokens_per_image,
                                   template_config(state["train_config"].get("pipeline", "default")))
+    return model, tok, exs, dropped
+
+
+def evaluate_checkpoint(ckpt: str, data: str, tokenizer: str, device: str = "cpu") -> Dict:
+    """The `evaluate` stage: a checkpoint on a JSONL file (no length constraint: held-out pairs are scored as
+    they are; pairs too long for max_seq_len are dropped and counted)."""
+    model, tok, exs, dropped = checkpoint_examples(ckpt, data, tokenizer, device)
     res = evaluate(model, exs, tok.pad_id, device)
     res["dropped_too_long"] = dropped
     return res

@@ -116,6 +116,15 @@ FORMS: Dict[str, Tuple[List[str], List[str]]] = {
                      "Start your reply with \"{w}\" and describe {subj}."],
                     ["Talk about {subj} and begin your reply with \"{w}\"."]),
 }
+
+
+def held_only_patterns() -> List["re.Pattern"]:
+    """One regex per surface form only the held-out split may use (placeholders match anything): what the split
+    tests check training text against, and what the held-out-by-form probe sorts pairs by."""
+    return [re.compile(".*".join(re.escape(p) for p in re.split(r"\{[a-zA-Z]+\}", f)), re.S)
+            for _, only in FORMS.values() for f in only]
+
+
 # scene_text (pretraining only): how a described scene is introduced, and a moving ball's places in order
 SCENE_SAYS = ["The picture shows {d}.", "In the image: {d}.", "Scene: {d}."]
 SPOTS = {"x": ["at the far left", "on the left", "left of the middle", "in the middle", "right of the middle",

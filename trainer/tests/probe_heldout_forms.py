@@ -6,7 +6,6 @@ template it learned (high in the training-form column only).
     /usr/bin/python3 trainer/tests/probe_heldout_forms.py CKPT HELDOUT_JSONL TOKENIZER
 """
 import os
-import re
 import sys
 from collections import defaultdict
 
@@ -15,16 +14,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from reward_trainer.checkpoint import load_checkpoint, preprocess_configs  # noqa: E402
-from reward_trainer.config import template_config  # noqa: E402
-from reward_trainer.data import MediaCache, build_examples, read_jsonl  # noqa: E402
+from reward_trainer.data import read_jsonl  # noqa: E402
+from reward_trainer.evaluate import checkpoint_examples  # noqa: E402
 from reward_trainer.model_io import score_pairs  # noqa: E402
-from reward_trainer.tokenizer import TextTokenizer  # noqa: E402
-from reward_trainer.world import CANVASES, FORMS  # noqa: E402
+from reward_trainer.world import CANVASES, held_only_patterns  # noqa: E402
 
-# the same patterns as tests/test_generate.py: placeholders match anything
-HELD_ONLY = [re.compile(".*".join(re.escape(p) for p in re.split(r"\{[a-zA-Z]+\}", f)), re.S)
-             for _, only in FORMS.values() for f in only]
+HELD_ONLY = held_only_patterns()
 
 
 def held_form(text: str) -> bool:
@@ -33,12 +28,9 @@ def held_form(text: str) -> bool:
 
 def main(ckpt: str, data: str, tokenizer: str) -> None:
     torch.set_num_threads(2)
-    model, state = load_checkpoint(ckpt, "cpu")
-    tok = TextTokenizer(tokenizer)
+    model, tok, exs, _ = checkpoint_examples(ckpt, data, tokenizer)
     recs = read_jsonl(data)
     base = os.path.dirname(os.path.abspath(data))
-    exs, _ = build_examples(recs, base, tok, MediaCache(*preprocess_configs(state)), state["train_config"]["max_seq_len"],
-                            model.tokens_per_image, template_config(state["train_config"].get("pipeline", "default")))
     by_id = {r["id"]: r for r in recs}
     tally = defaultdict(lambda: [0, 0])
     for ex, (c, r) in zip(exs, score_pairs(model, exs, tok.pad_id, "cpu")):

@@ -1,13 +1,12 @@
 import json
 import os
 import re
-from typing import List
 
 import numpy as np
 
 from reward_trainer.config import GenConfig, VideoPreprocess
 from reward_trainer.generate import generate
-from reward_trainer.world import CANVASES, FORMS, OP_WORDS, number_word, numbers_in
+from reward_trainer.world import CANVASES, FORMS, OP_WORDS, held_only_patterns, number_word, numbers_in
 from reward_trainer.media import decode_video
 
 
@@ -58,12 +57,6 @@ def test_numbers_in_reads_digits_and_words():
     assert numbers_in("I count three circles, not 5.") == [3, 5]
     assert [number_word(v) for v in (0, 13, 20, 81)] == ["zero", "thirteen", "twenty", "eighty-one"]
     assert all(numbers_in(number_word(v)) == [v] for v in range(100))
-
-
-def held_only_patterns() -> List["re.Pattern"]:
-    """One regex per surface form only the held-out split may use (placeholders match anything)."""
-    return [re.compile(".*".join(re.escape(p) for p in re.split(r"\{[a-zA-Z]+\}", f)), re.S)
-            for _, only in FORMS.values() for f in only]
 
 
 def test_no_training_form_reads_as_a_held_out_one():

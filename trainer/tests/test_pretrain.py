@@ -14,7 +14,7 @@ from reward_trainer.pretrain import (SceneLabels, cell_coverage, grid_token_inde
 from reward_trainer.tokenizer import TextTokenizer
 from reward_trainer.world import Gen, Obj
 
-from test_generate import held_only_patterns
+from reward_trainer.world import held_only_patterns
 from test_model import image_and_text_pairs, small
 
 
