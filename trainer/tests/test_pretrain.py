@@ -284,6 +284,57 @@ def test_token_targets_name_each_object_where_it_is(trained_tokenizer):
         assert len(by_tok) < len(idx) / 2  # the background stays unlabelled
 
 
+def test_shape_is_taught_only_where_a_token_sees_much_of_the_shape(trained_tokenizer, monkeypatch):
+    """PretrainConfig.vision_shape_share: a token gets an object's shape word only where it holds >= that share of
+    the object's area in its view (a sliver or the flat inside of a big shape does not show the outline); colour
+    and side still go to every token over the object, every object keeps at least one shape-labelled token in each
+    view, and the vision stage passes the config's share and weight to the loss."""
+    import dataclasses
+
+    from reward_trainer import pretrain as P
+    from reward_trainer.pretrain import model_grid, token_targets
+
+    tok = TextTokenizer(trained_tokenizer)
+    labels = SceneLabels(tok)
+    icfg = ImagePreprocess(tile_size=56, hd_num=4)
+    G, S = model_grid(icfg), 56
+    gen = Gen("", "pretrain", random.Random(11))
+    sliver_before = 0
+    for s in [x for x in scene_batch(gen, 24, icfg, VideoPreprocess()) if x["kind"] != "video"]:
+        idx, rc = grid_token_index(2, 2, G)
+        view_of = dict(zip(idx, rc))
+        cov = s["coverage"]
+        for share, tg in ((0.0, token_targets(s, labels, G, S, 0.1)), (0.3, token_targets(s, labels, G, S, 0.1, 0.3))):
+            for k, o in enumerate(s["objs"]):
+                mine = lambda j: cov[view_of[j][0]][k][view_of[j][1:]] >= 0.1  # noqa: E731
+                shaped = {j for j, g, w in tg if g == "shape" and w == labels.shape[o.shape] and mine(j)}
+                coloured = {j for j, g, w in tg if g == "color" and w == labels.color[o.color] and mine(j)}
+                assert shaped <= coloured
+                assert {view_of[j][0] for j in shaped} == {view_of[j][0] for j in coloured}, (share, o)
+                for j in shaped:
+                    view, r, c = view_of[j]
+                    held = cov[view][k, r, c] / cov[view][k].sum()
+                    assert held >= share - 1e-6 or held >= cov[view][k].max() / cov[view][k].sum() - 1e-6, (share, held)
+                    sliver_before += share == 0.0 and held < 0.3
+    assert sliver_before > 0  # the old rule did label slivers, so the share rule changes something
+
+    seen = {}
+    real = P.vision_loss
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(P, "vision_loss", spy)
+    torch.manual_seed(0)
+    args = dataclasses.replace(small().args, vocab_size=tok.vocab_size,
+                               vision=dataclasses.replace(small().args.vision, width=48, layers=1, tile_size=56))
+    m = P.IXCRewardModel(args)
+    cfg = PretrainConfig(vision_seconds=0.01, vision_batch=2, vision_shape_share=0.25, vision_shape_weight=2.5)
+    P.vision_stage(m, tok, icfg, VideoPreprocess(), cfg, 0, "cpu")
+    assert (seen["shape_share"], seen["shape_weight"]) == (0.25, 2.5)
+
+
 def test_training_media_cache_keeps_float16_and_returns_float32(tmp_path):
     """TrainConfig.cache_media: each media item is preprocessed once and kept as float16 (half the memory); what the
     model gets back is float32 within one float16 rounding of the freshly computed tensor."""
