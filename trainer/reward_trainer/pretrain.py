@@ -248,7 +248,8 @@ def vision_loss(model: IXCRewardModel, scenes: List[Dict], labels: SceneLabels, 
                 shape_share: float = 0.0, shape_weight: float = 1.0) -> Tuple[torch.Tensor, Dict[str, float]]:
     """Cross-entropy of image tokens read through the (frozen) token embeddings against the scene words, each
     within its own group (colour among the colours, side between left and right, ...): every grid token an object
-    covers (>= min_cover of its cell) -> that object's colour, shape and side; the mean of a count scene's grid
+    covers (>= min_cover of its cell) -> that object's colour and side, and its shape where token_targets'
+    shape_share rule allows (that term weighted shape_weight); the mean of a count scene's grid
     tokens -> its count; the mean of a video's global-view tokens -> its direction. One term per group; stats: each group's
     accuracy in the batch."""
     # cosine logits: the tokens learn the words' directions (the decoder RMS-normalises what it reads), and the
