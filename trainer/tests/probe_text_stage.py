@@ -3,7 +3,9 @@ learn the answers? Continues language modelling (pretrain.text_lm_loss, the text
 from a checkpoint for some minutes and prints, every 100 steps, the held-out LM pairwise accuracy of
 probe_lm_pairwise.py (the tied LM head at the first token where chosen and rejected differ) on the held-out
 arithmetic and table pairs. `table_multi` is an extra kind: one table, 2-4 questions about it in turns (every
-answer a read-off); `CURRICULUM=1` lets its tables start at one row; `THREADS` (1) torch threads.
+answer a read-off); `CURRICULUM=1` lets its tables start at one row; `scene_position` is `Gen.scene_text` held
+to its position kind (a told scene: which side the named shape is on); `THREADS` (1) torch threads; `EXTRA` a JSONL of
+more pairs to probe (e.g. told scenes), their categories reported beside the held-out ones.
 
     /usr/bin/python3 trainer/tests/probe_text_stage.py RUN_DIR INIT_CKPT MINUTES KINDS LR [OUT_CKPT]
 e.g. RUN_DIR = a reproduce run folder (data/heldout.jsonl, tokenizer/tokenizer.model), INIT_CKPT =
@@ -50,6 +52,13 @@ def table_multi(gen: Gen, n: int, curriculum: bool) -> dict:
             "videos": []}
 
 
+def scene_position(gen: Gen, n: int) -> dict:
+    while True:
+        rec = gen.scene_text(n)
+        if rec["category"] == "scene_position":
+            return rec
+
+
 def main() -> None:
     run, init, minutes, kinds, lr = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4].split(","), float(sys.argv[5])
     out = sys.argv[6] if len(sys.argv) > 6 else None
@@ -61,6 +70,8 @@ def main() -> None:
     tcfg, msl = template_config(tc.get("pipeline", "ixc")), tc.get("max_seq_len", 384)
     data = os.path.join(run, "data")
     recs = [r for r in read_jsonl(os.path.join(data, "heldout.jsonl")) if r.get("category") in ("arithmetic", "table")]
+    if os.environ.get("EXTRA"):
+        recs += read_jsonl(os.environ["EXTRA"])
     probe_ex, _ = build_examples(recs, data, tok, MediaCache(ImagePreprocess(), VideoPreprocess()), msl,
                                  model.tokens_per_image, tcfg)
     D = model.args.hidden_size
@@ -85,6 +96,7 @@ def main() -> None:
     gen = Gen("", "pretrain", random.Random(7))  # the training side of the world only (as the text stage)
     curriculum = os.environ.get("CURRICULUM") == "1"
     Gen.table_multi = lambda self, n: table_multi(self, n, curriculum)  # type: ignore[attr-defined]
+    Gen.scene_position = scene_position  # type: ignore[attr-defined]
     P.TEXT_CATEGORIES = tuple(kinds)
     params = [p for n, p in model.named_parameters()
               if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
