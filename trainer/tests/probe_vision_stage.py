@@ -1,7 +1,7 @@
 """Issue 15 experiment: the vision stage's shape labels. Starts from a pretrain checkpoint with the vision tower and
-projector drawn afresh (the decoder and its tied embeddings kept, as after the text stage), runs the vision stage's
-own loss, optimizer and schedule for SECONDS with the given shape rule (PretrainConfig.vision_shape_share /
-vision_shape_weight), and prints every 100 steps, on 96 fixed fresh scenes: each label group's per-token accuracy
+projector drawn afresh (the decoder and its tied embeddings kept, as after the text stage), runs the vision stage
+itself (pretrain.vision_stage: its optimizer, schedule and progress line) for SECONDS with the given shape rule
+(PretrainConfig.vision_shape_share / vision_shape_weight), and prints at its end, on 96 fixed fresh scenes: each label group's per-token accuracy
 as the session-6 stage labelled them (every token over an object), the shape at the tokens the share rule keeps
 (>= 0.3 of the object, or the most of it), and the shape and side on the position scenes alone (what the position
 question needs: it names the shape).
@@ -13,7 +13,6 @@ session-6 rule. Two at once on the two cores (one torch thread each) make an A/B
 import os
 import random
 import sys
-import time
 
 import torch
 
@@ -21,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from reward_trainer import pretrain as P  # noqa: E402
 from reward_trainer.checkpoint import load_checkpoint  # noqa: E402
-from reward_trainer.config import ImagePreprocess, VideoPreprocess  # noqa: E402
+from reward_trainer.config import ImagePreprocess, PretrainConfig, VideoPreprocess  # noqa: E402
 from reward_trainer.model import IXCRewardModel  # noqa: E402
 from reward_trainer.tokenizer import TextTokenizer  # noqa: E402
 from reward_trainer.world import Gen  # noqa: E402
@@ -38,34 +37,22 @@ def main() -> None:
     sd = model.state_dict()
     sd.update({k: v for k, v in IXCRewardModel(model.args).state_dict().items() if k.startswith(("vit.", "vision_proj."))})
     model.load_state_dict(sd)
-    labels = P.SceneLabels(TextTokenizer(tokenizer))
+    tok = TextTokenizer(tokenizer)
+    labels = P.SceneLabels(tok)
     icfg, vcfg = ImagePreprocess(), VideoPreprocess()
     test = P.scene_batch(Gen("", "pretrain", random.Random(99)), 96, icfg, vcfg)
-    params = [p for n, p in model.named_parameters() if n.startswith(("vit.", "vision_proj."))]
-    opt = P._adamw(params, 2e-3)
-    gen = Gen("", "pretrain", random.Random(7))
 
-    @torch.no_grad()
-    def report(tag: str) -> None:
-        model.eval()
+    # the stage itself; its scenes come from Gen(Random(seed + 1)), 7 here
+    cfg = PretrainConfig(vision_seconds=seconds, vision_shape_share=share, vision_shape_weight=weight)
+    steps = P.vision_stage(model, tok, icfg, vcfg, cfg, 6, "cpu")["steps"]
+    model.eval()
+    with torch.no_grad():
         _, every = P.vision_loss(model, test, labels)
         _, kept = P.vision_loss(model, test, labels, shape_share=KEPT)
         _, pos = P.vision_loss(model, [s for s in test if s["kind"] == "position"], labels, shape_share=KEPT)
-        model.train()
-        print(f"{tag}: every token " + " ".join(f"{k} {v:.2f}" for k, v in every.items())
-              + f" | shape at kept tokens {kept['shape']:.2f} | position scenes: shape {pos['shape']:.2f}"
-              f" side {pos['side']:.2f}", flush=True)
-
-    model.train()
-    t0, step = time.time(), 0
-    while time.time() - t0 < seconds:
-        scenes = P.scene_batch(gen, 32, icfg, vcfg, step * 32)
-        loss, _ = P.vision_loss(model, scenes, labels, shape_share=share, shape_weight=weight)
-        P._optimizer_step(opt, params, loss, P._lr(step, seconds, time.time() - t0, 2e-3))
-        step += 1
-        if step % 100 == 0:
-            report(f"step {step} {time.time() - t0:.0f}s")
-    report(f"final step {step}")
+    print(f"after {steps} steps: every token " + " ".join(f"{k} {v:.2f}" for k, v in every.items())
+          + f" | shape at kept tokens {kept['shape']:.2f} | position scenes: shape {pos['shape']:.2f}"
+          f" side {pos['side']:.2f}")
 
 
 if __name__ == "__main__":
