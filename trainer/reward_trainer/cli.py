@@ -27,7 +27,9 @@ def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", ski
         if isinstance(default, bool):
             ap.add_argument(flag, dest=prefix + f.name, type=lambda s: s.lower() in ("1", "true", "yes"), default=default, help=h)
         elif isinstance(default, list):
-            ap.add_argument(flag, dest=prefix + f.name, nargs="+", type=type(default[0]), default=default, help=h)
+            # an empty default names no element type: the annotation does ("List[int]"); `--flag` alone gives []
+            item = type(default[0]) if default else {"int": int, "float": float}.get(str(f.type)[5:-1], str)
+            ap.add_argument(flag, dest=prefix + f.name, nargs="+" if default else "*", type=item, default=default, help=h)
         else:
             ap.add_argument(flag, dest=prefix + f.name, type=type(default) if default is not None else str, default=default, help=h)
 

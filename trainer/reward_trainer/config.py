@@ -148,6 +148,9 @@ class PretrainConfig:
     text_seconds: float = _f(0.0, "language-modelling stage on the world's text (0 = skip)")
     text_batch: int = _f(32, "conversations per text step")
     text_lr: float = _f(2e-3, "text stage peak learning rate")
+    text_back_offsets: List[int] = _f([], "text stage: also read the token k places back at every position, for each "
+                                          "k (a readout used only in this stage; on a bare key-value drill it can end the look-up's plateau: "
+                                          "trainer/README.md, session 9)")
     vision_seconds: float = _f(0.0, "scene-label stage for the vision tower and projector (0 = skip)")
     vision_batch: int = _f(32, "scenes per vision step (kinds in pretrain.SCENE_KINDS' proportions)")
     vision_lr: float = _f(2e-3, "vision stage peak learning rate")

@@ -30,6 +30,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
     def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, device, threads):
         seen["pretrain"] = (pcfg.text_seconds, pcfg.vision_seconds, seed, pipeline, out)
         seen["pretrain_threads"] = threads
+        seen["back"] = pcfg.text_back_offsets
         return {}
 
     monkeypatch.setattr(generate_mod, "generate", generate)
@@ -95,3 +96,11 @@ def test_reproduce_bradley_terry_ranks_are_one_unless_given(tmp_path, monkeypatc
     """One process unless told (the committed model's setting); --ranks reaches the Bradley-Terry stage."""
     assert run_reproduce(tmp_path / "a", monkeypatch)["ranks"] == 1
     assert run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "2")["ranks"] == 2
+
+
+def test_reproduce_back_readout_offsets_are_none_unless_given(tmp_path, monkeypatch):
+    """--pretrain-text-back-offsets (an integer list whose default is empty) reaches the text stage; `--flag` alone
+    is the empty list."""
+    assert run_reproduce(tmp_path / "a", monkeypatch)["back"] == []
+    assert run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-back-offsets", "1", "2")["back"] == [1, 2]
+    assert run_reproduce(tmp_path / "c", monkeypatch, "--pretrain-text-back-offsets")["back"] == []

@@ -351,3 +351,64 @@ def test_training_media_cache_keeps_float16_and_returns_float32(tmp_path):
     (stored,) = cache.cache.values()
     assert stored.dtype == torch.float16 and a.dtype == b.dtype == torch.float32
     assert torch.equal(a, b) and torch.allclose(b, fresh, atol=2e-3) and not torch.equal(b, fresh)
+
+
+def test_back_readout_reads_the_token_k_places_back_where_both_are_real():
+    """pretrain.BackReadout: at position t, offset k, the target is the token at t-k, and padded positions (either
+    end of the pair) are left out. Hidden states built to hold exactly those tokens give a loss near 0; the same
+    states read as the token k places *ahead* give a large one."""
+    from reward_trainer.pretrain import BackReadout
+
+    torch.manual_seed(0)
+    V, D = 12, 12
+    emb = torch.eye(V, D) * 20.0
+    ids = torch.randint(0, V, (2, 9))
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    valid[1, 6:] = False  # row 1 is right-padded
+    for k in (1, 3):
+        back = BackReadout(D, [k])
+        with torch.no_grad():
+            back.maps[0].weight.copy_(torch.eye(D))
+            back.maps[0].bias.zero_()
+        h = torch.randn(2, 9, D) * 50.0  # garbage where nothing may be read
+        h[:, k:] = emb[ids[:, :-k]]
+        h[1, 6:] = torch.randn(3, D) * 50.0  # padding: must not count
+        assert float(back.loss(h, ids, valid, emb)) < 1e-3, k
+        ahead = torch.zeros(2, 9, D)
+        ahead[:, :-k] = emb[ids[:, k:]]
+        assert float(back.loss(ahead, ids, valid, emb)) > 1.0, k
+    two = BackReadout(D, [1, 2])
+    assert [m.weight.shape for m in two.maps] == [(D, D), (D, D)]
+
+
+def test_the_text_stage_trains_the_back_readout_it_is_given(trained_tokenizer, monkeypatch):
+    """PretrainConfig.text_back_offsets: the text stage hands text_lm_loss a BackReadout with those offsets whose
+    weights the optimizer moves; with none it hands over nothing (the stage as before)."""
+    import dataclasses
+
+    from reward_trainer import pretrain as P
+
+    tok = TextTokenizer(trained_tokenizer)
+    seen = []
+    real = P.text_lm_loss
+
+    first = {}
+
+    def spy(model, rows, pad_id, device, back=None):
+        seen.append(back)
+        if back is not None and not first:
+            first["w"] = back.maps[0].weight.detach().clone()
+        return real(model, rows, pad_id, device, back)
+
+    monkeypatch.setattr(P, "text_lm_loss", spy)
+    for offsets in ([1, 2], []):
+        seen.clear()
+        m = P.IXCRewardModel(dataclasses.replace(small().args, vocab_size=tok.vocab_size))
+        cfg = PretrainConfig(text_seconds=0.01, text_batch=2, text_back_offsets=offsets)
+        P.text_stage(m, tok, template_config("default"), cfg, 384, 0, "cpu")
+        if not offsets:
+            assert seen and all(b is None for b in seen)
+            continue
+        back = seen[0]
+        assert isinstance(back, P.BackReadout) and back.offsets == [1, 2] and all(b is back for b in seen)
+        assert not torch.equal(back.maps[0].weight, first["w"])  # trained, not only computed
