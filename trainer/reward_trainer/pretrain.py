@@ -99,8 +99,9 @@ class BackReadout(torch.nn.Module):
     each k in `offsets`, through a linear map and the tied embeddings. Why: the tables' read-off and the told
     positions need a look-up (find the named item, read the word beside it), and the 4-layer decoder does not form
     one from next-token loss in the stage's minutes: on a bare key-value recall drill it stays at guessing among the
-    values present for 1 500-1 900 steps at four learning rates, while with this readout on the previous token two
-    of four seeds reached 0.96 in 400-800 steps (trainer/README.md, session 9; not yet on the tables' own format).
+    values present for 1 500-1 900 steps at four learning rates; with this readout on the previous token one seed
+    in five (and a draft of the drill) reached 0.96 within 800 steps (trainer/README.md, session 9): a hint, off by
+    default, and not yet seen on the tables' own format.
     Knowing what came just before each position is the half of the look-up circuit that next-token loss gives no
     gradient to until the other half exists."""
 
