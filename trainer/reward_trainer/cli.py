@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 import time
+import typing
 from typing import Any, Dict, List, Optional, Type
 
 from .config import (FinetuneConfig, GenConfig, ImagePreprocess, ModelArgs, PretrainConfig, TrainConfig, VideoPreprocess,
@@ -18,6 +19,7 @@ REPO_ROOT = os.path.dirname(TRAINER_DIR)
 
 
 def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", skip=()) -> None:
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or dataclasses.is_dataclass(f.type) or f.name == "vision":
             continue
@@ -27,8 +29,8 @@ def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", ski
         if isinstance(default, bool):
             ap.add_argument(flag, dest=prefix + f.name, type=lambda s: s.lower() in ("1", "true", "yes"), default=default, help=h)
         elif isinstance(default, list):
-            # an empty default names no element type: the annotation does ("List[int]"); `--flag` alone gives []
-            item = type(default[0]) if default else {"int": int, "float": float}.get(str(f.type)[5:-1], str)
+            # an empty default names no element type: the annotation does (List[int]); `--flag` alone gives []
+            item = type(default[0]) if default else typing.get_args(hints[f.name])[0]
             ap.add_argument(flag, dest=prefix + f.name, nargs="+" if default else "*", type=item, default=default, help=h)
         else:
             ap.add_argument(flag, dest=prefix + f.name, type=type(default) if default is not None else str, default=default, help=h)

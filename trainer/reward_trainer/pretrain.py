@@ -150,10 +150,15 @@ def text_lm_loss(model: IXCRewardModel, rows: List[Tuple[List[int], int]], pad_i
     return loss, acc
 
 
+def text_params(model: IXCRewardModel) -> List[torch.nn.Parameter]:
+    """What the text stage trains: the decoder and its embeddings, not the vision side, PLoRA or the score head."""
+    return [p for n, p in model.named_parameters()
+            if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
+
+
 def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, cfg: PretrainConfig,
                max_seq_len: int, seed: int, device: str) -> Dict:
-    params = [p for n, p in model.named_parameters()
-              if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
+    params = text_params(model)
     back = BackReadout(model.args.hidden_size, cfg.text_back_offsets).to(device) if cfg.text_back_offsets else None
     opt = _adamw(params + (list(back.parameters()) if back is not None else []), cfg.text_lr)
     gen = Gen("", "pretrain", random.Random(seed))

@@ -56,8 +56,7 @@ def main() -> None:
     D = model.args.hidden_size
     offsets = [int(k) for k in os.environ.get("BACK", "").split(",") if k]
     back = P.BackReadout(D, offsets) if offsets else None
-    params = [p for n, p in model.named_parameters()
-              if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
+    params = P.text_params(model)  # the text stage's
     opt = P._adamw(params + (list(back.parameters()) if back else []), lr)
     emb = model.model.tok_embeddings.weight
     t0, acc = time.time(), None

@@ -98,8 +98,7 @@ def main() -> None:
     Gen.table_multi = lambda self, n: table_multi(self, n, curriculum)  # type: ignore[attr-defined]
     Gen.scene_position = scene_position  # type: ignore[attr-defined]
     P.TEXT_CATEGORIES = tuple(kinds)
-    params = [p for n, p in model.named_parameters()
-              if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
+    params = P.text_params(model)  # the text stage's
     offsets = [int(k) for k in os.environ.get("BACK", "").split(",") if k]
     back = P.BackReadout(model.args.hidden_size, offsets) if offsets else None
     opt = P._adamw(params + (list(back.parameters()) if back is not None else []), lr)
