@@ -151,6 +151,13 @@ class PretrainConfig:
     text_back_offsets: List[int] = _f([], "text stage: also read the token k places back at every position, for each "
                                           "k (a readout used only in this stage; on a bare key-value drill it can end the look-up's plateau: "
                                           "trainer/README.md, session 9)")
+    text_prev_heads: List[int] = _f([], "text stage: head j of decoder layer 0 is also taught to attend from every "
+                                        "position to the token k_j places back, for each k_j given (the look-up's "
+                                        "first half; trainer/README.md, session 10)")
+    text_lookup_layer: int = _f(-1, "text stage: head 0 of this decoder layer is also taught to attend, from the "
+                                    "position before a read-off answer (a table's count, a told shape's side), to "
+                                    "where that answer stands in the prompt (-1 = off; the look-up's second half)")
+    text_attention_weight: float = _f(1.0, "weight of those two attention terms in the text stage's loss")
     vision_seconds: float = _f(0.0, "scene-label stage for the vision tower and projector (0 = skip)")
     vision_batch: int = _f(32, "scenes per vision step (kinds in pretrain.SCENE_KINDS' proportions)")
     vision_lr: float = _f(2e-3, "vision stage peak learning rate")

@@ -192,6 +192,10 @@ class InternLM2Attention(nn.Module):
         out = (self.num_heads + 2 * self.num_kv) * self.head_dim
         self.wqkv = PLoRA(a.hidden_size, out, a.plora_rank, a.plora_alpha)
         self.wo = PLoRA(self.num_heads * self.head_dim, a.hidden_size, a.plora_rank, a.plora_alpha)
+        # Training only (pretrain's attention hints): when > 0, _attend keeps the first keep_heads heads' scores
+        # (masked, before the softmax) in `kept`, one tensor per query block, so a loss can shape where they look.
+        self.keep_heads = 0
+        self.kept: List[torch.Tensor] = []
 
     def split_qkv(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Published fused layout: 'b q (h gs d) -> b q h gs d', gs = q_per_kv + 2; q = [:q_per_kv], k = [-2], v = [-1]."""
@@ -227,6 +231,8 @@ class InternLM2Attention(nn.Module):
 
     def _attend(self, q, k, v, bias):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim) + bias
+        if self.keep_heads:
+            self.kept.append(scores[:, :self.keep_heads].float().clone())
         att = torch.softmax(scores.float(), dim=-1).to(v.dtype)
         return att @ v
 

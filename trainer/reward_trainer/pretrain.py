@@ -25,7 +25,7 @@ import os
 import random
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -85,13 +85,97 @@ def _adamw(params, lr: float) -> torch.optim.Optimizer:
 
 
 # ------------------------------------------------------------------------------------------------------- text
+# Categories whose answer is read off the prompt after its key, and which of the answer token's places there hold
+# it: a table's count at every row with that count (any of them gives the right answer: "| cups | 7 |"); a told
+# side at its first mention, the named shape's clause ("a red circle on the left": the question repeats both sides
+# after it). Not a told colour: it stands before its shape ("an orange triangle"), where no causal head can know
+# which shape follows; the look-up there reads the shape's position instead.
+READ_OFF = {"table": "all", "scene_position": "first"}
+
+
+class TextRow(NamedTuple):
+    ids: List[int]
+    reply_at: int  # first position where chosen and rejected differ
+    sources: List[int]  # where the prompt holds the answer token, for a read-off category (else empty)
+    read_at: int  # the position that predicts the answer token (reply_at - 1 unless a bare space piece comes first)
+
+
+def answer_sources(ids: Sequence[int], at: int, category: str, blank: int = -1) -> Tuple[int, List[int]]:
+    """(read_at, sources): the position predicting the answer token and the positions before `at` holding it, as
+    READ_OFF says for the category. The answer token is ids[at], or the one after a bare space piece (`blank`: a
+    tokenizer that splits " 3" into "▁" and "3" puts the difference at the space, and the table holds "3")."""
+    a = at
+    while a < len(ids) and ids[a] == blank:
+        a += 1
+    rule = READ_OFF.get(category)
+    if rule is None or a >= len(ids):
+        return at - 1, []
+    found = [j for j in range(at) if ids[j] == ids[a]]
+    return a - 1, (found[:1] if rule == "first" else found)
+
+
 def text_batch(gen: Gen, n: int, tok: TextTokenizer, tcfg: TemplateConfig, max_seq_len: int,
-               tokens_per_image) -> List[Tuple[List[int], int]]:
-    """n chosen conversations (ids, first reply position) from the world's text categories."""
+               tokens_per_image) -> List[TextRow]:
+    """n chosen conversations from the world's text categories."""
     recs = [getattr(gen, TEXT_CATEGORIES[gen.rng.randrange(len(TEXT_CATEGORIES))])(i) for i in range(n)]
     cache = MediaCache(ImagePreprocess(), VideoPreprocess())  # text only: never asked for media
     ex, _ = build_examples(recs, "", tok, cache, max_seq_len, tokens_per_image, tcfg)
-    return [(e.chosen_ids, shared_prefix(e.chosen_ids, e.rejected_ids, e.chosen_spans, e.rejected_spans)) for e in ex]
+    blank = tok.sp.piece_to_id("\u2581")
+    rows = []
+    for e in ex:
+        at = shared_prefix(e.chosen_ids, e.rejected_ids, e.chosen_spans, e.rejected_spans)
+        read_at, sources = answer_sources(e.chosen_ids, at, e.category, blank)
+        rows.append(TextRow(e.chosen_ids, at, sources, read_at))
+    return rows
+
+
+class AttentionHints:
+    """Text stage only (off by default): two attention terms aimed at the look-up the tables and told scenes need
+    (find the named thing, read the word beside it), which next-token loss alone does not form in the stage's
+    minutes. On the bare key-value drill (tests/probe_recall.py) both together formed it in four seeds of five within
+    400 steps, where neither alone nor session 9's readout did; with the key 2-3 pieces before its value, as in the
+    tables, the plateau grew to 600-1 300 steps, and the real text stage did not form it in 1 866 steps of tables
+    (trainer/README.md, session 10).
+    - `prev`: head j of layer 0 attends from every position to the token prev[j] places back (so each value's
+      position can know the key before it);
+    - `layer`: head 0 of that layer attends, from the position before a read-off answer (TextRow.read_at), to the
+      answer's places in the prompt (TextRow.sources).
+    Each term is -log of the attention mass on its target, averaged over its positions; `weight` times their sum
+    joins the loss. Nothing is added to the model: the terms only shape heads it already has."""
+
+    def __init__(self, prev: Sequence[int], layer: int, weight: float):
+        self.prev, self.layer, self.weight = [int(k) for k in prev], int(layer), float(weight)
+        if self.layer == 0 and self.prev:
+            raise ValueError("text_lookup_layer 0 would share head 0 of layer 0 with text_prev_heads")
+
+    def arm(self, model: IXCRewardModel) -> None:
+        for layer in model.model.layers:
+            layer.attention.keep_heads, layer.attention.kept = 0, []
+        if self.prev:
+            model.model.layers[0].attention.keep_heads = len(self.prev)
+        if self.layer >= 0:
+            att = model.model.layers[self.layer].attention
+            att.keep_heads = max(att.keep_heads, 1)
+
+    def loss(self, model: IXCRewardModel, rows: Sequence[TextRow], am: torch.Tensor) -> torch.Tensor:
+        """`weight` times the sum of the terms in use (each a mean over its positions); disarms the model."""
+        layers = model.model.layers
+        kept = {i: torch.cat(layers[i].attention.kept, dim=2).log_softmax(-1) for i in range(len(layers))
+                if layers[i].attention.keep_heads}
+        for layer in layers:
+            layer.attention.keep_heads, layer.attention.kept = 0, []
+        terms = []
+        T = am.shape[1]
+        for j, k in enumerate(self.prev):
+            t = torch.arange(k, T, device=am.device)
+            ok = (am[:, k:] > 0) & (am[:, :-k] > 0)
+            terms.append(-kept[0][:, j, t, t - k][ok].mean())
+        if self.layer >= 0:
+            lp = [torch.logsumexp(kept[self.layer][b, 0, r.read_at, r.sources], dim=0)
+                  for b, r in enumerate(rows) if r.sources]
+            if lp:
+                terms.append(-torch.stack(lp).mean())
+        return self.weight * torch.stack(terms).sum() if terms else am.new_zeros((), dtype=torch.float32)
 
 
 class BackReadout(torch.nn.Module):
@@ -120,20 +204,22 @@ class BackReadout(torch.nn.Module):
         return total / max(len(self.offsets), 1)
 
 
-def text_lm_loss(model: IXCRewardModel, rows: List[Tuple[List[int], int]], pad_id: int, device: str,
-                 back: "BackReadout | None" = None) -> Tuple[torch.Tensor, float]:
+def text_lm_loss(model: IXCRewardModel, rows: Sequence[TextRow], pad_id: int, device: str,
+                 back: "BackReadout | None" = None, hints: "AttentionHints | None" = None) -> Tuple[torch.Tensor, float]:
     """Next-token cross-entropy over whole conversations plus, again, over the reply (where the answer is), plus
-    `back`'s loss when given; returns (loss, reply accuracy of the first answer token)."""
-    B, T = len(rows), max(len(r) for r, _ in rows)
+    `back`'s and `hints`' terms when given; returns (loss, reply accuracy of the first answer token)."""
+    B, T = len(rows), max(len(r[0]) for r in rows)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     am = torch.zeros((B, T), dtype=torch.long)
     reply = torch.zeros((B, T), dtype=torch.bool)
-    for b, (r, p) in enumerate(rows):
+    for b, (r, p, *_) in enumerate(rows):
         ids[b, :len(r)] = torch.tensor(r)
         am[b, :len(r)] = 1
         reply[b, max(p - 1, 0):len(r) - 1] = True
     ids, am, reply = ids.to(device), am.to(device), reply.to(device)
     D = model.args.hidden_size
+    if hints is not None:
+        hints.arm(model)
     h = model.hidden_states(ids, torch.zeros(1, D, device=device), torch.zeros_like(ids),
                             torch.zeros(B, T, device=device), am)
     logits = (h[:, :-1] @ model.model.tok_embeddings.weight.t()).float()
@@ -144,7 +230,9 @@ def text_lm_loss(model: IXCRewardModel, rows: List[Tuple[List[int], int]], pad_i
     loss = ce[valid].mean() + ce[r].mean()
     if back is not None:
         loss = loss + back.loss(h, ids, am.bool(), model.model.tok_embeddings.weight)
-    first = torch.tensor([max(p - 1, 0) for _, p in rows], device=device)
+    if hints is not None:
+        loss = loss + hints.loss(model, rows, am)
+    first = torch.tensor([max(r[1] - 1, 0) for r in rows], device=device)
     ar = torch.arange(B, device=device)
     acc = float((logits[ar, first].argmax(-1) == tgt[ar, first]).float().mean())
     return loss, acc
@@ -156,17 +244,24 @@ def text_params(model: IXCRewardModel) -> List[torch.nn.Parameter]:
             if not n.startswith(("vit.", "vision_proj.", "plora_", "v_head")) and "Plora_" not in n]
 
 
+def text_hints(cfg: PretrainConfig) -> "AttentionHints | None":
+    if not cfg.text_prev_heads and cfg.text_lookup_layer < 0:
+        return None
+    return AttentionHints(cfg.text_prev_heads, cfg.text_lookup_layer, cfg.text_attention_weight)
+
+
 def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, cfg: PretrainConfig,
                max_seq_len: int, seed: int, device: str) -> Dict:
     params = text_params(model)
     back = BackReadout(model.args.hidden_size, cfg.text_back_offsets).to(device) if cfg.text_back_offsets else None
     opt = _adamw(params + (list(back.parameters()) if back is not None else []), cfg.text_lr)
+    hints = text_hints(cfg)
     gen = Gen("", "pretrain", random.Random(seed))
     model.train()
     t0, step, ema, acc_ema = time.time(), 0, None, None
     while time.time() - t0 < cfg.text_seconds:
         rows = text_batch(gen, cfg.text_batch, tok, tcfg, max_seq_len, model.tokens_per_image)
-        loss, acc = text_lm_loss(model, rows, tok.pad_id, device, back)
+        loss, acc = text_lm_loss(model, rows, tok.pad_id, device, back, hints)
         _optimizer_step(opt, params, loss, _lr(step, cfg.text_seconds, time.time() - t0, cfg.text_lr))
         step += 1
         ema = _ema(ema, float(loss))

@@ -4,7 +4,9 @@ from a checkpoint for some minutes and prints, every 100 steps, the held-out LM 
 probe_lm_pairwise.py (the tied LM head at the first token where chosen and rejected differ) on the held-out
 arithmetic and table pairs. `table_multi` is an extra kind: one table, 2-4 questions about it in turns (every
 answer a read-off); `CURRICULUM=1` lets its tables start at one row; `scene_position` is `Gen.scene_text` held
-to its position kind (a told scene: which side the named shape is on); `THREADS` (1) torch threads; `BACK` offsets for pretrain.BackReadout (e.g. 1,2,3); `EXTRA` a JSONL of
+to its position kind (a told scene: which side the named shape is on); `THREADS` (1) torch threads; `BACK` offsets for pretrain.BackReadout (e.g. 1,2,3); `PREV`
+(e.g. 1,2), `LOOKUP` (a layer) and `AW` (weight) the text stage's attention hints (PretrainConfig.text_prev_heads,
+text_lookup_layer, text_attention_weight); `EXTRA` a JSONL of
 more pairs to probe (e.g. told scenes), their categories reported beside the held-out ones.
 
     /usr/bin/python3 trainer/tests/probe_text_stage.py RUN_DIR INIT_CKPT MINUTES KINDS LR [OUT_CKPT]
@@ -102,12 +104,15 @@ def main() -> None:
     offsets = [int(k) for k in os.environ.get("BACK", "").split(",") if k]
     back = P.BackReadout(model.args.hidden_size, offsets) if offsets else None
     opt = P._adamw(params + (list(back.parameters()) if back is not None else []), lr)
+    hints = P.text_hints(P.PretrainConfig(
+        text_prev_heads=[int(k) for k in os.environ.get("PREV", "").split(",") if k],
+        text_lookup_layer=int(os.environ.get("LOOKUP", "-1")), text_attention_weight=float(os.environ.get("AW", "1"))))
     print("step 0", probe(), flush=True)
     t0, step, ema, ntok, total = time.time(), 0, None, 0, minutes * 60
     while time.time() - t0 < total:
         rows = P.text_batch(gen, 32, tok, tcfg, msl, model.tokens_per_image)
-        ntok += sum(len(r) for r, _ in rows)
-        loss, _ = P.text_lm_loss(model, rows, tok.pad_id, "cpu", back)
+        ntok += sum(len(r.ids) for r in rows)
+        loss, _ = P.text_lm_loss(model, rows, tok.pad_id, "cpu", back, hints)
         P._optimizer_step(opt, params, loss, P._lr(step, total, time.time() - t0, lr))
         step += 1
         ema = P._ema(ema, float(loss))

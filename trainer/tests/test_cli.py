@@ -31,6 +31,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["pretrain"] = (pcfg.text_seconds, pcfg.vision_seconds, seed, pipeline, out)
         seen["pretrain_threads"] = threads
         seen["back"] = pcfg.text_back_offsets
+        seen["hints"] = (pcfg.text_prev_heads, pcfg.text_lookup_layer, pcfg.text_attention_weight)
         return {}
 
     monkeypatch.setattr(generate_mod, "generate", generate)
@@ -104,3 +105,9 @@ def test_reproduce_back_readout_offsets_are_none_unless_given(tmp_path, monkeypa
     assert run_reproduce(tmp_path / "a", monkeypatch)["back"] == []
     assert run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-back-offsets", "1", "2")["back"] == [1, 2]
     assert run_reproduce(tmp_path / "c", monkeypatch, "--pretrain-text-back-offsets")["back"] == []
+
+
+def test_reproduce_attention_hints_are_off_unless_given(tmp_path, monkeypatch):
+    assert run_reproduce(tmp_path / "a", monkeypatch)["hints"] == ([], -1, 1.0)
+    assert run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-prev-heads", "1", "3", "--pretrain-text-lookup-layer",
+                         "2", "--pretrain-text-attention-weight", "0.5")["hints"] == ([1, 3], 2, 0.5)

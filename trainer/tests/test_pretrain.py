@@ -91,7 +91,7 @@ def test_pretraining_draws_only_from_the_training_side(trained_tokenizer):
     gen = Gen("", "pretrain", random.Random(3))
     held_only = held_only_patterns()
     for _ in range(10):
-        for ids, p in text_batch(gen, 32, tok, tcfg, 384, m.tokens_per_image):
+        for ids, p, *_ in text_batch(gen, 32, tok, tcfg, 384, m.tokens_per_image):
             text = tok.sp.decode(ids)
             assert 0 < p < len(ids)
             assert not any(rx.search(text) for rx in held_only), text
@@ -110,7 +110,7 @@ def test_the_text_stage_uses_every_word_the_scene_labels_read_out(trained_tokeni
     gen = Gen("", "pretrain", random.Random(4))
     used = set()
     for _ in range(12):
-        for ids, _ in text_batch(gen, 32, tok, template_config("default"), 384, small().tokens_per_image):
+        for ids, *_ in text_batch(gen, 32, tok, template_config("default"), 384, small().tokens_per_image):
             used.update(ids)
     words = {**labels.color, **labels.shape, **labels.side, **labels.motion}
     missing = [w for w, piece in words.items() if piece not in used]
@@ -394,11 +394,11 @@ def test_the_text_stage_trains_the_back_readout_it_is_given(trained_tokenizer, m
 
     first = {}
 
-    def spy(model, rows, pad_id, device, back=None):
+    def spy(model, rows, pad_id, device, back=None, hints=None):
         seen.append(back)
         if back is not None and not first:
             first["w"] = back.maps[0].weight.detach().clone()
-        return real(model, rows, pad_id, device, back)
+        return real(model, rows, pad_id, device, back, hints)
 
     monkeypatch.setattr(P, "text_lm_loss", spy)
     for offsets in ([1, 2], []):
@@ -412,3 +412,115 @@ def test_the_text_stage_trains_the_back_readout_it_is_given(trained_tokenizer, m
         back = seen[0]
         assert isinstance(back, P.BackReadout) and back.offsets == [1, 2] and all(b is back for b in seen)
         assert not torch.equal(back.maps[0].weight, first["w"])  # trained, not only computed
+
+
+def test_answer_sources_are_where_the_prompt_holds_a_read_off_answer():
+    """A table's count at every row holding it; a told scene's side at its first mention (the question repeats both
+    sides after it); nothing for a category whose answer is not read off the prompt after its key."""
+    from reward_trainer.pretrain import answer_sources
+
+    ids = [9, 3, 7, 3, 8, 3, 5, 3]  # the answer token 3 at position 7
+    assert answer_sources(ids, 7, "table") == (6, [1, 3, 5])
+    assert answer_sources(ids, 7, "scene_position") == (6, [1])
+    assert answer_sources(ids, 7, "scene_color") == (6, [])  # the colour comes before its shape
+    assert answer_sources(ids, 7, "arithmetic") == (6, [])
+    assert answer_sources([9, 4, 3], 2, "table") == (1, [])  # a number word in the reply, digits in the table
+    # the replies differ at a bare space piece (1) before the digit: the digit is the answer, read one later
+    assert answer_sources([9, 1, 3, 1, 8, 1, 3], 5, "table", blank=1) == (5, [2])
+
+
+def test_text_batch_marks_table_answers_at_their_rows(trained_tokenizer):
+    """On the world's own tables the sources hold the answer token, and a table row's count, not the question."""
+    tok = TextTokenizer(trained_tokenizer)
+    gen = Gen("", "pretrain", random.Random(6))
+    P_rows = [r for _ in range(4) for r in text_batch(gen, 32, tok, template_config("default"), 384,
+                                                          small().tokens_per_image)]
+    tables = [r for r in P_rows if "| item | count |" in tok.sp.decode(r.ids)]
+    marked = [r for r in tables if r.sources]
+    assert len(marked) > len(tables) / 2  # the rest answer in number words
+    for r in marked:
+        assert all(j < r.reply_at and r.ids[j] == r.ids[r.read_at + 1] for j in r.sources)
+        assert all(tok.sp.decode(r.ids[j + 1:j + 3]).strip().startswith("|") for j in r.sources)  # a row's count
+
+
+def _attention_to(model, ids, layer, head):
+    from reward_trainer.pretrain import AttentionHints
+
+    hints = AttentionHints([1] if layer == 0 else [], layer if layer else -1, 1.0)
+    hints.arm(model)
+    D = model.args.hidden_size
+    model.hidden_states(ids, torch.zeros(1, D), torch.zeros_like(ids), torch.zeros(ids.shape), torch.ones_like(ids))
+    att = model.model.layers[layer].attention
+    p = torch.cat(att.kept, dim=2).softmax(-1)[:, head]
+    att.keep_heads, att.kept = 0, []
+    return p
+
+
+def test_attention_hints_teach_a_previous_token_head_and_a_look_up_head():
+    """PretrainConfig.text_prev_heads / text_lookup_layer: minimising the hints' loss alone makes head 0 of layer 0
+    attend to the token before, and head 0 of the look-up layer attend, from the position before the answer, to the
+    answer's sources; a fresh model does neither."""
+    import dataclasses
+
+    from reward_trainer.pretrain import AttentionHints, TextRow
+
+    torch.manual_seed(0)
+    from reward_trainer.model import IXCRewardModel
+
+    m = IXCRewardModel(dataclasses.replace(small().args, vocab_size=64))
+    rows = []
+    for b in range(8):
+        ids = torch.randint(10, 64, (12,)).tolist()
+        src = random.Random(b).randrange(1, 8)
+        ids[11] = ids[src]  # the answer, read at 11 from position 10, stands at `src`
+        rows.append(TextRow(ids, 11, [src], 10))
+    ids = torch.tensor([r.ids for r in rows])
+    am = torch.ones_like(ids)
+    hints = AttentionHints([1], 1, 1.0)
+    D = m.args.hidden_size
+
+    def masses():
+        prev = _attention_to(m, ids, 0, 0)
+        t = torch.arange(1, 12)
+        look = _attention_to(m, ids, 1, 0)
+        return float(prev[:, t, t - 1].mean()), float(torch.stack([look[b, 10, r.sources[0]] for b, r in enumerate(rows)]).mean())
+
+    before = masses()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(60):
+        hints.arm(m)
+        m.hidden_states(ids, torch.zeros(1, D), torch.zeros_like(ids), torch.zeros(ids.shape), am)
+        loss = hints.loss(m, rows, am)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = masses()
+    assert before[0] < 0.3 and before[1] < 0.3, before
+    assert after[0] > 0.8 and after[1] > 0.8, after
+    assert all(not layer.attention.keep_heads and not layer.attention.kept for layer in m.model.layers)
+
+
+def test_the_text_stage_uses_attention_hints_only_when_configured(trained_tokenizer, monkeypatch):
+    import dataclasses
+
+    from reward_trainer import pretrain as P
+
+    tok = TextTokenizer(trained_tokenizer)
+    seen = []
+    real = P.text_lm_loss
+
+    def spy(model, rows, pad_id, device, back=None, hints=None):
+        seen.append(hints)
+        return real(model, rows, pad_id, device, back, hints)
+
+    monkeypatch.setattr(P, "text_lm_loss", spy)
+    for prev, layer in (([1, 2], 1), ([], -1)):
+        seen.clear()
+        m = P.IXCRewardModel(dataclasses.replace(small().args, vocab_size=tok.vocab_size))
+        cfg = PretrainConfig(text_seconds=0.01, text_batch=2, text_prev_heads=prev, text_lookup_layer=layer)
+        P.text_stage(m, tok, template_config("default"), cfg, 384, 0, "cpu")
+        assert seen
+        if layer < 0:
+            assert all(h is None for h in seen)
+        else:
+            assert all(isinstance(h, P.AttentionHints) and h.prev == [1, 2] and h.layer == 1 for h in seen)
