@@ -86,6 +86,8 @@ def main() -> None:
     for step in range(steps):
         ids, valid, last, answer, target = batch(BATCH, *((GAP, FAR) if step >= FROM else (0, 0)))
         hinting = hints is not None and step < att_until
+        if step == att_until:
+            terms.clear()  # the hints are off from here: print no stale term
         if hinting:
             hints.arm(model)
         if carry >= 0:
