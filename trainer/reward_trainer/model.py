@@ -197,6 +197,12 @@ class InternLM2Attention(nn.Module):
         self.keep_heads = 0
         self.kept: List[torch.Tensor] = []
 
+    def take_kept(self) -> torch.Tensor:
+        """The kept scores [b, keep_heads, t, t] (query blocks joined); keeping stops."""
+        out = torch.cat(self.kept, dim=2)
+        self.keep_heads, self.kept = 0, []
+        return out
+
     def split_qkv(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Published fused layout: 'b q (h gs d) -> b q h gs d', gs = q_per_kv + 2; q = [:q_per_kv], k = [-2], v = [-1]."""
         b, t, _ = qkv.shape

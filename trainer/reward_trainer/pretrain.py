@@ -160,10 +160,8 @@ class AttentionHints:
     def loss(self, model: IXCRewardModel, rows: Sequence[TextRow], am: torch.Tensor) -> torch.Tensor:
         """`weight` times the sum of the terms in use (each a mean over its positions); disarms the model."""
         layers = model.model.layers
-        kept = {i: torch.cat(layers[i].attention.kept, dim=2).log_softmax(-1) for i in range(len(layers))
+        kept = {i: layers[i].attention.take_kept().log_softmax(-1) for i in range(len(layers))
                 if layers[i].attention.keep_heads}
-        for layer in layers:
-            layer.attention.keep_heads, layer.attention.kept = 0, []
         terms = []
         T = am.shape[1]
         for j, k in enumerate(self.prev):
@@ -208,14 +206,15 @@ def text_lm_loss(model: IXCRewardModel, rows: Sequence[TextRow], pad_id: int, de
                  back: "BackReadout | None" = None, hints: "AttentionHints | None" = None) -> Tuple[torch.Tensor, float]:
     """Next-token cross-entropy over whole conversations plus, again, over the reply (where the answer is), plus
     `back`'s and `hints`' terms when given; returns (loss, reply accuracy of the first answer token)."""
-    B, T = len(rows), max(len(r[0]) for r in rows)
+    B, T = len(rows), max(len(row.ids) for row in rows)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     am = torch.zeros((B, T), dtype=torch.long)
     reply = torch.zeros((B, T), dtype=torch.bool)
-    for b, (r, p, *_) in enumerate(rows):
-        ids[b, :len(r)] = torch.tensor(r)
-        am[b, :len(r)] = 1
-        reply[b, max(p - 1, 0):len(r) - 1] = True
+    for b, row in enumerate(rows):
+        n = len(row.ids)
+        ids[b, :n] = torch.tensor(row.ids)
+        am[b, :n] = 1
+        reply[b, max(row.reply_at - 1, 0):n - 1] = True
     ids, am, reply = ids.to(device), am.to(device), reply.to(device)
     D = model.args.hidden_size
     if hints is not None:
@@ -232,7 +231,7 @@ def text_lm_loss(model: IXCRewardModel, rows: Sequence[TextRow], pad_id: int, de
         loss = loss + back.loss(h, ids, am.bool(), model.model.tok_embeddings.weight)
     if hints is not None:
         loss = loss + hints.loss(model, rows, am)
-    first = torch.tensor([max(r[1] - 1, 0) for r in rows], device=device)
+    first = torch.tensor([max(row.reply_at - 1, 0) for row in rows], device=device)
     ar = torch.arange(B, device=device)
     acc = float((logits[ar, first].argmax(-1) == tgt[ar, first]).float().mean())
     return loss, acc

@@ -45,15 +45,13 @@ def main() -> None:
         x = torch.tensor([r.ids])
         model.hidden_states(x, torch.zeros(1, D), torch.zeros_like(x), torch.zeros(x.shape), torch.ones_like(x))
         for i, layer in enumerate(layers):
-            p = torch.cat(layer.attention.kept, 2).softmax(-1)[0]  # [heads, T, T]
+            p = layer.attention.take_kept().softmax(-1)[0]  # [heads, T, T]
             for h in range(H):
                 mass[(i, h)].append(float(p[h, r.read_at, r.sources].sum()))
             if i == 0:
                 for j, k in enumerate(prev):
                     t = torch.arange(k, p.shape[1])
                     mass[(0, j, f"{k} back")].append(float(p[j, t, t - k].mean()))
-    for layer in layers:
-        layer.attention.keep_heads, layer.attention.kept = 0, []
     for key, v in sorted(mass.items(), key=lambda kv: str(kv[0])):
         m = sum(v) / len(v)
         if len(key) == 3:

@@ -98,10 +98,9 @@ def main() -> None:
         if back is not None:
             loss = loss + back.loss(seen.get("h", h), ids, valid.bool(), emb)
         if carry >= 0:
-            att = model.model.layers[carry].attention
             far = FAR if step >= FROM else 0
-            lc = -torch.cat(att.kept, 2).log_softmax(-1)[torch.arange(len(ids)), 0, last, last - far].mean()
-            att.keep_heads, att.kept = 0, []
+            kept = model.model.layers[carry].attention.take_kept()
+            lc = -kept.log_softmax(-1)[torch.arange(len(ids)), 0, last, last - far].mean()
             terms["carry"] = float(lc)
             if step < att_until:
                 loss = loss + lc

@@ -450,10 +450,7 @@ def _attention_to(model, ids, layer, head):
     hints.arm(model)
     D = model.args.hidden_size
     model.hidden_states(ids, torch.zeros(1, D), torch.zeros_like(ids), torch.zeros(ids.shape), torch.ones_like(ids))
-    att = model.model.layers[layer].attention
-    p = torch.cat(att.kept, dim=2).softmax(-1)[:, head]
-    att.keep_heads, att.kept = 0, []
-    return p
+    return model.model.layers[layer].attention.take_kept().softmax(-1)[:, head]
 
 
 def test_attention_hints_teach_a_previous_token_head_and_a_look_up_head():
