@@ -14,6 +14,9 @@ import { fileURLToPath } from 'node:url';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(join(repoRoot, 'package.json'));
+// Before ORT loads (it reads the variable with getenv): telemetry off, or every run leaves an empty
+// $TMPDIR/mat-debug-<pid>.log behind — one per export's parity check (the service does the same, src/engine/onnx.ts).
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
 const ort = require('onnxruntime-node');
 
 const f32 = new Float32Array(1);
