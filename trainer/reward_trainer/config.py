@@ -145,6 +145,12 @@ class GenConfig:
 @dataclass
 class PretrainConfig:
     """The pretrain stage (pretrain.py): seconds per sub-stage (0 skips it), batch and peak learning rate."""
+    drill_steps: int = _f(0, "look-up drill before the text stage: at most this many steps (0 = skip; it ends "
+                              "sooner once its widest layout is answered: pretrain.drill_stage)")
+    drill_batch: int = _f(64, "rows per drill step")
+    drill_lr: float = _f(2e-3, "drill learning rate (20 warm-up steps, then constant)")
+    drill_lookup_layer: int = _f(2, "decoder layer whose head 0 the drill teaches to look the count up (the layer "
+                                    "below it carries the asked item; layer 0 holds the previous-token head)")
     text_seconds: float = _f(0.0, "language-modelling stage on the world's text (0 = skip)")
     text_batch: int = _f(32, "conversations per text step")
     text_lr: float = _f(2e-3, "text stage peak learning rate")

@@ -39,7 +39,7 @@ from .config import ImagePreprocess, ModelArgs, PretrainConfig, TemplateConfig, 
 from .data import MediaCache, build_examples
 from .model import IXCRewardModel
 from .tokenizer import TextTokenizer
-from .world import COLORS, SHAPES, Gen, Obj, draw_shape
+from .world import COLORS, ITEMS, SHAPES, Gen, Obj, draw_shape
 
 COSINE_SCALE = 16.0  # logit of a token aligned with its word (cosine 1): e^16 vs at most e^0 for the word opposite
 SCENE_KINDS = ("count", "color", "position", "video", "count", "position", "count", "position")  # hard ones 3/8
@@ -272,6 +272,139 @@ def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, 
             "final_loss_ema": round(ema or 0.0, 4), "answer_token_accuracy_ema": round(acc_ema or 0.0, 4)}
 
 
+# ----------------------------------------------------------------------------------------------- look-up drill
+# (gap, far) in order: bare rows first, then the tables' gap, then the asked item moved away from the read position a
+# few pieces at a time. Started wide, the look-up did not form in 2 000 steps; widened from a formed bare one it held
+# at every width — but only once formed: a fixed schedule that widened seed 1234's drill before its bare look-up
+# formed (at 160 steps) left it guessing (trainer/README.md, sessions 10-11). So the drill widens when the current
+# layout is answered (DRILL_ADVANCE, over at least DRILL_MIN_STEPS steps there) and stops once the last one is.
+DRILL_LAYOUTS = ((0, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 6), (2, 8), (2, 10), (2, 12), (2, 16))
+DRILL_ADVANCE = 0.9  # look-up accuracy (moving average) that lets the drill widen
+DRILL_MIN_STEPS = 50  # steps at each layout before it may widen (the average restarts there)
+
+
+class DrillPieces(NamedTuple):
+    """The drill's vocabulary in the tokenizer's own pieces, cut from the tables' own text: the world's tables write
+    `| chairs | 7 |` (with the default tokenizer ▁chairs ▁| ▁ 7 ▁|\\n|), `bars` being what stands between an item and
+    its count (the last `gap` of them are used) and `sep` what follows the count up to the next row's item."""
+    keys: List[int]  # the world's items
+    values: List[int]  # the digits, as a table's count cell writes them
+    sep: List[int]
+    ask: List[int]  # "How many", before the asked item
+    bars: List[int]
+    filler: List[int]  # the rest of the question, between the asked item and the read position
+
+
+def drill_pieces(tok: TextTokenizer) -> DrillPieces:
+    keys = [word_piece(tok, it) for it in ITEMS]
+    a, b = keys[ITEMS.index("chairs")], keys[ITEMS.index("cups")]
+
+    def cell(d: int) -> Tuple[List[int], int, List[int]]:
+        """(bars, the count's piece, sep) of `| chairs | d |` followed by the next row."""
+        ids = tok.encode(f"| chairs | {d} |\n| cups | 3 |")
+        i, j = ids.index(a), ids.index(b)
+        at = [k for k in range(i + 1, j) if str(d) in tok.sp.id_to_piece(ids[k])]
+        if len(at) != 1:
+            raise ValueError(f"the tokenizer writes the count {d} of a table row in {len(at)} pieces; the look-up drill "
+                             "needs one")
+        return ids[i + 1:at[0]], ids[at[0]], ids[at[0] + 1:j]
+
+    bars, _, sep = cell(7)
+    q = tok.encode("How many chairs are there according to the table?")
+    k = q.index(a)
+    return DrillPieces(keys, [cell(d)[1] for d in range(10)], sep, q[:k], bars, q[k + 1:])
+
+
+class DrillRows(NamedTuple):
+    ids: torch.Tensor  # [B, T]
+    valid: torch.Tensor  # [B, T]
+    last: torch.Tensor  # [B] the read position (it predicts the asked item's count)
+    answer: torch.Tensor  # [B]
+    source: torch.Tensor  # [B] where the asked item's count stands
+    asked: torch.Tensor  # [B] where the asked item stands in the question
+
+
+def drill_batch(p: DrillPieces, n: int, gap: int, far: int, rng: random.Random) -> DrillRows:
+    """n rows of 2-4 `item count` pairs, then `How many item` and `far` of the question's words."""
+    rows, answers, sources, asked = [], [], [], []
+    bars = p.bars[max(0, len(p.bars) - gap):] if gap else []
+    for _ in range(n):
+        k = rng.randint(2, 4)
+        keys, vals = rng.sample(p.keys, k), [rng.choice(p.values) for _ in range(k)]
+        row = [t for kv in zip(keys, vals) for t in (kv[0], *bars, kv[1], *p.sep)]
+        i = rng.randrange(k)
+        sources.append(i * (len(bars) + 2 + len(p.sep)) + len(bars) + 1)
+        asked.append(len(row) + len(p.ask))
+        rows.append(row + p.ask + [keys[i]] + rng.choices(p.filler, k=far))
+        answers.append(vals[i])
+    T = max(map(len, rows))
+    ids = torch.zeros(n, T, dtype=torch.long)
+    valid = torch.zeros(n, T, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, :len(r)], valid[b, :len(r)] = torch.tensor(r), 1
+    return DrillRows(ids, valid, torch.tensor([len(r) - 1 for r in rows]), torch.tensor(answers),
+                     torch.tensor(sources), torch.tensor(asked))
+
+
+def drill_stage(model: IXCRewardModel, tok: TextTokenizer, cfg: PretrainConfig, seed: int, device: str) -> Dict:
+    """Before the text stage (off by default): the look-up the tables and told scenes need, drilled on its own in
+    the tables' pieces — `item count` pairs, then `How many item`, the loss on the count at the read position only —
+    with the attention hints on (a previous-token head in layer 0, head 0 of `drill_lookup_layer` from the read
+    position to the asked count, head 0 of the layer below it to the asked item), through DRILL_LAYOUTS as each is
+    answered; at most `drill_steps` steps."""
+    pieces = drill_pieces(tok)
+    params = text_params(model)
+    D = model.args.hidden_size
+    # session 9's readout on layer 0's output: with it the bare look-up formed within 200 steps in seeds 2 and 3,
+    # which the hints alone left guessing for 400 (trainer/README.md, session 11); drill-only, never exported
+    back = BackReadout(D, [1]).to(device)
+    opt = _adamw(params + list(back.parameters()), cfg.drill_lr)
+    layer = cfg.drill_lookup_layer
+    if layer < 2:
+        raise ValueError("drill_lookup_layer needs two layers below it (the previous-token head and the carry)")
+    hints = AttentionHints([1], layer, 1.0)
+    carry = model.model.layers[layer - 1].attention
+    rng = random.Random(seed + 11)
+    model.train()
+    seen: Dict[str, torch.Tensor] = {}
+    hook = model.model.layers[0].register_forward_hook(lambda m, i, o: seen.__setitem__("h", o))
+    t0, acc, at, since, reached = time.time(), None, 0, 0, []
+    step = 0
+    emb = model.model.tok_embeddings.weight
+    try:
+        for step in range(1, cfg.drill_steps + 1):
+            gap, far = DRILL_LAYOUTS[at]
+            r = drill_batch(pieces, cfg.drill_batch, gap, far, rng)
+            ids, valid = r.ids.to(device), r.valid.to(device)
+            hints.arm(model)
+            carry.keep_heads = max(carry.keep_heads, 1)
+            h = model.hidden_states(ids, torch.zeros(1, D, device=device), torch.zeros_like(ids),
+                                    torch.zeros(ids.shape, device=device), valid)
+            ar = torch.arange(len(ids), device=device)
+            logits = (h[ar, r.last.to(device)] @ emb.t()).float()
+            loss = F.cross_entropy(logits, r.answer.to(device)) + back.loss(seen["h"], ids, valid.bool(), emb)
+            kept = carry.take_kept()
+            loss = loss - kept.log_softmax(-1)[ar, 0, r.last.to(device), r.asked.to(device)].mean()
+            rows = [TextRow(ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
+                    for b in range(len(ids))]
+            loss = loss + hints.loss(model, rows, valid)
+            _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))  # as the drills measured: the readout unclipped
+            acc = _ema(acc, float((logits.argmax(-1) == r.answer.to(device)).float().mean()), 0.9)
+            since += 1
+            if step % 100 == 0:
+                print(f"pretrain drill step {step} gap {gap} far {far} look-up accuracy {acc:.3f} "
+                      f"{time.time() - t0:.0f}s", file=sys.stderr)
+            if since >= DRILL_MIN_STEPS and acc >= DRILL_ADVANCE:
+                reached.append({"gap": gap, "far": far, "step": step})
+                if at == len(DRILL_LAYOUTS) - 1:
+                    break
+                at, since, acc = at + 1, 0, None
+    finally:
+        hook.remove()
+    return {"stage": "drill", "steps": step, "seconds": round(time.time() - t0, 1), "answered": reached,
+            "finished": len(reached) == len(DRILL_LAYOUTS), "look_up_accuracy_ema": round(acc or 0.0, 4)}
+
+
 # ----------------------------------------------------------------------------------------------------- vision
 def cell_coverage(objs: Sequence[Obj], size: Tuple[int, int], cell: int) -> np.ndarray:
     """[objects, rows, cols]: the share of each cell (cell x cell pixels) each object's shape covers."""
@@ -457,6 +590,8 @@ def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg:
     tcfg = template_config(pipeline, icfg)
     model = IXCRewardModel(margs).to(device)
     stages = []
+    if cfg.drill_steps > 0:
+        stages.append(drill_stage(model, tok, cfg, seed, device))
     if cfg.text_seconds > 0:
         stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device))
     if cfg.vision_seconds > 0:

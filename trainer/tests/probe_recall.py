@@ -8,9 +8,11 @@ look-up accuracy (moving average) every 100 steps, with the hint terms below. On
 side make a fair A/B. More knobs (trainer/README.md, session 10): `BACK_LAYER` (the readout on that layer's output),
 `PREV_SUP` / `ATT_SUP` (the text stage's attention hints, pretrain.AttentionHints), `CARRY_SUP` (head 0 of a layer
 taught to look from the read position at the asked key), `ATT_UNTIL` (hints off from that step), `NVAL` (value
-tokens), `BATCH` (rows per step).
+tokens), `BATCH` (rows per step). Session 11: `RAMP` (gap and far widened step by step from a bare start), `TOK` /
+`INIT` / `SAVE` (the drill in a real tokenizer's pieces on a real checkpoint, saved for probe_text_stage.py).
 
     OPENBLAS_NUM_THREADS=1 [BACK=1] [GAP=1] [FAR=4] [FROM=800] [SEED=0] [ATT_SUP=2 PREV_SUP=1] /usr/bin/python3 trainer/tests/probe_recall.py STEPS LR [ROPE_THETA]
+    OPENBLAS_NUM_THREADS=1 TOK=RUN/tokenizer/tokenizer.model INIT=FRESH/ckpt.pt SAVE=DRILLED.pt PREV_SUP=1 ATT_SUP=2 CARRY_SUP=1 RAMP=300:2:0,500:2:1,700:2:2 /usr/bin/python3 trainer/tests/probe_recall.py 1800 2e-3
 """
 import os
 import random
@@ -24,32 +26,42 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from reward_trainer import pretrain as P  # noqa: E402
 from reward_trainer.config import ModelArgs  # noqa: E402
+from reward_trainer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from reward_trainer.model import IXCRewardModel  # noqa: E402
 
 NVAL = int(os.environ.get("NVAL", "10"))  # how many value tokens (10: guessing among those present ≈ 0.43)
-KEYS, VALUES, SEP, ASK, BAR, FILLER = list(range(100, 160)), list(range(200, 200 + NVAL)), 5, 6, 7, list(range(300, 310))
+KEYS, VALUES, SEP, ASK, BAR, FILLER = list(range(100, 160)), list(range(200, 200 + NVAL)), [5], [6], [7] * 8, list(range(300, 310))
+# TOK=tokenizer.model: the drill in a real tokenizer's pieces, laid out as the tables are ("| chairs | 7 |" is
+# ▁chairs ▁| ▁ 7 ▁|\n|: GAP up to 2 takes the last GAP of "▁|", "▁"), asked as "How many chairs" and padded with
+# the question's own words; INIT=ckpt.pt starts from that checkpoint (e.g. a fresh `pretrain` with its vocab) and
+# SAVE=ckpt.pt writes the drilled weights in its format, so probe_text_stage.py can continue from them.
+TOK = os.environ.get("TOK")
+if TOK:
+    from reward_trainer.tokenizer import TextTokenizer  # noqa: E402
+
+    _p = P.drill_pieces(TextTokenizer(TOK))  # the drill stage's own (pretrain.drill_stage)
+    KEYS, VALUES, SEP, ASK, BAR, FILLER = _p.keys, _p.values, _p.sep, _p.ask, _p.bars, _p.filler
 BATCH = int(os.environ.get("BATCH", "64"))  # rows per step
-GAP = int(os.environ.get("GAP", "0"))  # tokens between a key and its value ("| chairs | 3 |": 1)
+GAP = int(os.environ.get("GAP", "0"))  # tokens between a key and its value ("| chairs | 3 |" has 2 in the default tokenizer's pieces)
 FAR = int(os.environ.get("FAR", "0"))  # tokens between the asked key and where the answer is read (a template)
 FROM = int(os.environ.get("FROM", "0"))  # GAP and FAR apply from this step on (0 until then): a curriculum
+# RAMP="300:2:0,600:2:1,800:2:2": from step 300 on gap 2 and far 0, from 600 far 1, ... (overrides GAP/FAR/FROM):
+# a look-up formed on the bare form, widened a few tokens at a time.
+RAMP = sorted((int(s), int(g), int(f)) for s, g, f in (x.split(":") for x in os.environ.get("RAMP", "").split(",") if x))
+
+
+def layout(step: int):
+    """(gap, far) at this step."""
+    if RAMP:
+        now = [(g, f) for s, g, f in RAMP if step >= s]
+        return now[-1] if now else (0, 0)
+    return (GAP, FAR) if step >= FROM else (0, 0)
 
 
 def batch(n: int, gap: int, far: int):
-    rows, answers, targets = [], [], []
-    for _ in range(n):
-        k = random.randint(2, 4)
-        keys, vals = random.sample(KEYS, k), [random.choice(VALUES) for _ in range(k)]
-        row = [t for kv in zip(keys, vals) for t in (kv[0], *[BAR] * gap, kv[1], SEP)]
-        i = random.randrange(k)
-        rows.append(row + [ASK, keys[i]] + random.choices(FILLER, k=far))
-        answers.append(vals[i])
-        targets.append(i * (gap + 3) + gap + 1)  # where the asked key's value sits
-    T = max(map(len, rows))
-    ids = torch.zeros(n, T, dtype=torch.long)
-    valid = torch.zeros(n, T, dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, :len(r)], valid[b, :len(r)] = torch.tensor(r), 1
-    return ids, valid, torch.tensor([len(r) - 1 for r in rows]), torch.tensor(answers), torch.tensor(targets)
+    # the module's own generator, seeded in main (the same draws as before pretrain.drill_batch existed)
+    r = P.drill_batch(P.DrillPieces(KEYS, VALUES, SEP, ASK, BAR, FILLER), n, gap, far, random)  # type: ignore[arg-type]
+    return r.ids, r.valid, r.last, r.answer, r.source
 
 
 def main() -> None:
@@ -59,7 +71,12 @@ def main() -> None:
     seed = int(os.environ.get("SEED", "0"))
     torch.manual_seed(seed)
     random.seed(seed)
-    model = IXCRewardModel(ModelArgs(vocab_size=512, rope_theta=theta))
+    init = os.environ.get("INIT")
+    if init:
+        model, state = load_checkpoint(init, "cpu")
+        model.train()
+    else:
+        model = IXCRewardModel(ModelArgs(vocab_size=512, rope_theta=theta))
     D = model.args.hidden_size
     offsets = [int(k) for k in os.environ.get("BACK", "").split(",") if k]
     back = P.BackReadout(D, offsets) if offsets else None
@@ -84,7 +101,8 @@ def main() -> None:
     terms = {}
     t0, acc = time.time(), None
     for step in range(steps):
-        ids, valid, last, answer, target = batch(BATCH, *((GAP, FAR) if step >= FROM else (0, 0)))
+        gap, far = layout(step)
+        ids, valid, last, answer, target = batch(BATCH, gap, far)
         hinting = hints is not None and step < att_until
         if step == att_until:
             terms.clear()  # the hints are off from here: print no stale term
@@ -98,7 +116,6 @@ def main() -> None:
         if back is not None:
             loss = loss + back.loss(seen.get("h", h), ids, valid.bool(), emb)
         if carry >= 0:
-            far = FAR if step >= FROM else 0
             kept = model.model.layers[carry].attention.take_kept()
             lc = -kept.log_softmax(-1)[torch.arange(len(ids)), 0, last, last - far].mean()
             terms["carry"] = float(lc)
@@ -112,8 +129,10 @@ def main() -> None:
         P._optimizer_step(opt, params, loss, lr * min(1.0, (step + 1) / 20))
         acc = P._ema(acc, float((logits.argmax(-1) == answer).float().mean()), 0.9)
         if step % 100 == 0 or step == steps - 1:
-            print(f"step {step} {time.time() - t0:.0f}s look-up accuracy {acc:.2f}",
+            print(f"step {step} {time.time() - t0:.0f}s gap {gap} far {far} look-up accuracy {acc:.2f}",
                   {k: round(v, 2) for k, v in terms.items()}, flush=True)
+    if os.environ.get("SAVE") and init:
+        save_checkpoint(os.environ["SAVE"], {**state, "model": model.state_dict()})
 
 
 if __name__ == "__main__":

@@ -521,3 +521,139 @@ def test_the_text_stage_uses_attention_hints_only_when_configured(trained_tokeni
             assert all(h is None for h in seen)
         else:
             assert all(isinstance(h, P.AttentionHints) and h.prev == [1, 2] and h.layer == 1 for h in seen)
+
+
+def test_drill_pieces_are_cut_from_the_tables_own_text(trained_tokenizer):
+    """pretrain.drill_pieces: the look-up drill speaks the tables' pieces — a row item, bars, count, separator, next
+    item decode to the world's own `| chairs | 7 |` row, and the question to its training-side phrasing."""
+    from reward_trainer.pretrain import drill_pieces
+    from reward_trainer.world import ITEMS
+
+    tok = TextTokenizer(trained_tokenizer)
+    p = drill_pieces(tok)
+    chairs, cups = p.keys[ITEMS.index("chairs")], p.keys[ITEMS.index("cups")]
+    assert len(p.keys) == len(ITEMS) == len(set(p.keys)) and len(p.values) == 10 == len(set(p.values))
+    assert all(str(d) in tok.sp.id_to_piece(v) for d, v in enumerate(p.values))
+    assert tok.sp.decode([chairs] + p.bars + [p.values[7]] + p.sep + [cups]).strip() == "chairs | 7 |\n| cups"
+    assert tok.sp.decode(p.ask + [chairs] + p.filler) == "How many chairs are there according to the table?"
+
+
+def test_drill_batch_marks_where_the_asked_count_and_item_stand(trained_tokenizer):
+    import random as _random
+
+    from reward_trainer.pretrain import drill_batch, drill_pieces
+
+    p = drill_pieces(TextTokenizer(trained_tokenizer))
+    for gap, far in ((0, 0), (2, 0), (2, 3), (len(p.bars), 16)):
+        r = drill_batch(p, 16, gap, far, _random.Random(gap * 100 + far))
+        used = p.bars[max(0, len(p.bars) - gap):] if gap else []
+        for b in range(16):
+            ids, src, asked, last = r.ids[b].tolist(), int(r.source[b]), int(r.asked[b]), int(r.last[b])
+            assert ids[src] == int(r.answer[b]) and ids[src] in p.values
+            item = src - len(used) - 1
+            assert ids[item] == ids[asked] and ids[item] in p.keys  # the asked item is the count's own row's
+            assert ids[item + 1:src] == used
+            assert ids[asked - len(p.ask):asked] == p.ask and last - asked == far
+            assert int(r.valid[b].sum()) == last + 1
+
+
+def test_drill_layouts_start_bare_and_widen_a_few_pieces_at_a_time():
+    from reward_trainer.pretrain import DRILL_LAYOUTS
+
+    assert DRILL_LAYOUTS[0] == (0, 0)
+    assert all(a[0] <= b[0] and a[1] <= b[1] and a != b for a, b in zip(DRILL_LAYOUTS, DRILL_LAYOUTS[1:]))
+    assert all(b[1] - a[1] <= 4 for a, b in zip(DRILL_LAYOUTS, DRILL_LAYOUTS[1:]))
+    assert DRILL_LAYOUTS[-1][1] >= 16  # the question and a chat template stand between the asked item and its answer
+
+
+def test_the_drill_widens_only_once_the_current_layout_is_answered(trained_tokenizer, monkeypatch):
+    """A drill that cannot answer stays at the bare layout however long it runs; one that answers every step walks
+    through every layout, DRILL_MIN_STEPS each, and stops at the last instead of spending its whole budget."""
+    import dataclasses
+
+    from reward_trainer import pretrain as P
+
+    tok = TextTokenizer(trained_tokenizer)
+    args = dataclasses.replace(small().args, vocab_size=tok.vocab_size, num_layers=3)
+    layouts = []
+    real_batch = P.drill_batch
+
+    def spy(p, n, gap, far, rng):
+        layouts.append((gap, far))
+        return real_batch(p, n, gap, far, rng)
+
+    monkeypatch.setattr(P, "drill_batch", spy)
+    monkeypatch.setattr(P, "DRILL_MIN_STEPS", 3)
+    monkeypatch.setattr(P, "DRILL_ADVANCE", 1.01)  # never answered
+    res = P.drill_stage(P.IXCRewardModel(args), tok, PretrainConfig(drill_steps=12, drill_batch=2), 0, "cpu")
+    assert set(layouts) == {(0, 0)} and res["steps"] == 12 and res["answered"] == [] and not res["finished"]
+    layouts.clear()
+    monkeypatch.setattr(P, "DRILL_ADVANCE", -1.0)  # always answered
+    res = P.drill_stage(P.IXCRewardModel(args), tok, PretrainConfig(drill_steps=1000, drill_batch=2), 0, "cpu")
+    assert layouts == [lay for lay in P.DRILL_LAYOUTS for _ in range(3)]
+    assert res["finished"] and res["steps"] == 3 * len(P.DRILL_LAYOUTS)
+    assert [(x["gap"], x["far"]) for x in res["answered"]] == list(P.DRILL_LAYOUTS)
+
+
+def test_the_drill_stage_teaches_its_carry_head_and_runs_first_only_when_configured(trained_tokenizer, monkeypatch,
+                                                                                   tmp_path):
+    """PretrainConfig.drill_steps: the drill runs before the text stage and only when asked; from the read position
+    its hints aim head 0 of the look-up layer at the asked count and head 0 of the layer below at the asked item."""
+    import dataclasses
+    import random as _random
+
+    from reward_trainer import pretrain as P
+
+    tok = TextTokenizer(trained_tokenizer)
+    args = dataclasses.replace(small().args, vocab_size=tok.vocab_size, num_layers=3)
+    for steps in (0, 3):
+        res = pretrain(PretrainConfig(drill_steps=steps, drill_batch=4, text_seconds=0.01, text_batch=2), args,
+                       ImagePreprocess(tile_size=56, hd_num=4), VideoPreprocess(), trained_tokenizer,
+                       str(tmp_path / f"pt{steps}"), "default", 384, 7)
+        assert [s["stage"] for s in res["stages"]] == (["drill", "text"] if steps else ["text"])
+
+    torch.manual_seed(0)
+    m = P.IXCRewardModel(args)
+    p = P.drill_pieces(tok)
+    r = P.drill_batch(p, 16, 2, 6, _random.Random(1))
+
+    def masses():
+        """head 0 of layer 1 on the asked item, head 0 of layer 2 on its count, both from the read position"""
+        for layer in m.model.layers[1:]:
+            layer.attention.keep_heads = 1
+        D = m.args.hidden_size
+        m.hidden_states(r.ids, torch.zeros(1, D), torch.zeros_like(r.ids), torch.zeros(r.ids.shape), r.valid)
+        carry, look = (m.model.layers[i].attention.take_kept().softmax(-1)[torch.arange(16), 0, r.last] for i in (1, 2))
+        return float(carry[torch.arange(16), r.asked].mean()), float(look[torch.arange(16), r.source].mean())
+
+    before = masses()
+    monkeypatch.setattr(P, "DRILL_LAYOUTS", ((2, 6),))
+    monkeypatch.setattr(P, "DRILL_ADVANCE", 1.01)  # all 60 steps at that layout
+    seen = []
+    real_loss = P.AttentionHints.loss
+
+    def spy(self, model, rows, am):
+        seen.append((self.prev, self.layer, rows, am))
+        return real_loss(self, model, rows, am)
+
+    monkeypatch.setattr(P.AttentionHints, "loss", spy)
+    # and session 9's readout of the token before, on layer 0's output (the bare look-up's other push)
+    outs, read = [], []
+    real_back = P.BackReadout.loss
+    monkeypatch.setattr(P.BackReadout, "loss", lambda self, h, *a: read.append((self.offsets, h)) or real_back(self, h, *a))
+    watch = m.model.layers[0].register_forward_hook(lambda mod, i, o: outs.append(o))
+    P.drill_stage(m, tok, PretrainConfig(drill_steps=60, drill_batch=16, drill_lr=3e-3), 0, "cpu")
+    watch.remove()
+    assert len(read) == 60 and all(k == [1] and h is o for (k, h), o in zip(read, outs))
+    assert all(not layer._forward_hooks for layer in m.model.layers)  # the drill's own hook is gone
+    after = masses()
+    # the carry is learnt within these steps; the look-up itself needs the drill's hundreds (trainer/README.md)
+    assert before[0] < 0.3 and after[0] > 0.8, (before, after)
+    # the look-up hint: from the read position (the last real one) to where the row holds the asked count
+    assert len(seen) == 60
+    for prev, layer, rows, am in seen[:3]:
+        assert prev == [1] and layer == 2
+        for b, row in enumerate(rows):
+            last = int(am[b].sum()) - 1
+            assert row.read_at == last and row.reply_at == last + 1 and len(row.sources) == 1
+            assert row.ids[row.sources[0]] in p.values and row.ids[row.sources[0] - 3] == row.ids[last - 6]
