@@ -4,12 +4,12 @@ import http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { pct } from './stats.ts'
 
-/** POST a JSON body; resolves on a 200 once the body is drained, rejects otherwise. */
-export function post(agent: http.Agent, url: string, body: string): Promise<void> {
+/** POST a JSON body; resolves with the response headers on a 200 once the body is drained, rejects otherwise. */
+export function post(agent: http.Agent, url: string, body: string): Promise<http.IncomingHttpHeaders> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume()
-      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))))
+      res.on('end', () => (res.statusCode === 200 ? resolve(res.headers) : reject(new Error(`status ${res.statusCode}`))))
     })
     req.on('error', reject)
     req.end(body)

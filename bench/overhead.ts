@@ -19,7 +19,7 @@ import { readVersion, versionDirs } from '../src/models/load.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import { threadCpuMs } from './cpu.ts'
 import { loadConversations } from './dataset.ts'
-import { drive } from './load.ts'
+import { drive, post } from './load.ts'
 import { startServer } from './server.ts'
 import { pct } from './stats.ts'
 
@@ -27,18 +27,6 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.BENCH_ITEMS ?? 160)
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 320)
 const config = loadConfig(process.env)
-
-/** POST a JSON body; resolves with the response headers once the body is drained (200 only). */
-function postHeaders(agent: http.Agent, url: string, body: string): Promise<http.IncomingHttpHeaders> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume()
-      res.on('end', () => (res.statusCode === 200 ? resolve(res.headers) : reject(new Error(`status ${res.statusCode}`))))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
 
 function getLoop(url: string, n: number): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -71,7 +59,7 @@ async function main(): Promise<void> {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
     for (let k = 0; k < Math.min(40, rows.length); k++) {
       await runReward(session, packRewardBatch([rows[k]!], padId, dim))
-      await postHeaders(agent, url, bodies[k]!)
+      await post(agent, url, bodies[k]!)
     }
     const raw: number[] = []
     const svc: number[] = []
@@ -84,7 +72,7 @@ async function main(): Promise<void> {
       await runReward(session, packRewardBatch([rows[k]!], padId, dim))
       raw.push(performance.now() - t)
       t = performance.now()
-      const h = await postHeaders(agent, url, bodies[k]!)
+      const h = await post(agent, url, bodies[k]!)
       svc.push(performance.now() - t)
       inf.push(Number(h['x-inference-time']))
       pre.push(Number(h['x-preprocess-time']))
