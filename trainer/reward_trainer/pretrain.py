@@ -347,8 +347,8 @@ def drill_batch(p: DrillPieces, n: int, gap: int, far: int, rng: random.Random) 
 
 
 def drill_stage(model: IXCRewardModel, tok: TextTokenizer, cfg: PretrainConfig, seed: int, device: str) -> Dict:
-    """Before the text stage (off by default): the look-up the tables and told scenes need, drilled on its own in
-    the tables' pieces — `item count` pairs, then `How many item`, the loss on the count at the read position only —
+    """Before the text stage (off by default): the look-up the tables need (the told scenes need the same one; the
+    drill has tables only), drilled on its own in the tables' pieces — `item count` pairs, then `How many item`, the loss on the count at the read position only —
     with the attention hints on (a previous-token head in layer 0, head 0 of `drill_lookup_layer` from the read
     position to the asked count, head 0 of the layer below it to the asked item), through DRILL_LAYOUTS as each is
     answered; at most `drill_steps` steps."""
@@ -388,7 +388,8 @@ def drill_stage(model: IXCRewardModel, tok: TextTokenizer, cfg: PretrainConfig, 
             rows = [TextRow(ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
                     for b in range(len(ids))]
             loss = loss + hints.loss(model, rows, valid)
-            _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))  # as the drills measured: the readout unclipped
+            # clipped over the model's parameters only, as the drills measured (the readout's own gradient unclipped)
+            _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))
             acc = _ema(acc, float((logits.argmax(-1) == r.answer.to(device)).float().mean()), 0.9)
             since += 1
             if step % 100 == 0:

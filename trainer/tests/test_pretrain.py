@@ -98,6 +98,14 @@ def test_pretraining_draws_only_from_the_training_side(trained_tokenizer):
     for s in scene_batch(gen, 16, icfg, VideoPreprocess()):
         if s["kind"] != "video":
             assert tuple(s["pixels"].shape[2:]) == (112, 112)  # 2 x 2 tiles of 56: not a held-out canvas size
+    # the look-up drill's rows (pretrain.drill_batch) at its widest: the training side's question
+    from reward_trainer.pretrain import drill_batch, drill_pieces
+
+    r = drill_batch(drill_pieces(tok), 32, 2, 16, random.Random(3))
+    for b in range(32):
+        text = tok.sp.decode(r.ids[b][r.valid[b].bool()].tolist())
+        assert not any(rx.search(text) for rx in held_only), text
+    assert not any(rx.search("How many chairs are there according to the table?") for rx in held_only)
 
 
 def test_the_text_stage_uses_every_word_the_scene_labels_read_out(trained_tokenizer):
