@@ -72,6 +72,8 @@ def main() -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     init = os.environ.get("INIT")
+    if os.environ.get("SAVE") and not init:
+        raise SystemExit("SAVE writes INIT's checkpoint format: give INIT too")
     if init:
         model, state = load_checkpoint(init, "cpu")
         model.train()
@@ -131,7 +133,7 @@ def main() -> None:
         if step % 100 == 0 or step == steps - 1:
             print(f"step {step} {time.time() - t0:.0f}s gap {gap} far {far} look-up accuracy {acc:.2f}",
                   {k: round(v, 2) for k, v in terms.items()}, flush=True)
-    if os.environ.get("SAVE") and init:
+    if os.environ.get("SAVE"):
         save_checkpoint(os.environ["SAVE"], {**state, "model": model.state_dict()})
 
 
