@@ -15,11 +15,12 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.ts'
 import { createSession, runReward } from '../src/engine/onnx.ts'
-import { readVersion, versionDirs } from '../src/models/load.ts'
+import { readVersion } from '../src/models/load.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import { threadCpuMs } from './cpu.ts'
 import { loadConversations } from './dataset.ts'
 import { drive, post } from './load.ts'
+import { benchModel } from './model.ts'
 import { startServer } from './server.ts'
 import { pct } from './stats.ts'
 
@@ -41,9 +42,7 @@ const med = (xs: number[]) => pct(xs, 50)
 const f = (x: number) => x.toFixed(2)
 
 async function main(): Promise<void> {
-  const modelsDir = path.resolve(root, config.modelsDir)
-  const entry = (await versionDirs(modelsDir)).filter((e) => !config.defaultModel || e.name === config.defaultModel).sort((a, b) => b.version - a.version)[0]
-  if (!entry) throw new Error(`no model under ${modelsDir}`)
+  const { modelsDir, entry } = await benchModel(config)
   const { manifest, encoder } = await readVersion(entry, { maxBatchTokens: 0, maxItemChars: config.maxItemChars })
   const convs = loadConversations(root, N)
   const rows = convs.map((c) => encoder.finish(encoder.turns(c)))

@@ -32,8 +32,9 @@ import { loadConfig } from '../src/config.ts'
 import { createSession, runReward } from '../src/engine/onnx.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import type { EncodedRow } from '../src/scheduler/types.ts'
-import { readVersion, versionDirs } from '../src/models/load.ts'
+import { readVersion } from '../src/models/load.ts'
 import { loadConversations } from './dataset.ts'
+import { benchModel } from './model.ts'
 import { dealt, rawPool } from './raw-pool.ts'
 import { selfCpuMs, threadCpuMs } from './cpu.ts'
 import { abbaRatio, drive, post } from './load.ts'
@@ -60,10 +61,7 @@ interface Segment {
 }
 
 async function main() {
-  const modelsDir = path.resolve(root, config.modelsDir)
-  const entries = (await versionDirs(modelsDir)).filter((e) => !config.defaultModel || e.name === config.defaultModel)
-  const entry = entries.sort((a, b) => b.version - a.version)[0]
-  if (!entry) throw new Error(`no model under ${modelsDir}`)
+  const { modelsDir, entry } = await benchModel(config)
   const { manifest, encoder } = await readVersion(entry, { maxBatchTokens: config.batch.maxBatchTokens, maxItemChars: config.maxItemChars })
   const convs = loadConversations(root, N_ITEMS)
   const rows = convs.map((c) => encoder.finish(encoder.turns(c)))

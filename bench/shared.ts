@@ -17,18 +17,17 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.ts'
 import type { Message, Segment } from '../src/conversation/types.ts'
 import { createSession, runReward, runRewardPacked } from '../src/engine/onnx.ts'
-import { readVersion, versionDirs } from '../src/models/load.ts'
+import { readVersion } from '../src/models/load.ts'
 import { packRewardBatch } from '../src/scheduler/pack.ts'
 import { packPackedBatch, shareRows } from '../src/scheduler/pack-shared.ts'
 import type { EncodedRow } from '../src/scheduler/types.ts'
+import { benchModel } from './model.ts'
 import { startServer } from './server.ts'
 import { fmtSpread, mulberry32, shuffled } from './stats.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn' })
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SEED = Number(process.env.BENCH_SEED ?? 1)
@@ -36,8 +35,7 @@ const WORDS = 'the a of to and in is it that for on with as was at by this be fr
 const NOUNS = 'answer model reward prompt river mountain number colour table image video cat spider insect leg step proof'.split(' ')
 
 async function main() {
-  const modelsDir = path.resolve(root, config.modelsDir)
-  const entry = (await versionDirs(modelsDir)).filter((e) => !config.defaultModel || e.name === config.defaultModel).sort((a, b) => b.version - a.version)[0]!
+  const { modelsDir, entry } = await benchModel(config)
   const { manifest: m, encoder } = await readVersion(entry, { maxBatchTokens: 0, maxItemChars: 1e9 })
   if (!m.graphs.reward_packed) throw new Error(`${entry.name}/${entry.version} has no reward_packed graph`)
   const opts = { providers: ['cpu'], threads: config.threads, spin: config.ortSpin }
