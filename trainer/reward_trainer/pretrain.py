@@ -309,10 +309,11 @@ def drill_pieces(tok: TextTokenizer) -> DrillPieces:
                              "needs one")
         return ids[i + 1:at[0]], ids[at[0]], ids[at[0] + 1:j]
 
-    bars, _, sep = cell(7)
+    cells = [cell(d) for d in range(10)]
+    bars, _, sep = cells[7]
     q = tok.encode("How many chairs are there according to the table?")
     k = q.index(a)
-    return DrillPieces(keys, [cell(d)[1] for d in range(10)], sep, q[:k], bars, q[k + 1:])
+    return DrillPieces(keys, [c[1] for c in cells], sep, q[:k], bars, q[k + 1:])
 
 
 class DrillRows(NamedTuple):
@@ -348,8 +349,8 @@ def drill_batch(p: DrillPieces, n: int, gap: int, far: int, rng: random.Random) 
 
 def drill_stage(model: IXCRewardModel, tok: TextTokenizer, cfg: PretrainConfig, seed: int, device: str) -> Dict:
     """Before the text stage (off by default): the look-up the tables need (the told scenes need the same one; the
-    drill has tables only), drilled on its own in the tables' pieces — `item count` pairs, then `How many item`, the loss on the count at the read position only —
-    with the attention hints on (a previous-token head in layer 0, head 0 of `drill_lookup_layer` from the read
+    drill has tables only), drilled on its own in the tables' pieces — `item count` pairs, then `How many item`, the
+    loss on the count at the read position only — with the attention hints on (a previous-token head in layer 0, head 0 of `drill_lookup_layer` from the read
     position to the asked count, head 0 of the layer below it to the asked item), through DRILL_LAYOUTS as each is
     answered; at most `drill_steps` steps."""
     pieces = drill_pieces(tok)
@@ -385,8 +386,9 @@ def drill_stage(model: IXCRewardModel, tok: TextTokenizer, cfg: PretrainConfig, 
             loss = F.cross_entropy(logits, r.answer.to(device)) + back.loss(seen["h"], ids, valid.bool(), emb)
             kept = carry.take_kept()
             loss = loss - kept.log_softmax(-1)[ar, 0, r.last.to(device), r.asked.to(device)].mean()
-            rows = [TextRow(ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
-                    for b in range(len(ids))]
+            # from the host-side batch: no device round trip per row on a GPU
+            rows = [TextRow(r.ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
+                    for b in range(len(r.ids))]
             loss = loss + hints.loss(model, rows, valid)
             # clipped over the model's parameters only, as the drills measured (the readout's own gradient unclipped)
             _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))
