@@ -4,6 +4,7 @@
 // 8-bit decode, the server's peak RSS stays under 1.5 GiB while all 16 are scored. Measured in a child process
 // (the server alone), RSS sampled every 5 ms.
 import { fork } from 'node:child_process'
+import { once } from 'node:events'
 import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -73,7 +74,10 @@ t.test('peak RSS under 16 concurrent 36 Mpx 16-bit RGBA images stays under 1.5 G
   const answers = await Promise.all(bodies.map((b) => post(port, b)))
   t.same(answers.map((a) => a.status), Array(16).fill(200), answers.find((a) => a.status !== 200)?.body.slice(0, 200) ?? 'all scored')
   const { peakRss } = await ask<{ peakRss: number }>('peak')
+  // the child removes its media temp folder as it closes: killed by the teardown first, it left one behind per run
+  const exited = once(child, 'exit')
   child.send('stop')
+  t.same(await exited, [0, null], 'the server closed and exited on its own')
   const mb = (n: number) => `${(n / 1024 ** 2).toFixed(0)} MiB`
   t.ok(peakRss < BOUND, `peak RSS ${mb(peakRss)} (idle ${mb(baseRss)}), bound ${mb(BOUND)}`)
 })
