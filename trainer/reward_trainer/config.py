@@ -152,6 +152,8 @@ class PretrainConfig:
     drill_lookup_layer: int = _f(2, "decoder layer whose head 0 the drill teaches to look the count up (the layer "
                                     "below it carries the asked item; layer 0 holds the previous-token head)")
     text_seconds: float = _f(0.0, "language-modelling stage on the world's text (0 = skip)")
+    text_drill_rows: int = _f(0, "text stage: rows of the look-up drill added to every step's loss (0 = none; it "
+                                 "goes on from where drill_steps left it, or starts bare: pretrain.LookupDrill)")
     text_batch: int = _f(32, "conversations per text step")
     text_lr: float = _f(2e-3, "text stage peak learning rate")
     text_back_offsets: List[int] = _f([], "text stage: also read the token k places back at every position, for each "

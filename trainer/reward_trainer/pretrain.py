@@ -250,10 +250,12 @@ def text_hints(cfg: PretrainConfig) -> "AttentionHints | None":
 
 
 def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, cfg: PretrainConfig,
-               max_seq_len: int, seed: int, device: str) -> Dict:
+               max_seq_len: int, seed: int, device: str, drill: "LookupDrill | None" = None) -> Dict:
+    """`drill` (with cfg.text_drill_rows > 0): that many drill rows join every step's loss (LookupDrill)."""
     params = text_params(model)
     back = BackReadout(model.args.hidden_size, cfg.text_back_offsets).to(device) if cfg.text_back_offsets else None
-    opt = _adamw(params + (list(back.parameters()) if back is not None else []), cfg.text_lr)
+    extra = (list(back.parameters()) if back is not None else []) + (list(drill.back.parameters()) if drill else [])
+    opt = _adamw(params + extra, cfg.text_lr)
     hints = text_hints(cfg)
     gen = Gen("", "pretrain", random.Random(seed))
     model.train()
@@ -261,15 +263,20 @@ def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, 
     while time.time() - t0 < cfg.text_seconds:
         rows = text_batch(gen, cfg.text_batch, tok, tcfg, max_seq_len, model.tokens_per_image)
         loss, acc = text_lm_loss(model, rows, tok.pad_id, device, back, hints)
+        if drill is not None:
+            loss = loss + drill.loss(model, cfg.text_drill_rows)
         _optimizer_step(opt, params, loss, _lr(step, cfg.text_seconds, time.time() - t0, cfg.text_lr))
+        if drill is not None:
+            drill.record()
         step += 1
         ema = _ema(ema, float(loss))
         acc_ema = _ema(acc_ema, acc)
         if step % 20 == 0:
             print(f"pretrain text step {step} loss {ema:.3f} answer-token acc {acc_ema:.3f} "
                   f"{time.time() - t0:.0f}/{cfg.text_seconds:.0f}s", file=sys.stderr)
-    return {"stage": "text", "steps": step, "seconds": round(time.time() - t0, 1), "sequences": step * cfg.text_batch,
-            "final_loss_ema": round(ema or 0.0, 4), "answer_token_accuracy_ema": round(acc_ema or 0.0, 4)}
+    out = {"stage": "text", "steps": step, "seconds": round(time.time() - t0, 1), "sequences": step * cfg.text_batch,
+           "final_loss_ema": round(ema or 0.0, 4), "answer_token_accuracy_ema": round(acc_ema or 0.0, 4)}
+    return {**out, "drill": drill.summary()} if drill is not None else out
 
 
 # ----------------------------------------------------------------------------------------------- look-up drill
@@ -347,65 +354,105 @@ def drill_batch(p: DrillPieces, n: int, gap: int, far: int, rng: random.Random) 
                      torch.tensor(sources), torch.tensor(asked))
 
 
-def drill_stage(model: IXCRewardModel, tok: TextTokenizer, cfg: PretrainConfig, seed: int, device: str) -> Dict:
+class LookupDrill:
+    """The drill's state: its pieces, the hints and readout it trains with, and where it stands in DRILL_LAYOUTS.
+    `loss` draws one batch at the current layout; `record` moves on once that layout is answered. drill_stage runs
+    it alone; with `text_drill_rows` the text stage adds one batch to each of its steps, so the look-up keeps being
+    asked for while the decoder learns the rest (drilled first and then left to the mix, arithmetic fell 0.81 -> 0.64
+    and the tables drifted: trainer/README.md, session 11)."""
+
+    def __init__(self, model: IXCRewardModel, tok: TextTokenizer, layer: int, seed: int, device: str, at: int = 0):
+        if layer < 2:
+            raise ValueError("drill_lookup_layer needs two layers below it (the previous-token head and the carry)")
+        self.pieces = drill_pieces(tok)
+        # session 9's readout on layer 0's output: with it the bare look-up formed within 200 steps in seeds 2 and
+        # 3, which the hints alone left guessing for 400 (trainer/README.md, session 11); drill-only, never exported
+        self.back = BackReadout(model.args.hidden_size, [1]).to(device)
+        self.hints = AttentionHints([1], layer, 1.0)
+        self.carry = model.model.layers[layer - 1].attention
+        self.rng = random.Random(seed + 11)
+        self.device = device
+        self.at, self.since, self.acc, self.reached, self.steps = at, 0, None, [], 0
+        self._seen: Dict[str, torch.Tensor] = {}
+        self._hook = model.model.layers[0].register_forward_hook(lambda m, i, o: self._seen.__setitem__("h", o))
+
+    def close(self) -> None:
+        """Takes the drill's forward hook off the model (the readout's input; nothing of the drill is exported)."""
+        self._hook.remove()
+
+    def __enter__(self) -> "LookupDrill":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def loss(self, model: IXCRewardModel, n: int) -> torch.Tensor:
+        """n rows at the current layout: the count's cross-entropy at the read position, the readout, the carry
+        hint (head 0 of the layer below the look-up, to the asked item) and the two look-up hints."""
+        gap, far = DRILL_LAYOUTS[self.at]
+        r = drill_batch(self.pieces, n, gap, far, self.rng)
+        dev = self.device
+        ids, valid = r.ids.to(dev), r.valid.to(dev)
+        self.hints.arm(model)
+        self.carry.keep_heads = max(self.carry.keep_heads, 1)
+        D = model.args.hidden_size
+        h = model.hidden_states(ids, torch.zeros(1, D, device=dev), torch.zeros_like(ids),
+                                torch.zeros(ids.shape, device=dev), valid)
+        ar = torch.arange(len(ids), device=dev)
+        last, answer = r.last.to(dev), r.answer.to(dev)
+        emb = model.model.tok_embeddings.weight
+        logits = (h[ar, last] @ emb.t()).float()
+        loss = F.cross_entropy(logits, answer) + self.back.loss(self._seen.pop("h"), ids, valid.bool(), emb)
+        loss = loss - self.carry.take_kept().log_softmax(-1)[ar, 0, last, r.asked.to(dev)].mean()
+        # from the host-side batch: no device round trip per row on a GPU
+        rows = [TextRow(r.ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
+                for b in range(len(r.ids))]
+        loss = loss + self.hints.loss(model, rows, valid)
+        self._acc_now = float((logits.argmax(-1) == answer).float().mean())
+        return loss
+
+    def record(self) -> bool:
+        """After each step: widens once the current layout is answered; True once the last one is."""
+        self.acc = _ema(self.acc, self._acc_now, 0.9)
+        self.since += 1
+        self.steps += 1
+        if self.since >= DRILL_MIN_STEPS and self.acc >= DRILL_ADVANCE:
+            gap, far = DRILL_LAYOUTS[self.at]
+            if not self.reached or self.reached[-1]["at"] != self.at:
+                self.reached.append({"at": self.at, "gap": gap, "far": far, "step": self.steps})
+            if self.at == len(DRILL_LAYOUTS) - 1:
+                return True
+            self.at, self.since, self.acc = self.at + 1, 0, None
+        return False
+
+    def summary(self) -> Dict:
+        return {"steps": self.steps, "answered": [{k: v for k, v in r.items() if k != "at"} for r in self.reached],
+                "finished": bool(self.reached) and self.reached[-1]["at"] == len(DRILL_LAYOUTS) - 1,
+                "look_up_accuracy_ema": round(self.acc or 0.0, 4)}
+
+
+def drill_stage(model: IXCRewardModel, drill: LookupDrill, cfg: PretrainConfig) -> Dict:
     """Before the text stage (off by default): the look-up the tables need (the told scenes need the same one; the
     drill has tables only), drilled on its own in the tables' pieces — `item count` pairs, then `How many item`, the
-    loss on the count at the read position only — with the attention hints on (a previous-token head in layer 0, head 0 of `drill_lookup_layer` from the read
-    position to the asked count, head 0 of the layer below it to the asked item), through DRILL_LAYOUTS as each is
-    answered; at most `drill_steps` steps."""
-    pieces = drill_pieces(tok)
+    loss on the count at the read position only — with the attention hints on (a previous-token head in layer 0,
+    head 0 of `drill_lookup_layer` from the read position to the asked count, head 0 of the layer below it to the
+    asked item), through DRILL_LAYOUTS as each is answered; at most `drill_steps` steps."""
     params = text_params(model)
-    D = model.args.hidden_size
-    # session 9's readout on layer 0's output: with it the bare look-up formed within 200 steps in seeds 2 and 3,
-    # which the hints alone left guessing for 400 (trainer/README.md, session 11); drill-only, never exported
-    back = BackReadout(D, [1]).to(device)
-    opt = _adamw(params + list(back.parameters()), cfg.drill_lr)
-    layer = cfg.drill_lookup_layer
-    if layer < 2:
-        raise ValueError("drill_lookup_layer needs two layers below it (the previous-token head and the carry)")
-    hints = AttentionHints([1], layer, 1.0)
-    carry = model.model.layers[layer - 1].attention
-    rng = random.Random(seed + 11)
+    opt = _adamw(params + list(drill.back.parameters()), cfg.drill_lr)
     model.train()
-    seen: Dict[str, torch.Tensor] = {}
-    hook = model.model.layers[0].register_forward_hook(lambda m, i, o: seen.__setitem__("h", o))
-    t0, acc, at, since, reached = time.time(), None, 0, 0, []
-    step = 0
-    emb = model.model.tok_embeddings.weight
-    try:
-        for step in range(1, cfg.drill_steps + 1):
-            gap, far = DRILL_LAYOUTS[at]
-            r = drill_batch(pieces, cfg.drill_batch, gap, far, rng)
-            ids, valid = r.ids.to(device), r.valid.to(device)
-            hints.arm(model)
-            carry.keep_heads = max(carry.keep_heads, 1)
-            h = model.hidden_states(ids, torch.zeros(1, D, device=device), torch.zeros_like(ids),
-                                    torch.zeros(ids.shape, device=device), valid)
-            ar = torch.arange(len(ids), device=device)
-            logits = (h[ar, r.last.to(device)] @ emb.t()).float()
-            loss = F.cross_entropy(logits, r.answer.to(device)) + back.loss(seen["h"], ids, valid.bool(), emb)
-            kept = carry.take_kept()
-            loss = loss - kept.log_softmax(-1)[ar, 0, r.last.to(device), r.asked.to(device)].mean()
-            # from the host-side batch: no device round trip per row on a GPU
-            rows = [TextRow(r.ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
-                    for b in range(len(r.ids))]
-            loss = loss + hints.loss(model, rows, valid)
-            # clipped over the model's parameters only, as the drills measured (the readout's own gradient unclipped)
-            _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))
-            acc = _ema(acc, float((logits.argmax(-1) == r.answer.to(device)).float().mean()), 0.9)
-            since += 1
-            if step % 100 == 0:
-                print(f"pretrain drill step {step} gap {gap} far {far} look-up accuracy {acc:.3f} "
-                      f"{time.time() - t0:.0f}s", file=sys.stderr)
-            if since >= DRILL_MIN_STEPS and acc >= DRILL_ADVANCE:
-                reached.append({"gap": gap, "far": far, "step": step})
-                if at == len(DRILL_LAYOUTS) - 1:
-                    break
-                at, since, acc = at + 1, 0, None
-    finally:
-        hook.remove()
-    return {"stage": "drill", "steps": step, "seconds": round(time.time() - t0, 1), "answered": reached,
-            "finished": len(reached) == len(DRILL_LAYOUTS), "look_up_accuracy_ema": round(acc or 0.0, 4)}
+    t0 = time.time()
+    for step in range(1, cfg.drill_steps + 1):
+        loss = drill.loss(model, cfg.drill_batch)
+        # clipped over the model's parameters only, as the drills measured (the readout's own gradient unclipped)
+        _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))
+        done = drill.record()
+        if step % 100 == 0:
+            gap, far = DRILL_LAYOUTS[drill.at]
+            print(f"pretrain drill step {step} gap {gap} far {far} look-up accuracy {drill.acc or 0.0:.3f} "
+                  f"{time.time() - t0:.0f}s", file=sys.stderr)
+        if done:
+            break
+    return {"stage": "drill", "seconds": round(time.time() - t0, 1), **drill.summary()}
 
 
 # ----------------------------------------------------------------------------------------------------- vision
@@ -593,9 +640,15 @@ def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg:
     tcfg = template_config(pipeline, icfg)
     model = IXCRewardModel(margs).to(device)
     stages = []
-    if cfg.drill_steps > 0:
-        stages.append(drill_stage(model, tok, cfg, seed, device))
-    if cfg.text_seconds > 0:
+    if cfg.drill_steps > 0 or (cfg.text_drill_rows > 0 and cfg.text_seconds > 0):
+        # one drill for both stages: the text stage's rows go on at the layout the drill stage reached
+        with LookupDrill(model, tok, cfg.drill_lookup_layer, seed, device) as drill:
+            if cfg.drill_steps > 0:
+                stages.append(drill_stage(model, drill, cfg))
+            if cfg.text_seconds > 0:
+                stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device,
+                                         drill if cfg.text_drill_rows > 0 else None))
+    elif cfg.text_seconds > 0:
         stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device))
     if cfg.vision_seconds > 0:
         stages.append(vision_stage(model, tok, icfg, vcfg, cfg, seed, device))

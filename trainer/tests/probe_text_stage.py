@@ -6,7 +6,8 @@ arithmetic and table pairs. `table_multi` is an extra kind: one table, 2-4 quest
 answer a read-off); `CURRICULUM=1` lets its tables start at one row; `scene_position` is `Gen.scene_text` held
 to its position kind (a told scene: which side the named shape is on); `THREADS` (1) torch threads; `BACK` offsets for pretrain.BackReadout (e.g. 1,2,3); `PREV`
 (e.g. 1,2), `LOOKUP` (a layer) and `AW` (weight) the text stage's attention hints (PretrainConfig.text_prev_heads,
-text_lookup_layer, text_attention_weight); `EXTRA` a JSONL of
+text_lookup_layer, text_attention_weight); `DRILL` rows of pretrain.LookupDrill added to every step
+(PretrainConfig.text_drill_rows), from layout `DRILL_AT` (0 = bare) with look-up layer `DRILL_LAYER` (2); `EXTRA` a JSONL of
 more pairs to probe (e.g. told scenes), their categories reported beside the held-out ones.
 
     /usr/bin/python3 trainer/tests/probe_text_stage.py RUN_DIR INIT_CKPT MINUTES KINDS LR [OUT_CKPT]
@@ -103,7 +104,11 @@ def main() -> None:
     params = P.text_params(model)  # the text stage's
     offsets = [int(k) for k in os.environ.get("BACK", "").split(",") if k]
     back = P.BackReadout(model.args.hidden_size, offsets) if offsets else None
-    opt = P._adamw(params + (list(back.parameters()) if back is not None else []), lr)
+    drill_rows = int(os.environ.get("DRILL", "0"))
+    drill = P.LookupDrill(model, tok, int(os.environ.get("DRILL_LAYER", "2")), 0, "cpu",
+                          int(os.environ.get("DRILL_AT", "0"))) if drill_rows else None
+    opt = P._adamw(params + (list(back.parameters()) if back is not None else [])
+                   + (list(drill.back.parameters()) if drill else []), lr)
     hints = P.text_hints(P.PretrainConfig(
         text_prev_heads=[int(k) for k in os.environ.get("PREV", "").split(",") if k],
         text_lookup_layer=int(os.environ.get("LOOKUP", "-1")), text_attention_weight=float(os.environ.get("AW", "1"))))
@@ -113,12 +118,17 @@ def main() -> None:
         rows = P.text_batch(gen, 32, tok, tcfg, msl, model.tokens_per_image)
         ntok += sum(len(r.ids) for r in rows)
         loss, _ = P.text_lm_loss(model, rows, tok.pad_id, "cpu", back, hints)
+        if drill is not None:
+            loss = loss + drill.loss(model, drill_rows)
         P._optimizer_step(opt, params, loss, P._lr(step, total, time.time() - t0, lr))
+        if drill is not None:
+            drill.record()
         step += 1
         ema = P._ema(ema, float(loss))
         if step % 100 == 0:
             el = time.time() - t0
-            print(f"step {step} {el:.0f}s loss {ema:.3f} tokens/s {ntok / el:.0f}", probe(), flush=True)
+            print(f"step {step} {el:.0f}s loss {ema:.3f} tokens/s {ntok / el:.0f}", probe(),
+                  drill.summary() if drill else "", flush=True)
     print("final", step, probe(), flush=True)
     if out:
         state["model"] = model.state_dict()

@@ -574,6 +574,12 @@ def test_drill_layouts_start_bare_and_widen_a_few_pieces_at_a_time():
     assert DRILL_LAYOUTS[-1][1] >= 16  # the question and a chat template stand between the asked item and its answer
 
 
+def run_drill(P, model, tok, cfg):
+    """pretrain.drill_stage on a fresh LookupDrill, closed after"""
+    with P.LookupDrill(model, tok, cfg.drill_lookup_layer, 0, "cpu") as drill:
+        return P.drill_stage(model, drill, cfg)
+
+
 def test_the_drill_widens_only_once_the_current_layout_is_answered(trained_tokenizer, monkeypatch):
     """A drill that cannot answer stays at the bare layout however long it runs; one that answers every step walks
     through every layout, DRILL_MIN_STEPS each, and stops at the last instead of spending its whole budget."""
@@ -593,11 +599,11 @@ def test_the_drill_widens_only_once_the_current_layout_is_answered(trained_token
     monkeypatch.setattr(P, "drill_batch", spy)
     monkeypatch.setattr(P, "DRILL_MIN_STEPS", 3)
     monkeypatch.setattr(P, "DRILL_ADVANCE", 1.01)  # never answered
-    res = P.drill_stage(P.IXCRewardModel(args), tok, PretrainConfig(drill_steps=12, drill_batch=2), 0, "cpu")
+    res = run_drill(P, P.IXCRewardModel(args), tok, PretrainConfig(drill_steps=12, drill_batch=2))
     assert set(layouts) == {(0, 0)} and res["steps"] == 12 and res["answered"] == [] and not res["finished"]
     layouts.clear()
     monkeypatch.setattr(P, "DRILL_ADVANCE", -1.0)  # always answered
-    res = P.drill_stage(P.IXCRewardModel(args), tok, PretrainConfig(drill_steps=1000, drill_batch=2), 0, "cpu")
+    res = run_drill(P, P.IXCRewardModel(args), tok, PretrainConfig(drill_steps=1000, drill_batch=2))
     assert layouts == [lay for lay in P.DRILL_LAYOUTS for _ in range(3)]
     assert res["finished"] and res["steps"] == 3 * len(P.DRILL_LAYOUTS)
     assert [(x["gap"], x["far"]) for x in res["answered"]] == list(P.DRILL_LAYOUTS)
@@ -650,7 +656,7 @@ def test_the_drill_stage_teaches_its_carry_head_and_runs_first_only_when_configu
     real_back = P.BackReadout.loss
     monkeypatch.setattr(P.BackReadout, "loss", lambda self, h, *a: read.append((self.offsets, h)) or real_back(self, h, *a))
     watch = m.model.layers[0].register_forward_hook(lambda mod, i, o: outs.append(o))
-    P.drill_stage(m, tok, PretrainConfig(drill_steps=60, drill_batch=16, drill_lr=3e-3), 0, "cpu")
+    run_drill(P, m, tok, PretrainConfig(drill_steps=60, drill_batch=16, drill_lr=3e-3))
     watch.remove()
     assert len(read) == 60 and all(k == [1] and h is o for (k, h), o in zip(read, outs))
     assert all(not layer._forward_hooks for layer in m.model.layers)  # the drill's own hook is gone
@@ -665,3 +671,38 @@ def test_the_drill_stage_teaches_its_carry_head_and_runs_first_only_when_configu
             last = int(am[b].sum()) - 1
             assert row.read_at == last and row.reply_at == last + 1 and len(row.sources) == 1
             assert row.ids[row.sources[0]] in p.values and row.ids[row.sources[0] - 3] == row.ids[last - 6]
+
+
+def test_the_text_stage_keeps_asking_for_the_look_up_when_configured(trained_tokenizer, monkeypatch, tmp_path):
+    """PretrainConfig.text_drill_rows: every text step's loss also has that many drill rows, at the layout the drill
+    stage reached (or bare without one), and the drill's hook comes off the model at the end; 0 adds none."""
+    import dataclasses
+
+    from reward_trainer import pretrain as P
+
+    tok = TextTokenizer(trained_tokenizer)
+    args = dataclasses.replace(small().args, vocab_size=tok.vocab_size, num_layers=3)
+    monkeypatch.setattr(P, "DRILL_MIN_STEPS", 2)
+    monkeypatch.setattr(P, "DRILL_ADVANCE", -1.0)  # always answered: the drill stage walks 2 steps per layout
+    calls, closed = [], []
+    real_loss, real_close, real_text = P.LookupDrill.loss, P.LookupDrill.close, P.text_lm_loss
+    monkeypatch.setattr(P.LookupDrill, "loss", lambda self, m, n: calls.append((n, self.at)) or real_loss(self, m, n))
+    monkeypatch.setattr(P.LookupDrill, "close", lambda self: closed.append(self) or real_close(self))
+    text_steps = []
+    monkeypatch.setattr(P, "text_lm_loss", lambda *a, **k: text_steps.append(1) or real_text(*a, **k))
+    icfg = ImagePreprocess(tile_size=56, hd_num=4)
+    for drill_steps, rows in ((4, 3), (0, 3), (0, 0)):
+        calls.clear(), closed.clear(), text_steps.clear()
+        res = pretrain(PretrainConfig(drill_steps=drill_steps, drill_batch=2, text_drill_rows=rows, text_seconds=0.5,
+                                      text_batch=2), args, icfg, VideoPreprocess(), trained_tokenizer,
+                       str(tmp_path / f"pt{drill_steps}{rows}"), "default", 384, 7)
+        text = res["stages"][-1]
+        in_text = calls[drill_steps:]
+        assert text["stage"] == "text" and len(text_steps) == text["steps"] > 0
+        if rows:
+            assert len(in_text) == text["steps"] and {n for n, _ in in_text} == {rows}
+            # it goes on where the drill stage left it, and widens there as the drill stage would
+            assert in_text[0][1] == (2 if drill_steps else 0) and text["drill"]["steps"] == drill_steps + text["steps"]
+            assert len(closed) == 1
+        else:
+            assert calls == [] and closed == [] and "drill" not in text
