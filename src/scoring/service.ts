@@ -51,6 +51,12 @@ function textChars(messages: readonly Message[]): number {
   return n
 }
 
+/** One score() call's pins in the engine's embedding store; `used` once any of its groups has media. */
+interface Lease {
+  readonly id: number
+  used: boolean
+}
+
 /** Handles of the media blocks in these segment lists. */
 function handlesOf(groups: Iterable<{ segs: Segment[] }>): string[] {
   const out = new Set<string>()
@@ -78,7 +84,9 @@ export class ScoringService {
     const { batcher, metrics } = this.#d
     // One piece's worth of room, reserved before any work (fast 503 when full) and kept to the end.
     const permit = batcher.admit(piece)
-    const lease = this.#nextLease++
+    // `used` once a group with media is resolved: text-only requests never pinned anything, and a release message
+    // per request was a sixth of the main thread's postMessage time at concurrency 1 (bench/README.md)
+    const lease: Lease = { id: this.#nextLease++, used: false }
     try {
       const t0 = performance.now()
       // A group is tokenized (and its media resolved) once per media count of the rows it is in: the count
@@ -162,7 +170,7 @@ export class ScoringService {
       metrics.preprocessSeconds.observe(preprocessMs / 1000)
       return { rows: scored, timings: { preprocessMs, queueMs, inferenceMs } }
     } finally {
-      this.#d.engine.releaseImages(lease)
+      if (lease.used) this.#d.engine.releaseImages(lease.id)
       permit.release()
     }
   }
@@ -173,7 +181,7 @@ export class ScoringService {
     slice: ReadonlyArray<ReadonlyArray<{ segs: Segment[]; n: number }>>,
     handles: readonly string[],
     opts: ScoreOptions,
-    lease: number,
+    lease: Lease,
   ): Promise<EncodedItem[]> {
     this.#d.media.forget?.(handles)
     const missing = new Set(handles)
@@ -231,13 +239,14 @@ export class ScoringService {
 
   /** Fills the media segments of each group (vision runs queued in the batcher, via the media hook) and pins
    *  their handles in the engine for `lease`. */
-  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions, lease: number): Promise<void> {
+  async #resolveMedia(model: ModelVersion, groups: Array<{ segs: Segment[]; n: number }>, opts: ScoreOptions, lease: Lease): Promise<void> {
     if (!groups.some((g) => g.segs.some((s) => s.kind === 'media'))) return
+    lease.used = true
     const remaining = Math.max(0, Math.ceil(opts.deadline - performance.now()))
     const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(remaining)])
     const { batcher, engine } = this.#d
     const vision: VisionRunner = (handle, image, height, width, sig) =>
-      batcher.submitVision(model, { handle, lease, image, height, width }, opts.deadline, sig)
+      batcher.submitVision(model, { handle, lease: lease.id, image, height, width }, opts.deadline, sig)
     try {
       await Promise.all(
         groups.map((g) => resolveSegments(g.segs, this.#d.media, { model, engine, vision, signal, scope: opts.scope, mediaCount: g.n })),
@@ -249,6 +258,6 @@ export class ScoringService {
       throw err
     }
     // cache hits were not pinned by a vision run of ours (ours are, by lease): pin them before their batch
-    engine.retainImages(lease, handlesOf(groups))
+    engine.retainImages(lease.id, handlesOf(groups))
   }
 }

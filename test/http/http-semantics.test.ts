@@ -5,7 +5,7 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
 import { deflateSync, gunzipSync, gzipSync } from 'node:zlib'
-import { parseTraceparent } from '../../src/http/plugins/trace-context.ts'
+import { parseTraceparent, randomHex } from '../../src/http/plugins/trace-context.ts'
 import { buildTestApp } from '../helpers/build-app.ts'
 
 const conv = [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }]
@@ -178,6 +178,17 @@ t.test('traceparent: ids in every log line of the request, traceresponse on the 
   t.teardown(() => real.close())
   const rr = await real.inject({ method: 'POST', url: '/v1/score', headers: { traceparent: tp }, payload })
   t.equal(parseTraceparent(rr.headers.traceresponse)?.traceId, '0af7651916cd43dd8448eb211c80319c')
+})
+
+t.test('trace ids from the random pool: the asked length in hex, distinct across many pool refills', async (t) => {
+  const ids = Array.from({ length: 3000 }, (_, i) => randomHex(i % 2 ? 8 : 16))
+  t.ok(ids.every((h, i) => new RegExp(`^[0-9a-f]{${i % 2 ? 16 : 32}}$`).test(h)), 'lowercase hex, 8 or 16 bytes')
+  t.equal(new Set(ids).size, ids.length, 'no id handed out twice (3000 ids, 36 000 bytes: 9 refills of the 4 KiB pool)')
+  // the hex digits are spread evenly (each of 16 seen about 1/16 of the time in 72 000 digits, within 0.01)
+  const counts = new Map<string, number>()
+  for (const h of ids) for (const c of h) counts.set(c, (counts.get(c) ?? 0) + 1)
+  const total = ids.reduce((n, h) => n + h.length, 0)
+  t.ok([...counts.values()].every((n) => Math.abs(n / total - 1 / 16) < 0.01) && counts.size === 16, JSON.stringify([...counts]))
 })
 
 t.test('/v1/models is an OpenAI list and keeps the detail; /info is TEI-shaped', async (t) => {

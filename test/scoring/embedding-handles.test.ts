@@ -83,3 +83,19 @@ t.test("a request's images stay pinned until it is scored, even over the store's
   t.equal((await score(app, [conv([b64('images/real/imagereward-3.webp')])])).statusCode, 200)
   t.equal(engine.store.size, 1, 'unpinned entries evicted: only the newest is kept')
 })
+
+t.test('a text-only request sends the engine no pin messages; one with an image releases its pins once', async (t) => {
+  const { app, engine } = await buildMediaApp()
+  t.teardown(() => app.close())
+  const calls: string[] = []
+  const retain = engine.retainImages.bind(engine)
+  const release = engine.releaseImages.bind(engine)
+  engine.retainImages = (lease, handles) => (calls.push('retain'), retain(lease, handles))
+  engine.releaseImages = (lease) => (calls.push('release'), release(lease))
+  const text = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }] } })
+  t.equal(text.statusCode, 200, text.body)
+  t.same(calls, [], 'nothing posted to the engine worker besides the batch')
+  t.equal((await score(app, [conv([one]), conv([one], 'a photo')])).statusCode, 200)
+  t.same(calls, ['retain', 'release'])
+  t.equal(engine.store.pinnedBytes, 0)
+})
