@@ -373,6 +373,7 @@ class LookupDrill:
         self.rng = random.Random(seed + 11)
         self.device = device
         self.at, self.since, self.acc, self.reached, self.steps = at, 0, None, [], 0
+        self.shown: Tuple[int, int, float] = (*DRILL_LAYOUTS[at], 0.0)
         self._seen: Dict[str, torch.Tensor] = {}
         self._hook = model.model.layers[0].register_forward_hook(lambda m, i, o: self._seen.__setitem__("h", o))
 
@@ -412,10 +413,12 @@ class LookupDrill:
         return loss
 
     def record(self) -> bool:
-        """After each step: widens once the current layout is answered; True once the last one is."""
+        """After each step: widens once the current layout is answered; True once the last one is. `shown` keeps
+        the layout and moving average this step was measured at (the average restarts when the drill widens)."""
         self.acc = _ema(self.acc, self._acc_now, 0.9)
         self.since += 1
         self.steps += 1
+        self.shown = (*DRILL_LAYOUTS[self.at], self.acc)
         if self.since >= DRILL_MIN_STEPS and self.acc >= DRILL_ADVANCE:
             gap, far = DRILL_LAYOUTS[self.at]
             if not self.reached or self.reached[-1]["at"] != self.at:
@@ -447,8 +450,8 @@ def drill_stage(model: IXCRewardModel, drill: LookupDrill, cfg: PretrainConfig) 
         _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))
         done = drill.record()
         if step % 100 == 0:
-            gap, far = DRILL_LAYOUTS[drill.at]
-            print(f"pretrain drill step {step} gap {gap} far {far} look-up accuracy {drill.acc or 0.0:.3f} "
+            gap, far, acc = drill.shown
+            print(f"pretrain drill step {step} gap {gap} far {far} look-up accuracy {acc:.3f} "
                   f"{time.time() - t0:.0f}s", file=sys.stderr)
         if done:
             break

@@ -607,6 +607,12 @@ def test_the_drill_widens_only_once_the_current_layout_is_answered(trained_token
     assert layouts == [lay for lay in P.DRILL_LAYOUTS for _ in range(3)]
     assert res["finished"] and res["steps"] == 3 * len(P.DRILL_LAYOUTS)
     assert [(x["gap"], x["far"]) for x in res["answered"]] == list(P.DRILL_LAYOUTS)
+    # the progress line shows the layout and average a step was measured at, not the next layout's fresh start
+    with P.LookupDrill(P.IXCRewardModel(args), tok, 2, 0, "cpu") as d:
+        d._acc_now = 0.75
+        for _ in range(3):
+            d.record()
+        assert d.at == 1 and d.shown == (*P.DRILL_LAYOUTS[0], 0.75) and d.acc is None
 
 
 def test_the_drill_stage_teaches_its_carry_head_and_runs_first_only_when_configured(trained_tokenizer, monkeypatch,
