@@ -84,8 +84,8 @@ export class ScoringService {
     const { batcher, metrics } = this.#d
     // One piece's worth of room, reserved before any work (fast 503 when full) and kept to the end.
     const permit = batcher.admit(piece)
-    // `used` once a group with media is resolved: text-only requests never pinned anything, and a release message
-    // per request was a sixth of the main thread's postMessage time at concurrency 1 (bench/README.md)
+    // `used` once a group with media is resolved: a text-only request pins nothing, and releasing it anyway cost
+    // every request one more message to the engine worker and a wake-up of its thread
     const lease: Lease = { id: this.#nextLease++, used: false }
     try {
       const t0 = performance.now()

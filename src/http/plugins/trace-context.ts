@@ -39,7 +39,7 @@ export function parseTraceparent(header: unknown): Pick<TraceContext, 'traceId' 
 }
 
 // Ids are cut from a pool filled 4 KiB at a time: two randomBytes calls per request (each a trip into OpenSSL)
-// were ~0.05 ms of the main thread's ~2 ms per request at concurrency 1 (bench/README.md).
+// were ~0.05 ms of the main thread's ~2 ms per request in a profile at concurrency 1 (bench/README.md).
 const pool = Buffer.alloc(4096)
 let poolAt = pool.length
 
