@@ -18,6 +18,7 @@ the readout is the tied token embedding matrix.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -372,7 +373,7 @@ class LookupDrill:
         self.carry = model.model.layers[layer - 1].attention
         self.rng = random.Random(seed + 11)
         self.device = device
-        self.at, self.since, self.acc, self.reached, self.steps = at, 0, None, [], 0
+        self.at, self.since, self.acc, self.reached, self.steps, self.finished = at, 0, None, [], 0, False
         self.shown: Tuple[int, int, float] = (*DRILL_LAYOUTS[at], 0.0)
         self._seen: Dict[str, torch.Tensor] = {}
         self._hook = model.model.layers[0].register_forward_hook(lambda m, i, o: self._seen.__setitem__("h", o))
@@ -420,17 +421,17 @@ class LookupDrill:
         self.steps += 1
         self.shown = (*DRILL_LAYOUTS[self.at], self.acc)
         if self.since >= DRILL_MIN_STEPS and self.acc >= DRILL_ADVANCE:
-            gap, far = DRILL_LAYOUTS[self.at]
-            if not self.reached or self.reached[-1]["at"] != self.at:
-                self.reached.append({"at": self.at, "gap": gap, "far": far, "step": self.steps})
+            if not self.finished:  # the last layout stays answered while the text stage's rows go on there
+                gap, far = DRILL_LAYOUTS[self.at]
+                self.reached.append({"gap": gap, "far": far, "step": self.steps})
             if self.at == len(DRILL_LAYOUTS) - 1:
+                self.finished = True
                 return True
             self.at, self.since, self.acc = self.at + 1, 0, None
         return False
 
     def summary(self) -> Dict:
-        return {"steps": self.steps, "answered": [{k: v for k, v in r.items() if k != "at"} for r in self.reached],
-                "finished": bool(self.reached) and self.reached[-1]["at"] == len(DRILL_LAYOUTS) - 1,
+        return {"steps": self.steps, "answered": self.reached, "finished": self.finished,
                 "look_up_accuracy_ema": round(self.acc or 0.0, 4)}
 
 
@@ -643,16 +644,15 @@ def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg:
     tcfg = template_config(pipeline, icfg)
     model = IXCRewardModel(margs).to(device)
     stages = []
-    if cfg.drill_steps > 0 or (cfg.text_drill_rows > 0 and cfg.text_seconds > 0):
-        # one drill for both stages: the text stage's rows go on at the layout the drill stage reached
-        with LookupDrill(model, tok, cfg.drill_lookup_layer, seed, device) as drill:
-            if cfg.drill_steps > 0:
-                stages.append(drill_stage(model, drill, cfg))
-            if cfg.text_seconds > 0:
-                stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device,
-                                         drill if cfg.text_drill_rows > 0 else None))
-    elif cfg.text_seconds > 0:
-        stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device))
+    # one drill for both stages: the text stage's rows go on at the layout the drill stage reached
+    drilled = cfg.drill_steps > 0 or (cfg.text_drill_rows > 0 and cfg.text_seconds > 0)
+    drill = LookupDrill(model, tok, cfg.drill_lookup_layer, seed, device) if drilled else None
+    with drill or contextlib.nullcontext():
+        if cfg.drill_steps > 0:
+            stages.append(drill_stage(model, drill, cfg))
+        if cfg.text_seconds > 0:
+            stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device,
+                                     drill if cfg.text_drill_rows > 0 else None))
     if cfg.vision_seconds > 0:
         stages.append(vision_stage(model, tok, icfg, vcfg, cfg, seed, device))
     ckpt = os.path.join(out, "ckpt.pt")
