@@ -11,15 +11,14 @@
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.ts'
-import { createSession, runReward } from '../src/engine/onnx.ts'
+import { createSession } from '../src/engine/onnx.ts'
 import { readVersion } from '../src/models/load.ts'
-import { packRewardBatch } from '../src/scheduler/pack.ts'
 import { threadCpuMs } from './cpu.ts'
 import { loadConversations } from './dataset.ts'
-import { drive, post } from './load.ts'
+import { drive } from './load.ts'
+import { pairedRounds } from './paired.ts'
 import { benchModel } from './model.ts'
 import { startServer } from './server.ts'
 import { pct } from './stats.ts'
@@ -55,29 +54,11 @@ async function main(): Promise<void> {
   try {
     const url = `${base}/v1/score`
     const bodies = convs.map((messages) => JSON.stringify({ items: [{ messages }] }))
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-    for (let k = 0; k < Math.min(40, rows.length); k++) {
-      await runReward(session, packRewardBatch([rows[k]!], padId, dim))
-      await post(agent, url, bodies[k]!)
-    }
-    const raw: number[] = []
-    const svc: number[] = []
-    const inf: number[] = []
-    const pre: number[] = []
-    const queue: number[] = []
-    for (let i = 0; i < PAIRS; i++) {
-      const k = i % rows.length
-      let t = performance.now()
-      await runReward(session, packRewardBatch([rows[k]!], padId, dim))
-      raw.push(performance.now() - t)
-      t = performance.now()
-      const h = await post(agent, url, bodies[k]!)
-      svc.push(performance.now() - t)
-      inf.push(Number(h['x-inference-time']))
-      pre.push(Number(h['x-preprocess-time']))
-      queue.push(Number(h['x-queue-time']))
-    }
-    agent.destroy()
+    const pairs = { session, rows, bodies, url, padId, dim }
+    await pairedRounds(pairs, Math.min(40, rows.length)) // warm-up, not counted
+    const { raw, svc, headers } = await pairedRounds(pairs, PAIRS)
+    const header = (name: string) => headers.map((h) => Number(h[name]))
+    const [inf, pre, queue] = [header('x-inference-time'), header('x-preprocess-time'), header('x-queue-time')]
     const diff = (a: number[], b: number[]) => med(a.map((x, i) => x - b[i]!))
     const rest = svc.map((s, i) => s - inf[i]! - pre[i]! - queue[i]!)
     console.log(`\nconcurrency 1, ${PAIRS} pairs (medians, ms)`)

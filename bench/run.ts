@@ -23,7 +23,6 @@
 // Env: BENCH_ROUNDS (5), BENCH_HEADLINE_BLOCKS (8), BENCH_ITEMS (160), BENCH_PAIRED (48), BENCH_SEED (1), and the server's own knobs
 // (MODELS_DIR, DEFAULT_MODEL, THREADS, MAX_BATCH_SIZE, ...), which both sides read.
 import { once } from 'node:events'
-import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -37,7 +36,8 @@ import { loadConversations } from './dataset.ts'
 import { benchModel } from './model.ts'
 import { dealt, rawPool } from './raw-pool.ts'
 import { selfCpuMs, threadCpuMs } from './cpu.ts'
-import { abbaRatio, drive, post } from './load.ts'
+import { abbaRatio, drive } from './load.ts'
+import { pairedRounds } from './paired.ts'
 import { startServer } from './server.ts'
 import { fmtSpread, median, mulberry32, pct, shuffled } from './stats.ts'
 
@@ -122,19 +122,7 @@ async function main() {
       {
         name: 'paired c=1',
         run: async () => {
-          const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-          const r: number[] = []
-          const s: number[] = []
-          for (let i = 0; i < N_PAIRED; i++) {
-            const k = i % rows.length
-            let t = performance.now()
-            await runReward(session, packRewardBatch([rows[k]!], padId, dim))
-            r.push(performance.now() - t)
-            t = performance.now()
-            await post(agent, url, byConv[k]!)
-            s.push(performance.now() - t)
-          }
-          agent.destroy()
+          const { raw: r, svc: s } = await pairedRounds({ session, rows, bodies: byConv, url, padId, dim }, N_PAIRED)
           paired.push({ raw: pct(r, 50), svc: pct(s, 50), diff: pct(s.map((x, i) => x - r[i]!), 50) })
         },
       },
