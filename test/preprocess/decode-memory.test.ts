@@ -5,6 +5,7 @@
 // (the server alone), RSS sampled every 5 ms.
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -67,7 +68,7 @@ t.test('peak RSS under 16 concurrent 36 Mpx 16-bit RGBA images stays under 1.5 G
     child.once('message', (m) => r(m as T))
     if (msg) child.send(msg)
   })
-  const { port, baseRss } = await ask<{ port: number; baseRss: number }>()
+  const { port, baseRss, tempRoot } = await ask<{ port: number; baseRss: number; tempRoot: string }>()
   const bodies = Array.from({ length: 16 }, (_, i) =>
     JSON.stringify({ items: [{ messages: [{ role: 'user', content: [{ type: 'image', data: withText(base, `copy ${i}`).toString('base64') }, { type: 'text', text: 'what?' }] }, { role: 'assistant', content: 'green' }] }] }),
   )
@@ -78,6 +79,7 @@ t.test('peak RSS under 16 concurrent 36 Mpx 16-bit RGBA images stays under 1.5 G
   const exited = once(child, 'exit')
   child.send('stop')
   t.same(await exited, [0, null], 'the server closed and exited on its own')
+  t.notOk(existsSync(tempRoot), 'and took its media temp folder with it')
   const mb = (n: number) => `${(n / 1024 ** 2).toFixed(0)} MiB`
   t.ok(peakRss < BOUND, `peak RSS ${mb(peakRss)} (idle ${mb(baseRss)}), bound ${mb(BOUND)}`)
 })
