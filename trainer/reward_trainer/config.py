@@ -211,6 +211,13 @@ class TrainConfig:
     init: str = _f("", "start from this checkpoint's weights (e.g. the pretrain stage's ckpt.pt; its model size wins)")
     lm_weight: float = _f(1.0, "weight of the auxiliary LM loss on the chosen replies (model_io.chosen_lm_loss; 0 = "
                                 "Bradley-Terry only; needs the 'last' readout)")
+    lookup_layer: int = _f(-1, "look-up hint (off = -1): head 0 of this decoder layer is also taught to attend, from "
+                               "the position before the answer of a pair whose data names an object in its image "
+                               "(the generator's `scene` field: image_position), to that object's vision tokens "
+                               "(model_io.lookup_hint_loss; trainer/README.md, session 14)")
+    lookup_weight: float = _f(1.0, "weight of the look-up hint's term in the loss")
+    lookup_share: float = _f(0.2, "look-up hint targets: the tokens holding >= this share of the object's area in "
+                                  "their view, and the one holding most (scene_tokens.object_tokens)")
     cache_media: bool = _f(True, "keep every training pair's preprocessed media in memory (float16: about 1 GB for "
                                  "the cpu budget) instead of decoding it again each epoch")
     content_special_tokens: str = _f("", "literal | published: how message content that spells a control token "

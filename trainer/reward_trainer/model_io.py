@@ -1,12 +1,12 @@
 """Model forward over preference pairs: media embedding, batching, packed chosen/rejected rows, scores."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .collate import collate, media_offsets, pack_pairs
+from .collate import collate, media_offsets, pack_pairs, shared_prefix
 from .data import PairExample
 
 
@@ -60,6 +60,35 @@ def packed_forward(model, pairs: List[PairExample], pad_id: int, device: str, lm
     ar = torch.arange(len(pairs), device=device)
     s = model.v_head(torch.stack([h[ar, x["chosen_index"]], h[ar, x["rejected_index"]]], 0)).squeeze(-1)
     return s[0], s[1], (chosen_lm_loss(model, h, x) if lm else None)
+
+
+def arm_lookup(model, layer: int) -> None:
+    """The next forward keeps head 0's scores of decoder `layer` (lookup_hint_loss reads and releases them)."""
+    att = model.model.layers[layer].attention
+    att.keep_heads, att.kept = 1, []
+
+
+def lookup_hint_loss(model, pairs: List[PairExample], layer: int) -> Tuple[torch.Tensor, float, int]:
+    """The look-up hint after an armed packed_forward: (-mean log attention mass, mean mass, pairs counted) of head
+    0 of `layer`, from the last shared prompt position (the one that predicts where chosen and rejected part: the
+    answer) onto the vision tokens of the object the pair's question names (PairExample.lookup). Why: the decoder
+    does not find the named shape among the image tokens from the comparison bit alone (image position stayed at
+    52-55 % held-out while the tokens themselves name shape and side: trainer/README.md, sessions 8 and 12); this
+    teaches the look-up's second half directly, as the text stage's hint does for tables. Nothing is added to
+    the model."""
+    logp = model.model.layers[layer].attention.take_kept()[:, 0].log_softmax(-1)  # [B, T(q), T(k)]
+    lp = []
+    for b, ex in enumerate(pairs):
+        if not ex.lookup:
+            continue
+        k, toks = ex.lookup
+        start = next(s for s, j in ex.chosen_spans if j == k)
+        q = shared_prefix(ex.chosen_ids, ex.rejected_ids, ex.chosen_spans, ex.rejected_spans) - 1
+        lp.append(torch.logsumexp(logp[b, q, [start + t for t in toks]], dim=0))
+    if not lp:
+        return logp.new_zeros(()), 0.0, 0
+    lp_t = torch.stack(lp)
+    return -lp_t.mean(), float(lp_t.detach().exp().mean()), len(lp)
 
 
 def packed_scores(model, pairs: List[PairExample], pad_id: int, device: str):

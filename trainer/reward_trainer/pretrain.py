@@ -31,7 +31,7 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from . import media
 from .checkpoint import PRETRAIN_RESULT, save_checkpoint, write_result
@@ -39,8 +39,9 @@ from .collate import shared_prefix
 from .config import ImagePreprocess, ModelArgs, PretrainConfig, TemplateConfig, VideoPreprocess, template_config
 from .data import MediaCache, build_examples
 from .model import IXCRewardModel
+from .scene_tokens import cell_coverage, grid_token_index
 from .tokenizer import TextTokenizer
-from .world import COLORS, ITEMS, SHAPES, Gen, Obj, draw_shape
+from .world import COLORS, ITEMS, SHAPES, Gen
 
 COSINE_SCALE = 16.0  # logit of a token aligned with its word (cosine 1): e^16 vs at most e^0 for the word opposite
 SCENE_KINDS = ("count", "color", "position", "video", "count", "position", "count", "position")  # hard ones 3/8
@@ -460,34 +461,6 @@ def drill_stage(model: IXCRewardModel, drill: LookupDrill, cfg: PretrainConfig) 
 
 
 # ----------------------------------------------------------------------------------------------------- vision
-def cell_coverage(objs: Sequence[Obj], size: Tuple[int, int], cell: int) -> np.ndarray:
-    """[objects, rows, cols]: the share of each cell (cell x cell pixels) each object's shape covers."""
-    w, h = size
-    out = np.zeros((len(objs), math.ceil(h / cell), math.ceil(w / cell)), dtype=np.float32)
-    for i, o in enumerate(objs):
-        m = Image.new("L", (out.shape[2] * cell, out.shape[1] * cell), 0)
-        draw_shape(ImageDraw.Draw(m), o.shape, o.x, o.y, o.r, 255)
-        a = np.asarray(m, dtype=np.float32).reshape(out.shape[1], cell, out.shape[2], cell) / 255.0
-        out[i] = a.mean(axis=(1, 3))
-    return out
-
-
-def grid_token_index(rows: int, cols: int, G: int) -> Tuple[List[int], List[Tuple[int, int, int]]]:
-    """Positions in a vision_forward token block of the global view's G x G tokens and the tiles' (rows*G) x
-    (cols*G) tokens, with (view: 0 global / 1 tiles, row, col) of each in its own grid (separators skipped)."""
-    idx, rc = [], []
-    for r in range(G):
-        for c in range(G):
-            idx.append(r * (G + 1) + c)
-            rc.append((0, r, c))
-    base = G * (G + 1) + 1
-    for r in range(rows * G):
-        for c in range(cols * G):
-            idx.append(base + r * (cols * G + 1) + c)
-            rc.append((1, r, c))
-    return idx, rc
-
-
 class SceneLabels:
     """Word pieces of the scene vocabulary (the same pieces the replies use), by group."""
 

@@ -20,7 +20,7 @@ from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, te
 from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
 from .losses import bt_loss
 from .model import IXCRewardModel
-from .model_io import packed_forward, pair_scores, score_pairs
+from .model_io import arm_lookup, lookup_hint_loss, packed_forward, pair_scores, score_pairs
 from .tokenizer import TextTokenizer
 
 
@@ -56,7 +56,8 @@ def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainCo
     """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
     recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
     ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len,
-                                      model.tokens_per_image, template_config(cfg.pipeline, None, cfg.content_special_tokens))
+                                      model.tokens_per_image, template_config(cfg.pipeline, None, cfg.content_special_tokens),
+                                      model.G if cfg.lookup_layer >= 0 else 0, cfg.lookup_share)
     return ex, dropped_len, dropped_long
 
 
@@ -163,6 +164,9 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
               f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing "
               f"{time.time() - t_load:.0f}s" + (f"; {world} ranks" if world > 1 else ""), file=sys.stderr)
+    if cfg.lookup_layer >= 0 and not (cfg.lookup_layer < margs.num_layers and margs.readout == "last"):
+        raise ValueError(f"lookup_layer {cfg.lookup_layer} needs a decoder layer below {margs.num_layers} and the "
+                         f"'last' readout (packed rows)")
     set_frozen_vision(model, cfg.freeze_vision)
     opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_pairs * world))  # a step takes batch_pairs on each rank
@@ -229,6 +233,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     t0 = time.time()
     model.train()
     seen = 0
+    mass_ema = None  # the look-up hint's attention mass on its targets (EMA over the steps that had targets)
     while step < total:
         now = elapsed()
         if cfg.time_budget_s and now > cfg.time_budget_s:
@@ -240,12 +245,19 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         for g in opt.param_groups:
             g["lr"] = lr
         n = len(pairs)
+        if cfg.lookup_layer >= 0:
+            arm_lookup(model, cfg.lookup_layer)
         if cfg.lm_weight and margs.readout == "last":
             rc, rr, lm = packed_forward(model, pairs, tok.pad_id, cfg.device, lm=True)
             loss = bt_loss(rc, rr) + cfg.lm_weight * lm
         else:
             rc, rr = pair_scores(model, pairs, tok.pad_id, cfg.device)
             loss = bt_loss(rc, rr)
+        if cfg.lookup_layer >= 0:
+            term, mass, counted = lookup_hint_loss(model, pairs, cfg.lookup_layer)
+            loss = loss + cfg.lookup_weight * term
+            if counted:
+                mass_ema = mass if mass_ema is None else 0.95 * mass_ema + 0.05 * mass
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if world > 1:
@@ -267,13 +279,17 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     sc = score_pairs(model, sample, tok.pad_id, cfg.device)
     vals = torch.tensor([v for pair in sc for v in pair])
     stats = {"mean": float(vals.mean()), "std": float(vals.std()), "n": int(vals.numel())}
+    stage = {"stage": "bradley_terry", "steps": step, "seconds": round(train_s, 1), "lm_weight": cfg.lm_weight,
+             "init": bool(cfg.init), "ranks": world, "batch_pairs_per_rank": cfg.batch_pairs}
+    if cfg.lookup_layer >= 0:
+        stage["lookup"] = {"layer": cfg.lookup_layer, "weight": cfg.lookup_weight, "share": cfg.lookup_share,
+                           "pairs": sum(1 for e in train_ex if e.lookup),
+                           "mass_ema": None if mass_ema is None else round(mass_ema, 4)}
     result = {"steps": step, "total_steps": total, "train_seconds": round(train_s, 1), "train_pairs": len(train_ex),
               "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long, "train_stats": stats,
               "pairs_per_second": round(step * cfg.batch_pairs * world / max(train_s, 1e-9), 3), "ranks": world,
               "num_params": model.num_params(), "device": cfg.device,
-              "stages": stages + [{"stage": "bradley_terry", "steps": step, "seconds": round(train_s, 1),
-                                   "lm_weight": cfg.lm_weight, "init": bool(cfg.init),
-                                   "ranks": world, "batch_pairs_per_rank": cfg.batch_pairs}]}
+              "stages": stages + [stage]}
     save(final=True)
     write_result(ckpt_path, TRAIN_RESULT, result)
     print("\n" + json.dumps(result, indent=2), file=sys.stderr)

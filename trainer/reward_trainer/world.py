@@ -384,9 +384,13 @@ class Gen:
         truth, wrong = ("left", "right") if o.x < other.x else ("right", "left")
         fmt = self.form("pos_a")
         valid = lambda s: truth in s.lower().replace(".", " ").split()
-        return self._pair(n, "image_position", self.form("pos_q").format(s=o.shape),
-                          fmt.format(v=truth, V=truth.capitalize(), s=o.shape),
-                          fmt.format(v=wrong, V=wrong.capitalize(), s=o.shape), valid, images=[path])
+        rec = self._pair(n, "image_position", self.form("pos_q").format(s=o.shape),
+                         fmt.format(v=truth, V=truth.capitalize(), s=o.shape),
+                         fmt.format(v=wrong, V=wrong.capitalize(), s=o.shape), valid, images=[path])
+        # what is where in the picture, and which object the question names: the Bradley-Terry stage's look-up
+        # hint (data.scene_lookup) aims the answer's attention at that object's vision tokens
+        rec["scene"] = {"image": 0, "asked": 0, "objects": [list(x) for x in objs]}
+        return rec
 
     def video_motion(self, n: int) -> Dict:
         r = self.rng

@@ -8,19 +8,7 @@ import pytest
 
 from conftest import REPO
 from reward_trainer import export as export_mod
-from reward_trainer.cli import main
 from reward_trainer.manifest import validate_manifest
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    out = run / "model" / "1"
-    main(["reproduce", "--budget", "tiny", "--run-dir", str(run), "--out", str(out), "--train-pairs", "32",
-          "--heldout-pairs", "16", "--model-num-layers", "1", "--model-hidden-size", "64", "--model-num-heads", "4",
-          "--model-num-kv-heads", "2", "--model-intermediate-size", "96", "--vision-layers", "1",
-          "--vision-width", "48", "--vision-heads", "2", "--batch-pairs", "8", "--model-vocab-size", "600"])
-    return run, out
 
 
 def test_manifest_schema_and_checksums(tiny_run):

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from reward_trainer.config import ImagePreprocess, PretrainConfig, VideoPreprocess, template_config
 from reward_trainer.model_io import packed_forward
-from reward_trainer.pretrain import (SceneLabels, cell_coverage, grid_token_index, pretrain, scene_batch,
-                                     text_batch, text_lm_loss, vision_loss, word_piece)
+from reward_trainer.pretrain import (SceneLabels, pretrain, scene_batch, text_batch, text_lm_loss, vision_loss,
+                                     word_piece)
+from reward_trainer.scene_tokens import cell_coverage, grid_token_index
 from reward_trainer.tokenizer import TextTokenizer
 from reward_trainer.world import Gen, Obj
 

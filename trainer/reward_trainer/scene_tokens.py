@@ -1,0 +1,66 @@
+"""Where a drawn object lands among an image's vision tokens: the vision stage's labels (pretrain.py) and the
+Bradley-Terry stage's look-up hint (data.scene_lookup) both need it."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import media
+from .config import ImagePreprocess
+from .world import Obj, draw_shape
+
+
+def cell_coverage(objs: Sequence[Obj], size: Tuple[int, int], cell: int) -> np.ndarray:
+    """[objects, rows, cols]: the share of each cell (cell x cell pixels) each object's shape covers."""
+    w, h = size
+    out = np.zeros((len(objs), math.ceil(h / cell), math.ceil(w / cell)), dtype=np.float32)
+    for i, o in enumerate(objs):
+        m = Image.new("L", (out.shape[2] * cell, out.shape[1] * cell), 0)
+        draw_shape(ImageDraw.Draw(m), o.shape, o.x, o.y, o.r, 255)
+        a = np.asarray(m, dtype=np.float32).reshape(out.shape[1], cell, out.shape[2], cell) / 255.0
+        out[i] = a.mean(axis=(1, 3))
+    return out
+
+
+def grid_token_index(rows: int, cols: int, G: int) -> Tuple[List[int], List[Tuple[int, int, int]]]:
+    """Positions in a vision_forward token block of the global view's G x G tokens and the tiles' (rows*G) x
+    (cols*G) tokens, with (view: 0 global / 1 tiles, row, col) of each in its own grid (separators skipped)."""
+    idx, rc = [], []
+    for r in range(G):
+        for c in range(G):
+            idx.append(r * (G + 1) + c)
+            rc.append((0, r, c))
+    base = G * (G + 1) + 1
+    for r in range(rows * G):
+        for c in range(cols * G):
+            idx.append(base + r * (cols * G + 1) + c)
+            rc.append((1, r, c))
+    return idx, rc
+
+
+def object_tokens(obj: Obj, size: Tuple[int, int], icfg: ImagePreprocess, hd_num: int, G: int,
+                  min_share: float = 0.2) -> List[int]:
+    """Positions in the image's token block (vision_forward's layout) of the tokens that show `obj`, drawn on a
+    `size` image: in each view (the global view: the whole padded canvas in G x G cells; the tiles: cells of
+    tile_size / G pixels), every token holding >= min_share of the object's area there, and the one holding most.
+    The object's mask goes through media.image_transform itself (transpose, column choice, bilinear resize,
+    padding), so the cells are the ones the model's crops cut, whatever the image's shape."""
+    m = Image.new("RGB", size, (255, 255, 255))  # ink on white: the transform pads with white, which reads as empty
+    draw_shape(ImageDraw.Draw(m), obj.shape, obj.x, obj.y, obj.r, (0, 0, 0))
+    plain = dataclasses.replace(icfg, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
+    ink = 1.0 - media.image_transform(m, plain, hd_num)[0, 0].numpy()  # [rows*S, cols*S] in [0, 1]
+    S = icfg.tile_size
+    rows, cols = ink.shape[0] // S, ink.shape[1] // S
+    views = [ink.reshape(G, ink.shape[0] // G, G, ink.shape[1] // G).sum(axis=(1, 3)),
+             ink.reshape(rows * G, S // G, cols * G, S // G).sum(axis=(1, 3))]
+    idx, rc = grid_token_index(rows, cols, G)
+    keep = []
+    for j, (view, r, c) in zip(idx, rc):
+        v = views[view]
+        if v[r, c] > 0 and (v[r, c] >= min_share * v.sum() or v[r, c] >= v.max()):
+            keep.append(j)
+    return keep
