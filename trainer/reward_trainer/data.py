@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from PIL import Image
 
 from . import media
-from .scene_tokens import object_tokens
 from .template import ContentTokenError, build_segments, content_parts, layout
 from .tokenizer import TextTokenizer
-from .world import Obj
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -87,7 +84,7 @@ class PairExample:
     chosen_len: int = 0
     rejected_len: int = 0
     cache: Optional["MediaCache"] = None
-    # (media index, token positions in that item's block) of the object the question names (scene_lookup)
+    # (media index, token positions in that item's block) of the object the question names (scene_tokens.annotate_lookup)
     lookup: Optional[Tuple[int, List[int]]] = None
 
     def pixels(self) -> List[torch.Tensor]:
@@ -135,27 +132,12 @@ class MediaCache:
         return [tokens_per_image(*media.tile_grid(px, self.icfg.tile_size)) for px in pixels]
 
 
-def scene_lookup(rec: Dict, base_dir: str, cache: MediaCache, n_images: int, grid: int,
-                 min_share: float) -> Optional[Tuple[int, List[int]]]:
-    """(media index, token positions) of the object a record's question names, from the generator's `scene` field
-    ({"image": k, "asked": i, "objects": [[shape, colour, x, y, r], ...]}); None without one. `grid`: the model's
-    tokens per tile side (G)."""
-    sc = rec.get("scene")
-    if not sc:
-        return None
-    k = int(sc["image"])
-    with Image.open(os.path.join(base_dir, rec["images"][k])) as im:
-        size = im.size
-    obj = Obj(*sc["objects"][int(sc["asked"])])
-    return k, object_tokens(obj, size, cache.icfg, cache.hd_num(n_images), grid, min_share)
-
-
 def build_examples(records: List[Dict], base_dir: str, tok: TextTokenizer, cache: MediaCache, max_seq_len: int,
-                   tokens_per_image: Callable[[int, int], int], tcfg=None, lookup_grid: int = 0,
-                   lookup_share: float = 0.2) -> Tuple[List[PairExample], int]:
+                   tokens_per_image: Callable[[int, int], int], tcfg=None,
+                   annotate: Optional[Callable[[Dict, PairExample], None]] = None) -> Tuple[List[PairExample], int]:
     """Tokenize + preprocess; returns (examples, dropped: too long, or content the published tokenizer cannot
-    embed under the ixc pipeline). lookup_grid > 0 (the model's G): records with a `scene` also get the named
-    object's token positions (PairExample.lookup, the Bradley-Terry stage's look-up hint)."""
+    embed under the ixc pipeline). `annotate(record, example)` runs on every kept example (e.g. the look-up
+    hint's targets: scene_tokens.annotate_lookup)."""
     out, dropped = [], 0
     for r in records:
         c_msgs, r_msgs, media_items = record_conversations(r, base_dir)
@@ -169,8 +151,10 @@ def build_examples(records: List[Dict], base_dir: str, tok: TextTokenizer, cache
         if lc is None or lr is None:
             dropped += 1
             continue
-        out.append(PairExample(r.get("id", ""), r.get("category", "default"), lc[0], lr[0], lc[1], lr[1],
-                               [(k, p, n_img) for k, p in media_items],
-                               len(response_text(r["chosen"])), len(response_text(r["rejected"])), cache,
-                               scene_lookup(r, base_dir, cache, n_img, lookup_grid, lookup_share) if lookup_grid else None))
+        ex = PairExample(r.get("id", ""), r.get("category", "default"), lc[0], lr[0], lc[1], lr[1],
+                         [(k, p, n_img) for k, p in media_items],
+                         len(response_text(r["chosen"])), len(response_text(r["rejected"])), cache)
+        if annotate is not None:
+            annotate(r, ex)
+        out.append(ex)
     return out, dropped

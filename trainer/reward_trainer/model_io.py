@@ -71,8 +71,8 @@ def arm_lookup(model, layer: int) -> None:
 def lookup_hint_loss(model, pairs: List[PairExample], layer: int) -> Tuple[torch.Tensor, float, int]:
     """The look-up hint after an armed packed_forward: (-mean log attention mass, mean mass, pairs counted) of head
     0 of `layer`, from the last shared prompt position (the one that predicts where chosen and rejected part: the
-    answer) onto the vision tokens of the object the pair's question names (PairExample.lookup). Why: the decoder
-    does not find the named shape among the image tokens from the comparison bit alone (image position stayed at
+    answer) onto the vision tokens of the object the pair's question names (PairExample.lookup, set by
+    scene_tokens.annotate_lookup). Why: the decoder does not find the named shape among the image tokens from the comparison bit alone (image position stayed at
     52-55 % held-out while the tokens themselves name shape and side: trainer/README.md, sessions 8 and 12); this
     teaches the look-up's second half directly, as the text stage's hint does for tables. Nothing is added to
     the model."""

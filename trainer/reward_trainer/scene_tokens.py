@@ -1,16 +1,18 @@
 """Where a drawn object lands among an image's vision tokens: the vision stage's labels (pretrain.py) and the
-Bradley-Terry stage's look-up hint (data.scene_lookup) both need it."""
+Bradley-Terry stage's look-up hint (annotate_lookup, train.py) both need it."""
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Sequence, Tuple
+import os
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from . import media
 from .config import ImagePreprocess
+from .data import MediaCache, PairExample
 from .world import Obj, draw_shape
 
 
@@ -64,3 +66,22 @@ def object_tokens(obj: Obj, size: Tuple[int, int], icfg: ImagePreprocess, hd_num
         if v[r, c] > 0 and (v[r, c] >= min_share * v.sum() or v[r, c] >= v.max()):
             keep.append(j)
     return keep
+
+
+def annotate_lookup(base_dir: str, cache: MediaCache, grid: int,
+                    min_share: float) -> Callable[[Dict, PairExample], None]:
+    """For data.build_examples: an example whose record has the generator's `scene` field ({"image": k, "asked": i,
+    "objects": [[shape, colour, x, y, r], ...]}) gets PairExample.lookup = (k, the named object's token positions in
+    image k's block); `grid`: the model's tokens per tile side (G)."""
+
+    def annotate(rec: Dict, ex: PairExample) -> None:
+        sc = rec.get("scene")
+        if not sc:
+            return
+        k = int(sc["image"])
+        with Image.open(os.path.join(base_dir, rec["images"][k])) as im:
+            size = im.size
+        obj = Obj(*sc["objects"][int(sc["asked"])])
+        ex.lookup = (k, object_tokens(obj, size, cache.icfg, cache.hd_num(ex.media[k][2]), grid, min_share))
+
+    return annotate

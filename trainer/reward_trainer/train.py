@@ -21,6 +21,7 @@ from .data import MediaCache, PairExample, build_examples, length_filter, read_j
 from .losses import bt_loss
 from .model import IXCRewardModel
 from .model_io import arm_lookup, lookup_hint_loss, packed_forward, pair_scores, score_pairs
+from .scene_tokens import annotate_lookup
 from .tokenizer import TextTokenizer
 
 
@@ -55,9 +56,10 @@ def set_frozen_vision(model: IXCRewardModel, frozen: bool) -> None:
 def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainConfig, model: IXCRewardModel):
     """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
     recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
-    ex, dropped_long = build_examples(recs, os.path.dirname(os.path.abspath(path)), tok, cache, cfg.max_seq_len,
-                                      model.tokens_per_image, template_config(cfg.pipeline, None, cfg.content_special_tokens),
-                                      model.G if cfg.lookup_layer >= 0 else 0, cfg.lookup_share)
+    base = os.path.dirname(os.path.abspath(path))
+    hint = annotate_lookup(base, cache, model.G, cfg.lookup_share) if cfg.lookup_layer >= 0 else None
+    ex, dropped_long = build_examples(recs, base, tok, cache, cfg.max_seq_len, model.tokens_per_image,
+                                      template_config(cfg.pipeline, None, cfg.content_special_tokens), hint)
     return ex, dropped_len, dropped_long
 
 

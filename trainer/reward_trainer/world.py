@@ -388,7 +388,7 @@ class Gen:
                          fmt.format(v=truth, V=truth.capitalize(), s=o.shape),
                          fmt.format(v=wrong, V=wrong.capitalize(), s=o.shape), valid, images=[path])
         # what is where in the picture, and which object the question names: the Bradley-Terry stage's look-up
-        # hint (data.scene_lookup) aims the answer's attention at that object's vision tokens
+        # hint (scene_tokens.annotate_lookup) aims the answer's attention at that object's vision tokens
         rec["scene"] = {"image": 0, "asked": 0, "objects": [list(x) for x in objs]}
         return rec
 

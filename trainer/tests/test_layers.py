@@ -21,6 +21,8 @@ LAYERS = [
     ("data", "checkpoint"),
     # 3: parts the stages share
     ("model_io", "importers", "golden", "manifest", "world"),
+    # 3: where a world's object lands among the vision tokens (world + data + media)
+    ("scene_tokens",),
     # 3a: checked preference files (importers + data) for fine-tuning
     ("dataset",),
     # 3b: graph writers (plain, then fused attention / external data on top)

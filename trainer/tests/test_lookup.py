@@ -12,7 +12,7 @@ from reward_trainer.config import ImagePreprocess, ModelArgs, VideoPreprocess, V
 from reward_trainer.data import MediaCache, build_examples, read_jsonl
 from reward_trainer.model import IXCRewardModel
 from reward_trainer.model_io import arm_lookup, lookup_hint_loss, packed_forward
-from reward_trainer.scene_tokens import object_tokens
+from reward_trainer.scene_tokens import annotate_lookup, object_tokens
 from reward_trainer.world import CANVASES, Gen, Obj, draw_shape
 from test_model import image_and_text_pairs, small
 
@@ -121,7 +121,8 @@ def test_examples_carry_look_up_targets_only_when_asked_for(tiny_run):
     cache = MediaCache(icfg, VideoPreprocess())
     tcfg = template_config("ixc", None, "literal")
     off, _ = build_examples(recs, str(run / "data"), tok, cache, 4096, m.tokens_per_image, tcfg)
-    on, _ = build_examples(recs, str(run / "data"), tok, cache, 4096, m.tokens_per_image, tcfg, m.G, 0.2)
+    on, _ = build_examples(recs, str(run / "data"), tok, cache, 4096, m.tokens_per_image, tcfg,
+                           annotate_lookup(str(run / "data"), cache, m.G, 0.2))
     assert not any(e.lookup for e in off)
     for e in on:
         if e.category != "image_position":
