@@ -84,7 +84,8 @@ class PairExample:
     chosen_len: int = 0
     rejected_len: int = 0
     cache: Optional["MediaCache"] = None
-    # (media index, token positions in that item's block) of the object the question names (scene_tokens.annotate_lookup)
+    # the look-up hint's (query position, the named object's token positions) in the chosen row
+    # (scene_tokens.annotate_lookup)
     lookup: Optional[Tuple[int, List[int]]] = None
 
     def pixels(self) -> List[torch.Tensor]:

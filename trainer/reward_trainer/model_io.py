@@ -6,7 +6,7 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 
-from .collate import collate, media_offsets, pack_pairs, shared_prefix
+from .collate import collate, media_offsets, pack_pairs
 from .data import PairExample
 
 
@@ -72,19 +72,17 @@ def lookup_hint_loss(model, pairs: List[PairExample], layer: int) -> Tuple[torch
     """The look-up hint after an armed packed_forward: (-mean log attention mass, mean mass, pairs counted) of head
     0 of `layer`, from the last shared prompt position (the one that predicts where chosen and rejected part: the
     answer) onto the vision tokens of the object the pair's question names (PairExample.lookup, set by
-    scene_tokens.annotate_lookup). Why: the decoder does not find the named shape among the image tokens from the comparison bit alone (image position stayed at
+    scene_tokens.annotate_lookup). Why: the decoder does not find the named shape among the image tokens from the
+    comparison bit alone (image position stayed at
     52-55 % held-out while the tokens themselves name shape and side: trainer/README.md, sessions 8 and 12); this
     teaches the look-up's second half directly, as the text stage's hint does for tables. Nothing is added to
     the model."""
     logp = model.model.layers[layer].attention.take_kept()[:, 0].log_softmax(-1)  # [B, T(q), T(k)]
     lp = []
     for b, ex in enumerate(pairs):
-        if not ex.lookup:
-            continue
-        k, toks = ex.lookup
-        start = next(s for s, j in ex.chosen_spans if j == k)
-        q = shared_prefix(ex.chosen_ids, ex.rejected_ids, ex.chosen_spans, ex.rejected_spans) - 1
-        lp.append(torch.logsumexp(logp[b, q, [start + t for t in toks]], dim=0))
+        if ex.lookup:
+            q, keys = ex.lookup
+            lp.append(torch.logsumexp(logp[b, q, keys], dim=0))
     if not lp:
         return logp.new_zeros(()), 0.0, 0
     lp_t = torch.stack(lp)

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import media
+from .collate import shared_prefix
 from .config import ImagePreprocess
 from .data import MediaCache, PairExample
 from .world import Obj, draw_shape
@@ -71,8 +72,9 @@ def object_tokens(obj: Obj, size: Tuple[int, int], icfg: ImagePreprocess, hd_num
 def annotate_lookup(base_dir: str, cache: MediaCache, grid: int,
                     min_share: float) -> Callable[[Dict, PairExample], None]:
     """For data.build_examples: an example whose record has the generator's `scene` field ({"image": k, "asked": i,
-    "objects": [[shape, colour, x, y, r], ...]}) gets PairExample.lookup = (k, the named object's token positions in
-    image k's block); `grid`: the model's tokens per tile side (G)."""
+    "objects": [[shape, colour, x, y, r], ...]}) gets PairExample.lookup = (the last shared prompt position, the
+    named object's token positions in image k's block), both as positions in the chosen row (the packed row's
+    first part): worked out once here, not at every training step. `grid`: the model's tokens per tile side (G)."""
 
     def annotate(rec: Dict, ex: PairExample) -> None:
         sc = rec.get("scene")
@@ -82,6 +84,10 @@ def annotate_lookup(base_dir: str, cache: MediaCache, grid: int,
         with Image.open(os.path.join(base_dir, rec["images"][k])) as im:
             size = im.size
         obj = Obj(*sc["objects"][int(sc["asked"])])
-        ex.lookup = (k, object_tokens(obj, size, cache.icfg, cache.hd_num(ex.media[k][2]), grid, min_share))
+        start = next(s for s, j in ex.chosen_spans if j == k)
+        toks = object_tokens(obj, size, cache.icfg, cache.hd_num(ex.media[k][2]), grid, min_share)
+        # the query: the position that predicts where chosen and rejected part (the answer)
+        q = shared_prefix(ex.chosen_ids, ex.rejected_ids, ex.chosen_spans, ex.rejected_spans) - 1
+        ex.lookup = (q, [start + t for t in toks])
 
     return annotate

@@ -21,7 +21,7 @@ LAYERS = [
     ("data", "checkpoint"),
     # 3: parts the stages share
     ("model_io", "importers", "golden", "manifest", "world"),
-    # 3: where a world's object lands among the vision tokens (world + data + media)
+    # 3: where a world's object lands among the vision tokens (world + data + collate + media)
     ("scene_tokens",),
     # 3a: checked preference files (importers + data) for fine-tuning
     ("dataset",),

@@ -128,19 +128,25 @@ def test_examples_carry_look_up_targets_only_when_asked_for(tiny_run):
         if e.category != "image_position":
             assert e.lookup is None
             continue
-        k, toks = e.lookup
-        n_img = m.tokens_per_image(*[d // 56 for d in e.pixels()[k].shape[2:]])
-        assert k == 0 and toks and max(toks) < n_img
+        q, keys = e.lookup
+        p, start = _answer_and_image_start(e)
+        n_img = m.tokens_per_image(*[d // 56 for d in e.pixels()[0].shape[2:]])
+        assert q == p - 1  # the position that predicts the answer
+        assert keys and all(start <= j < start + n_img for j in keys)  # inside the image's block
+
+
+def _answer_and_image_start(ex):
+    """(first position where chosen and rejected differ, first position of the image block)."""
+    return next(i for i, (a, b) in enumerate(zip(ex.chosen_ids, ex.rejected_ids)) if a != b), ex.chosen_spans[0][0]
 
 
 def _reference_mass(m, ex, layer, toks):
     """The chosen conversation alone through the model: head 0's attention from the last shared prompt position
     onto the given tokens of the image block."""
-    p = next(i for i, (a, b) in enumerate(zip(ex.chosen_ids, ex.rejected_ids)) if a != b)
+    p, start = _answer_and_image_start(ex)
     n = len(ex.chosen_ids)
     emb = torch.cat(m.vision_forward_many(ex.pixels()), 0)
     img_pos, im = torch.zeros(1, n, dtype=torch.long), torch.zeros(1, n)
-    start = ex.chosen_spans[0][0]
     img_pos[0, start:start + emb.shape[0]] = torch.arange(emb.shape[0])
     im[0, start:start + emb.shape[0]] = 1.0
     att = m.model.layers[layer].attention
@@ -154,13 +160,15 @@ def test_the_hint_term_is_minus_the_log_attention_mass_on_the_named_object(tmp_p
     m = small()
     (img, txt), cache = image_and_text_pairs(m, tmp_path)
     img2 = dataclasses.replace(img, rid="i2")
-    img.lookup, img2.lookup = (0, [0, 1, 5]), (0, [3])
+    p, start = _answer_and_image_start(img)
+    toks = {"i": [0, 1, 5], "i2": [3]}
+    img.lookup, img2.lookup = (p - 1, [start + t for t in toks["i"]]), (p - 1, [start + t for t in toks["i2"]])
     with torch.no_grad():
         for layer in (0, 1):
             arm_lookup(m, layer)
             packed_forward(m, [img, txt, img2], 2, "cpu", lm=True)
             term, mass, counted = lookup_hint_loss(m, [img, txt, img2], layer)
-            ref = [_reference_mass(m, ex, layer, ex.lookup[1]) for ex in (img, img2)]
+            ref = [_reference_mass(m, ex, layer, toks[ex.rid]) for ex in (img, img2)]
             assert counted == 2
             assert abs(float(term) - (-sum(torch.tensor(ref).log()) / 2)) < 1e-5, (float(term), ref)
             assert abs(mass - sum(ref) / 2) < 1e-6
