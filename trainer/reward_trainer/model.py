@@ -294,6 +294,19 @@ class InternLM2Model(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ model
+def _by_shape(images: List[torch.Tensor], fn) -> List[torch.Tensor]:
+    """fn over [n, ...] batches of the same-shape tensors among `images` ([1, ...] each) -> one result per image."""
+    out: List[Optional[torch.Tensor]] = [None] * len(images)
+    groups: Dict[Tuple[int, ...], List[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(tuple(im.shape), []).append(i)
+    for idx in groups.values():
+        res = fn(torch.cat([images[i] for i in idx], 0))
+        for j, i in enumerate(idx):
+            out[i] = res[j]
+    return out  # type: ignore[return-value]
+
+
 class IXCRewardModel(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -339,18 +352,20 @@ class IXCRewardModel(nn.Module):
 
     def vision_forward_many(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
         """Same as vision_forward per image, with same-shape images run through the ViT together (training)."""
-        out: List[Optional[torch.Tensor]] = [None] * len(images)
-        groups: Dict[Tuple[int, ...], List[int]] = {}
-        for i, im in enumerate(images):
-            groups.setdefault(tuple(im.shape), []).append(i)
-        for idx in groups.values():
-            res = self._vision_batch(torch.cat([images[i] for i in idx], 0))
-            for j, i in enumerate(idx):
-                out[i] = res[j]
-        return out  # type: ignore[return-value]
+        return _by_shape(images, self._vision_batch)
+
+    def vision_features_many(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
+        """vision_features per image ([1 + rows*cols, G, G, C] each), same-shape images batched."""
+        return _by_shape(images, self.vision_features)
 
     def _vision_batch(self, image: torch.Tensor) -> torch.Tensor:
         """[n, 3, rows*S, cols*S] (all the same grid) -> [n, T_img, D]."""
+        S = self.args.vision.tile_size
+        return self.vision_assemble(self.vision_features(image), image.shape[2] // S, image.shape[3] // S)
+
+    def vision_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The ViT's part of _vision_batch: [n, 3, rows*S, cols*S] -> merged features [n, 1 + rows*cols, G, G, C]
+        (global view first). What a frozen tower's cache keeps (model_io.FrozenVisionFeatures)."""
         S, G = self.args.vision.tile_size, self.G
         n = image.shape[0]
         rows = image.shape[2] // S
@@ -360,8 +375,13 @@ class IXCRewardModel(nn.Module):
         crops = torch.cat([glb.unsqueeze(1), tiles], dim=1).reshape(-1, 3, S, S)  # [global, tile0, tile1, ...]
         feats = self.vit.vision_tower.vision_model(crops)[:, 1:]  # last layer, CLS dropped
         m = self._merge(feats)
-        C = m.shape[-1]
-        m = m.reshape(n, -1, G, G, C)  # [n, 1 + rows*cols, G, G, C]
+        return m.reshape(n, -1, G, G, m.shape[-1])
+
+    def vision_assemble(self, m: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """The rest of _vision_batch: merged features [n, 1 + rows*cols, G, G, C] -> the separators (plora_*_GN)
+        in the IXC layout and the projector -> [n, T_img, D]."""
+        G = self.G
+        n, C = m.shape[0], m.shape[-1]
         g = torch.cat([m[:, 0], self.plora_sub_GN.expand(n, G, 1, C)], dim=2).reshape(n, -1, C)
         t = m[:, 1:].reshape(n, rows, cols, G, G, C).permute(0, 1, 3, 2, 4, 5).reshape(n, rows * G, cols * G, C)
         t = torch.cat([t, self.plora_sub_GN.expand(n, t.shape[1], 1, C)], dim=2).reshape(n, -1, C)

@@ -20,7 +20,7 @@ from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, te
 from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
 from .losses import bt_loss
 from .model import IXCRewardModel
-from .model_io import arm_lookup, lookup_hint_loss, packed_forward, pair_scores, score_pairs
+from .model_io import FrozenVisionFeatures, arm_lookup, lookup_hint_loss, packed_forward, pair_scores, score_pairs
 from .scene_tokens import annotate_lookup
 from .tokenizer import TextTokenizer
 
@@ -170,6 +170,8 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         raise ValueError(f"lookup_layer {cfg.lookup_layer} needs a decoder layer below {margs.num_layers} and the "
                          f"'last' readout (packed rows)")
     set_frozen_vision(model, cfg.freeze_vision)
+    # a frozen tower's features are computed once per media item, not at every step (model_io)
+    features = FrozenVisionFeatures() if cfg.freeze_vision else None
     opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_pairs * world))  # a step takes batch_pairs on each rank
     total = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
@@ -250,10 +252,10 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         if cfg.lookup_layer >= 0:
             arm_lookup(model, cfg.lookup_layer)
         if cfg.lm_weight and margs.readout == "last":
-            rc, rr, lm = packed_forward(model, pairs, tok.pad_id, cfg.device, lm=True)
+            rc, rr, lm = packed_forward(model, pairs, tok.pad_id, cfg.device, lm=True, features=features)
             loss = bt_loss(rc, rr) + cfg.lm_weight * lm
         else:
-            rc, rr = pair_scores(model, pairs, tok.pad_id, cfg.device)
+            rc, rr = pair_scores(model, pairs, tok.pad_id, cfg.device, features)
             loss = bt_loss(rc, rr)
         if cfg.lookup_layer >= 0:
             term, mass, counted = lookup_hint_loss(model, pairs, cfg.lookup_layer)
@@ -273,12 +275,13 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         if cfg.ckpt_every and step % cfg.ckpt_every == 0:
             save()
     train_s = elapsed_before + time.time() - t0
+    cache_use = features.summary() if features is not None else None  # the training steps', before scoring below
     if not main:
         return {}
     model.eval()
     # score statistics on (a bounded sample of) the training set, for normalize: true
     sample = train_ex[: min(len(train_ex), 256)]
-    sc = score_pairs(model, sample, tok.pad_id, cfg.device)
+    sc = score_pairs(model, sample, tok.pad_id, cfg.device, features=features)
     vals = torch.tensor([v for pair in sc for v in pair])
     stats = {"mean": float(vals.mean()), "std": float(vals.std()), "n": int(vals.numel())}
     stage = {"stage": "bradley_terry", "steps": step, "seconds": round(train_s, 1), "lm_weight": cfg.lm_weight,
@@ -287,6 +290,8 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         stage["lookup"] = {"layer": cfg.lookup_layer, "weight": cfg.lookup_weight, "share": cfg.lookup_share,
                            "pairs": sum(1 for e in train_ex if e.lookup),
                            "mass_ema": None if mass_ema is None else round(mass_ema, 4)}
+    if cache_use is not None:
+        stage["frozen_vision"] = cache_use
     result = {"steps": step, "total_steps": total, "train_seconds": round(train_s, 1), "train_pairs": len(train_ex),
               "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long, "train_stats": stats,
               "pairs_per_second": round(step * cfg.batch_pairs * world / max(train_s, 1e-9), 3), "ranks": world,
