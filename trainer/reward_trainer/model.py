@@ -197,6 +197,13 @@ class InternLM2Attention(nn.Module):
         self.keep_heads = 0
         self.kept: List[torch.Tensor] = []
 
+    def keep(self, heads: int) -> None:
+        """From the next forward on, keep the first `heads` heads' scores (more if more were asked for since the last
+        take_kept: two hints may read one layer); 0 stops keeping and drops anything kept."""
+        if heads <= 0 or not self.keep_heads:
+            self.kept = []
+        self.keep_heads = max(self.keep_heads, heads) if heads > 0 else 0
+
     def take_kept(self) -> torch.Tensor:
         """The kept scores [b, keep_heads, t, t] (query blocks joined); keeping stops."""
         out = torch.cat(self.kept, dim=2)

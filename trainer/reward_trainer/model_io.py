@@ -114,8 +114,7 @@ def packed_forward(model, pairs: List[PairExample], pad_id: int, device: str, lm
 
 def arm_lookup(model, layer: int) -> None:
     """The next forward keeps head 0's scores of decoder `layer` (lookup_hint_loss reads and releases them)."""
-    att = model.model.layers[layer].attention
-    att.keep_heads, att.kept = 1, []
+    model.model.layers[layer].attention.keep(1)
 
 
 def lookup_hint_loss(model, pairs: List[PairExample], layer: int) -> Tuple[torch.Tensor, float, int]:

@@ -152,12 +152,11 @@ class AttentionHints:
 
     def arm(self, model: IXCRewardModel) -> None:
         for layer in model.model.layers:
-            layer.attention.keep_heads, layer.attention.kept = 0, []
+            layer.attention.keep(0)
         if self.prev:
-            model.model.layers[0].attention.keep_heads = len(self.prev)
+            model.model.layers[0].attention.keep(len(self.prev))
         if self.layer >= 0:
-            att = model.model.layers[self.layer].attention
-            att.keep_heads = max(att.keep_heads, 1)
+            model.model.layers[self.layer].attention.keep(1)
 
     def loss(self, model: IXCRewardModel, rows: Sequence[TextRow], am: torch.Tensor) -> torch.Tensor:
         """`weight` times the sum of the terms in use (each a mean over its positions); disarms the model."""
@@ -397,7 +396,7 @@ class LookupDrill:
         dev = self.device
         ids, valid = r.ids.to(dev), r.valid.to(dev)
         self.hints.arm(model)
-        self.carry.keep_heads = max(self.carry.keep_heads, 1)
+        self.carry.keep(1)
         D = model.args.hidden_size
         h = model.hidden_states(ids, torch.zeros(1, D, device=dev), torch.zeros_like(ids),
                                 torch.zeros(ids.shape, device=dev), valid)

@@ -206,3 +206,21 @@ def test_training_with_the_hint_moves_attention_onto_the_named_object(tiny_run, 
     assert lookup("off", lookup_layer=-1, max_steps=1) is None
     with pytest.raises(ValueError, match="lookup_layer"):
         lookup("bad", lookup_layer=margs.num_layers, max_steps=1)
+
+
+def test_kept_heads_accumulate_until_taken_and_zero_drops_them():
+    m = ink_model()
+    att = m.model.layers[0].attention
+    ids = torch.tensor([[1, 2, 3, 4]])
+    run = lambda: m.hidden_states(ids, torch.zeros(1, 32), torch.zeros_like(ids), torch.zeros(1, 4), torch.ones(1, 4))  # noqa: E731
+    att.keep(1)
+    att.keep(2)  # a second hint on the same layer widens, never narrows
+    att.keep(1)
+    run()
+    assert att.take_kept().shape == (1, 2, 4, 4) and att.keep_heads == 0
+    att.keep(1)
+    run()
+    att.keep(0)  # stop: what the forward kept is dropped
+    assert att.kept == [] and att.keep_heads == 0
+    run()
+    assert att.kept == []
