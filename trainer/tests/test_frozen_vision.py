@@ -13,7 +13,7 @@ from test_model import image_and_text_pairs, small
 
 
 def _pairs(m, tmp_path):
-    """image_and_text_pairs plus a pair with a wider image (another tile grid) and the first image again."""
+    """image_and_text_pairs plus a pair with a wider image (another tile grid), a two-image pair and the first pair again."""
     (img, txt), cache = image_and_text_pairs(m, tmp_path)
     Image.new("RGB", (200, 50), (10, 200, 10)).save(tmp_path / "b.png")
     px = cache.get("image", str(tmp_path / "b.png"), 1)
@@ -22,7 +22,17 @@ def _pairs(m, tmp_path):
     prompt = [1, 40] + [2] * T_b + [43]
     wide = PairExample("w", "z", prompt + [50, 2, 5], prompt + [61, 62, 2, 5], [(2, 0)], [(2, 0)],
                        [("image", str(tmp_path / "b.png"), 1)], 1, 2, cache)
-    return [img, txt, wide, img]
+    # a.png again, now one of two images (hd_num_multi: fewer tiles than alone), beside a same-sized other image:
+    # the cache must tell a.png's two tile grids apart, and two distinct items of one grid apart
+    Image.new("RGB", (80, 60), (10, 10, 200)).save(tmp_path / "c.png")
+    two = [("image", str(tmp_path / n), 2) for n in ("a.png", "c.png")]
+    px_two = cache.get(*two[0])
+    assert px_two.shape[2:] != cache.get("image", str(tmp_path / "a.png"), 1).shape[2:]
+    T_two = m.tokens_per_image(px_two.shape[2] // 56, px_two.shape[3] // 56)
+    prompt = [1, 40] + [2] * T_two + [41] + [2] * T_two + [43]
+    spans = [(2, 0), (3 + T_two, 1)]
+    pair_two = PairExample("m", "z", prompt + [52, 2, 5], prompt + [63, 2, 5], spans, spans, two, 1, 1, cache)
+    return [img, txt, wide, pair_two, img]
 
 
 class _CountingViT(torch.nn.Module):
@@ -44,11 +54,11 @@ def test_cached_features_give_the_towers_scores_and_run_the_vit_once_per_item(tm
     c, r = packed_scores(m, pairs, 0, "cpu", feats)
     torch.testing.assert_close(c, ref_c, rtol=0, atol=1e-5)
     torch.testing.assert_close(r, ref_r, rtol=0, atol=1e-5)
-    assert len(feats.store) == 2 and feats.bytes > 0 and feats.reused == 1  # two images among three media slots
+    assert len(feats.store) == 4 and feats.bytes > 0 and feats.reused == 1  # four items among five media slots
     first = vit.crops
     assert first > 0
     c2, r2 = packed_scores(m, pairs, 0, "cpu", feats)
-    assert vit.crops == first and feats.reused == 4  # second step: no ViT at all
+    assert vit.crops == first and feats.reused == 6  # second step: no ViT at all
     torch.testing.assert_close(c2, c, rtol=0, atol=0)
     torch.testing.assert_close(r2, r, rtol=0, atol=0)
 
