@@ -125,6 +125,8 @@ def reproduce(ns) -> None:
             pretrain(pcfg, margs, icfg, vcfg, tok_model, pdir, tcfg.pipeline, tcfg.max_seq_len, tcfg.seed, tcfg.device,
                      tcfg.threads)
         tcfg.init = os.path.join(pdir, "ckpt.pt")
+    if tcfg.freeze_vision is None:
+        tcfg.freeze_vision = bool(pcfg.vision_seconds)
     train(tcfg, margs, icfg, vcfg)
     ckpt = os.path.join(tcfg.out, "ckpt.pt")
     heldout = evaluate_stage(ckpt, tcfg.eval_data, tok_model, tcfg.device)
@@ -159,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         t = sub.add_parser(name, help="train a model" if name == "train" else
                            "generate -> tokenizer -> train -> evaluate -> export (the default model)")
         _add_dataclass(t, TrainConfig, skip=("epochs", "time_budget_s", "lr", "data", "eval_data", "out", "tokenizer",
-                                              "seed")
+                                              "seed", "freeze_vision")
                        if name == "reproduce" else ())
         _add_dataclass(t, ModelArgs, "model_")
         _add_dataclass(t, VisionArgs, "vision_")
@@ -189,6 +191,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             # ...except that message content never yields a control id (the safe setting models/README.md allows;
             # the published tokenizer would turn "[UNUSED_TOKEN_145]" typed by a user into a real turn end)
             t.set_defaults(pipeline="ixc", content_special_tokens="literal")
+            # frozen once the vision stage has trained the tower: its features are then computed once per item
+            # (1.78x the Bradley-Terry steps in a reproduce, trainer/README.md session 15); without that stage the
+            # tower is random, and freezing it would fix noise features
+            t.add_argument("--freeze-vision", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
+                           help="freeze ViT + projector in the Bradley-Terry stage (default: true when the vision "
+                                "stage runs, else false)")
 
     pt = sub.add_parser("pretrain", help="text + vision pretraining of a fresh model (train --init starts from its ckpt.pt)")
     _add_dataclass(pt, PretrainConfig)

@@ -25,6 +25,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["pipeline"] = tcfg.pipeline
         seen["cst"] = tcfg.content_special_tokens
         seen["lr"], seen["threads"], seen["ranks"] = tcfg.lr, tcfg.threads, tcfg.ranks
+        seen["freeze"] = tcfg.freeze_vision
         return {}
 
     def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, device, threads):
@@ -74,6 +75,16 @@ def test_reproduce_bradley_terry_lr_is_the_budgets_unless_given(tmp_path, monkey
     assert run_reproduce(tmp_path / "a", monkeypatch)["lr"] == cli.BUDGETS["cpu"]["lr"]
     assert run_reproduce(tmp_path / "b", monkeypatch, "--lr", "3e-3")["lr"] == 3e-3
     assert run_reproduce(tmp_path / "c", monkeypatch, "--budget", "tiny")["lr"] == cli.TrainConfig.lr
+
+
+def test_reproduce_freezes_the_tower_the_vision_stage_trained_unless_told(tmp_path, monkeypatch):
+    """Session 15: a frozen tower's features are computed once (1.78x the Bradley-Terry steps); a budget that skips
+    the vision stage keeps training the tower (freezing a random one would fix noise features)."""
+    assert run_reproduce(tmp_path / "a", monkeypatch)["freeze"] is True
+    assert run_reproduce(tmp_path / "b", monkeypatch, "--freeze-vision", "false")["freeze"] is False
+    assert run_reproduce(tmp_path / "c", monkeypatch, "--budget", "tiny")["freeze"] is False
+    assert run_reproduce(tmp_path / "d", monkeypatch, "--pretrain-vision-seconds", "0")["freeze"] is False
+    assert run_reproduce(tmp_path / "e", monkeypatch, "--budget", "tiny", "--freeze-vision", "true")["freeze"] is True
 
 
 def test_reproduce_runs_both_stages_on_one_thread_unless_told(tmp_path, monkeypatch):
