@@ -18,6 +18,11 @@ TRAINER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(TRAINER_DIR)
 
 
+def _bool(s: str) -> bool:
+    """`--flag true|false` (argparse's type=bool would take any non-empty string, "false" too, as True)."""
+    return s.lower() in ("1", "true", "yes")
+
+
 def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", skip=()) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -27,7 +32,7 @@ def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", ski
         flag = "--" + (prefix + f.name).replace("_", "-")
         h = f.metadata.get("help", "") + f" (default: {default})"
         if isinstance(default, bool):
-            ap.add_argument(flag, dest=prefix + f.name, type=lambda s: s.lower() in ("1", "true", "yes"), default=default, help=h)
+            ap.add_argument(flag, dest=prefix + f.name, type=_bool, default=default, help=h)
         elif isinstance(default, list):
             # an empty default names no element type: the annotation does (List[int]); `--flag` alone gives []
             item = type(default[0]) if default else typing.get_args(hints[f.name])[0]
@@ -186,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             t.add_argument("--time-budget-s", dest="time_budget_override", type=float, default=None)
             t.add_argument("--lr", dest="lr_override", type=float, default=None,
                            help="Bradley-Terry peak learning rate (default: the budget's)")
-            t.add_argument("--reuse-data", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
+            t.add_argument("--reuse-data", type=_bool, default=False)
             # the default model is trained on the published get_score input pipeline (issue 11): one pipeline
             # ...except that message content never yields a control id (the safe setting models/README.md allows;
             # the published tokenizer would turn "[UNUSED_TOKEN_145]" typed by a user into a real turn end)
@@ -194,7 +199,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             # frozen once the vision stage has trained the tower: its features are then computed once per item
             # (1.78x the Bradley-Terry steps in a reproduce, trainer/README.md session 15); without that stage the
             # tower is random, and freezing it would fix noise features
-            t.add_argument("--freeze-vision", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
+            t.add_argument("--freeze-vision", type=_bool, default=None,
                            help="freeze ViT + projector in the Bradley-Terry stage (default: true when the vision "
                                 "stage runs, else false)")
 
