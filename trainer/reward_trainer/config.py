@@ -218,6 +218,9 @@ class TrainConfig:
     lookup_weight: float = _f(1.0, "weight of the look-up hint's term in the loss")
     lookup_share: float = _f(0.2, "look-up hint targets: the tokens holding >= this share of the object's area in "
                                   "their view, and the one holding most (scene_tokens.object_tokens)")
+    oversample: List[str] = _f([], "CATEGORY=K: each training pair of that category appears K times per epoch "
+                                   "(e.g. image_position=3); the look-up needs more position steps than its 1/8 "
+                                   "share gives (trainer/README.md, session 16)")
     cache_media: bool = _f(True, "keep every training pair's preprocessed media in memory (float16: about 1 GB for "
                                  "the cpu budget) instead of decoding it again each epoch")
     content_special_tokens: str = _f("", "literal | published: how message content that spells a control token "

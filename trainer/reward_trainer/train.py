@@ -63,6 +63,22 @@ def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainCo
     return ex, dropped_len, dropped_long
 
 
+def oversample(examples: List[PairExample], spec: List[str]) -> List[PairExample]:
+    """`spec` ["category=K", ...]: each pair of those categories K times (K >= 1, an integer), the rest once. The
+    copies are the same examples (no extra preprocessing or memory); epoch_batches shuffles them apart."""
+    times: Dict[str, int] = {}
+    for item in spec:
+        cat, sep, k = item.partition("=")
+        if not sep or not k.strip().isdigit() or int(k) < 1:
+            raise ValueError(f"oversample {item!r}: expected CATEGORY=K with K a whole number >= 1")
+        times[cat.strip()] = int(k)
+    unknown = sorted(set(times) - {e.category for e in examples})
+    if unknown:
+        raise ValueError(f"oversample names categories the training data does not have: {', '.join(unknown)}")
+    # the copies after the originals: the first pairs (the score statistics' sample) stay distinct
+    return examples + [e for e in examples for _ in range(times.get(e.category, 1) - 1)]
+
+
 class Progress:
     """A one-line progress bar with loss / accuracy (EMA), rate and ETA, on stderr."""
 
@@ -162,8 +178,10 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     cache = MediaCache(icfg, vcfg, keep=cfg.cache_media, half=True)
     t_load = time.time()
     train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, model)
+    unique_pairs = len(train_ex)
+    train_ex = oversample(train_ex, cfg.oversample)
     if main:
-        print(f"train pairs {len(train_ex)} (length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
+        print(f"train pairs {unique_pairs} ({len(train_ex)} per epoch after oversampling; length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
               f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing "
               f"{time.time() - t_load:.0f}s" + (f"; {world} ranks" if world > 1 else ""), file=sys.stderr)
     if cfg.lookup_layer >= 0 and not (cfg.lookup_layer < margs.num_layers and margs.readout == "last"):
@@ -223,7 +241,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
             "elapsed_s": elapsed_before + time.time() - t0, "model_args": margs.to_dict(),
             "train_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),
             "video": dataclasses.asdict(vcfg), "final": final, "stages": stages,
-            "data": {"pairs": len(train_ex), "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long}})
+            "data": {"pairs": unique_pairs, "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long}})
 
     def elapsed() -> float:
         """Seconds of training so far; with several ranks rank 0's clock, so they stop and schedule together."""
@@ -290,9 +308,11 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         stage["lookup"] = {"layer": cfg.lookup_layer, "weight": cfg.lookup_weight, "share": cfg.lookup_share,
                            "pairs": sum(1 for e in train_ex if e.lookup),
                            "mass_ema": None if mass_ema is None else round(mass_ema, 4)}
+    if cfg.oversample:
+        stage["oversample"] = {"spec": list(cfg.oversample), "pairs": unique_pairs, "pairs_per_epoch": len(train_ex)}
     if cache_use is not None:
         stage["frozen_vision"] = cache_use
-    result = {"steps": step, "total_steps": total, "train_seconds": round(train_s, 1), "train_pairs": len(train_ex),
+    result = {"steps": step, "total_steps": total, "train_seconds": round(train_s, 1), "train_pairs": unique_pairs,
               "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long, "train_stats": stats,
               "pairs_per_second": round(step * cfg.batch_pairs * world / max(train_s, 1e-9), 3), "ranks": world,
               "num_params": model.num_params(), "device": cfg.device,
