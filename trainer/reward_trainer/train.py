@@ -181,7 +181,8 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     unique_pairs = len(train_ex)
     train_ex = oversample(train_ex, cfg.oversample)
     if main:
-        print(f"train pairs {unique_pairs} ({len(train_ex)} per epoch after oversampling; length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
+        print(f"train pairs {unique_pairs} ({len(train_ex)} per epoch after oversampling; length constraint ratio "
+              f"{cfg.length_ratio}: dropped {dropped_len}; "
               f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing "
               f"{time.time() - t_load:.0f}s" + (f"; {world} ranks" if world > 1 else ""), file=sys.stderr)
     if cfg.lookup_layer >= 0 and not (cfg.lookup_layer < margs.num_layers and margs.readout == "last"):
@@ -306,7 +307,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
              "init": bool(cfg.init), "ranks": world, "batch_pairs_per_rank": cfg.batch_pairs}
     if cfg.lookup_layer >= 0:
         stage["lookup"] = {"layer": cfg.lookup_layer, "weight": cfg.lookup_weight, "share": cfg.lookup_share,
-                           "pairs": sum(1 for e in train_ex if e.lookup),
+                           "pairs": sum(1 for e in train_ex[:unique_pairs] if e.lookup),
                            "mass_ema": None if mass_ema is None else round(mass_ema, 4)}
     if cfg.oversample:
         stage["oversample"] = {"spec": list(cfg.oversample), "pairs": unique_pairs, "pairs_per_epoch": len(train_ex)}
