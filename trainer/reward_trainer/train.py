@@ -181,8 +181,8 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     unique_pairs = len(train_ex)
     train_ex = oversample(train_ex, cfg.oversample)
     if main:
-        print(f"train pairs {unique_pairs} ({len(train_ex)} per epoch after oversampling; length constraint ratio "
-              f"{cfg.length_ratio}: dropped {dropped_len}; "
+        over = f"{len(train_ex)} per epoch after oversampling; " if cfg.oversample else ""
+        print(f"train pairs {unique_pairs} ({over}length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
               f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing "
               f"{time.time() - t_load:.0f}s" + (f"; {world} ranks" if world > 1 else ""), file=sys.stderr)
     if cfg.lookup_layer >= 0 and not (cfg.lookup_layer < margs.num_layers and margs.readout == "last"):
