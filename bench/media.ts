@@ -11,7 +11,9 @@
 //   counted), ABBA rounds; ratio = PIL time / ours (> 1: we are faster). Real fixtures plus a 2000x1500 JPEG made
 //   from one of them (a camera-sized photo is downscaled; the fixtures, at tile 560, are upscaled).
 // steps: where the time of `pixels` goes, step by step, ours and PIL's (medians of REPS calls each, no A/B: a
-//   breakdown, not a comparison).
+//   breakdown, not a comparison). Then (also BENCH_ONLY=resize) the resize step alone, the JavaScript port
+//   (resizeBilinearJs) against the WebAssembly SIMD passes resizeBilinear runs (resizeBilinearWasm), ABBA rounds
+//   of REPS calls on the same decoded pixels, after checking the two give the same bytes.
 // Env: BENCH_ROUNDS (default 7), BENCH_REPS (calls per segment, default 20), BENCH_TILE (560), BENCH_HD (9).
 import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
@@ -21,7 +23,7 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { imageTransform, planImageGrid, type ImagePreprocessParams } from '../src/preprocess/image/hd-transform.ts'
-import { resizeBilinear } from '../src/preprocess/image/pil-resize.ts'
+import { resizeBilinear, resizeBilinearJs, resizeBilinearWasm } from '../src/preprocess/image/pil-resize.ts'
 import { normalizeToTensor, padBottom, transposeRgb } from '../src/preprocess/image/rgb.ts'
 import { decodeImage, planImageDecode, readImageHeader } from '../src/preprocess/image/sharp.ts'
 import { decodeInlineData } from '../src/preprocess/media/input.ts'
@@ -259,8 +261,30 @@ async function stepsBench(images: readonly Img[]): Promise<void> {
   }
 }
 
+// The resize step alone, JS port (A) against WASM (B), on the pixels and target size the HD transform uses.
+async function resizeBench(images: readonly Img[]): Promise<void> {
+  console.log(`\nresize step (PIL bilinear, tile ${TILE}, hd_num ${HD}), ${ROUNDS} ABBA rounds x ${REPS} calls: ms median [min–max]`)
+  console.log('image                              size                 JS port               WASM SIMD             speed-up')
+  for (const img of images) {
+    const rgb = await decodeImage(img.bytes, img.format, limits, 'normalized', await planImageDecode(img.bytes, img.format, limits))
+    const src = rgb.width < rgb.height ? transposeRgb(rgb) : rgb
+    const g = planImageGrid(src.width, src.height, HD, TILE)
+    if (Buffer.compare(resizeBilinearJs(src, g.newW, g.newH).data, resizeBilinearWasm(src, g.newW, g.newH).data) !== 0) {
+      throw new Error(`${img.name}: WASM and JS resize differ`)
+    }
+    const time = (fn: typeof resizeBilinear) => async () => {
+      const t0 = performance.now()
+      for (let i = 0; i < REPS; i++) fn(src, g.newW, g.newH)
+      return (performance.now() - t0) / REPS
+    }
+    const r = await abba(time(resizeBilinearJs), time(resizeBilinearWasm))
+    const size = `${src.width}x${src.height}->${g.newW}x${g.newH}`
+    console.log(`${img.name.padEnd(34)} ${size.padEnd(20)} ${fmtSpread(r.a, 2).padEnd(21)} ${fmtSpread(r.b, 2).padEnd(21)} ${fmtSpread(r.ratio, 2)}x`)
+  }
+}
+
 async function main(): Promise<void> {
-  const only = process.env.BENCH_ONLY // base64 | decode | pixels | steps
+  const only = process.env.BENCH_ONLY // base64 | decode | pixels | steps | resize
   if (!only || only === 'base64') base64Bench()
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-media-'))
   try {
@@ -285,6 +309,7 @@ async function main(): Promise<void> {
     if (!only || only === 'decode') await decodeBench(images)
     if (!only || only === 'pixels') await pixelBench(images)
     if (!only || only === 'steps') await stepsBench(images)
+    if (!only || only === 'steps' || only === 'resize') await resizeBench(images)
   } finally {
     rmSync(tmp, { recursive: true, force: true })
   }

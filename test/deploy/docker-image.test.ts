@@ -6,7 +6,7 @@
 // (root) or the test fails.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
@@ -129,6 +129,12 @@ t.test('the image: linux-x64 ORT only, dist/ without tsx/esbuild, Node 22+, no C
   t.equal(sh('ls -d node_modules/tsx node_modules/esbuild node_modules/typescript 2>/dev/null | wc -l'), '0', 'no tsx, esbuild, typescript')
   t.ok(Number(/^v(\d+)/.exec(sh('node --version'))![1]) >= 22, 'Node LTS ≥ 22')
   t.match(sh('ffmpeg -hide_banner -version | head -1'), /^ffmpeg version \d/, 'ffmpeg runs')
+  // tsc emits JavaScript only; the files src/ reads beside its modules (the resampler's .wasm, the label font's
+  // fontconfig file) must have been copied into dist/, or the image would lack them
+  const assets = (readdirSync(repoPath('src'), { recursive: true }) as string[])
+    .filter((f) => !f.endsWith('.ts') && !f.startsWith(`cli${path.sep}`) && statSync(repoPath('src', f)).isFile())
+  t.ok(assets.includes(path.join('preprocess', 'image', 'pil-resample.wasm')), 'src/ has the resampler module')
+  t.equal(sh(`cd dist && ls ${assets.join(' ')} | wc -l`), String(assets.length), `dist/ has ${assets.join(', ')}`)
   // Every layer and the history, as `docker save` exports them.
   const save = spawnSync('sh', ['-c', `"${DOCKER}" save reward-server:cpu | grep -a -c -F "${marker}" || true`], { env, encoding: 'utf8', maxBuffer: 16 << 20 })
   t.equal(save.stdout.trim(), '0', 'the CA secret is in no layer of the image')

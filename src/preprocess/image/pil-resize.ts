@@ -4,11 +4,14 @@
 // convention (mean error 2-4 levels on upscales, see reference Appendix). Matching PIL means: a triangle filter whose
 // support widens by the shrink factor (antialias), source centre (x + 0.5)·scale, weights renormalised inside the
 // image, 22-bit fixed-point weights, horizontal pass first, rounding to uint8 between the passes.
+// resizeBilinear runs the two passes in WebAssembly SIMD (pil-resample.wat, bit-identical; the test
+// pil-resample-wasm.test.ts compares it with the JavaScript passes here, which stay as the readable reference).
+import { resampleWasm, resampleWasmAvailable } from './pil-resample-wasm.ts'
 import type { RgbImage } from './rgb.ts'
 
 const PRECISION_BITS = 32 - 8 - 2
 
-interface Coeffs {
+export interface Coeffs {
   ksize: number
   bounds: Int32Array // [xmin, count] per output pixel
   weights: Int32Array // ksize per output pixel, fixed point
@@ -19,7 +22,7 @@ function bilinearFilter(x: number): number {
   return x < 1 ? 1 - x : 0
 }
 
-function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
+export function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
   const support0 = 1 // bilinear
   const scale = inSize / outSize
   const filterscale = scale < 1 ? 1 : scale
@@ -121,24 +124,60 @@ function resampleVertical(src: RgbImage, outH: number, c: Coeffs, shift: number)
   return { width: w, height: outH, data: out }
 }
 
-export function resizeBilinear(img: RgbImage, outW: number, outH: number): RgbImage {
+// What both implementations do for one resize: the coefficients per axis, which passes run, and the source rows
+// [first, last) the horizontal pass produces (like Pillow, only the rows the vertical pass will read).
+export interface ResizePlan {
+  outW: number
+  outH: number
+  needH: boolean
+  needV: boolean
+  ch: Coeffs
+  cv: Coeffs
+  first: number
+  last: number
+}
+
+function planResize(img: RgbImage, outW: number, outH: number): ResizePlan | null {
   if (!Number.isInteger(outW) || !Number.isInteger(outH) || outW < 1 || outH < 1) {
     throw new RangeError(`resize target must be positive integers, got ${outW}x${outH}`)
   }
-  if (outW === img.width && outH === img.height) return { width: outW, height: outH, data: img.data.slice() }
+  if (outW === img.width && outH === img.height) return null
   const needH = outW !== img.width
   const needV = outH !== img.height
   const ch = precomputeCoeffs(img.width, outW)
   const cv = precomputeCoeffs(img.height, outH)
+  const first = needH && needV ? cv.bounds[0] : 0
+  const last = needH && needV ? cv.bounds[outH * 2 - 2] + cv.bounds[outH * 2 - 1] : img.height
+  return { outW, outH, needH, needV, ch, cv, first, last }
+}
+
+export function resizeBilinearJs(img: RgbImage, outW: number, outH: number): RgbImage {
+  const plan = planResize(img, outW, outH)
+  if (!plan) return { width: outW, height: outH, data: img.data.slice() }
+  return resampleJs(img, plan)
+}
+
+// The JavaScript passes for a plan. For bilinear coefficients `first` is always 0 and no sum leaves 0..255 before
+// the clamp; the WebAssembly test also feeds hand-made plans (a band of rows, negative or oversized weights) so
+// that those paths are compared too.
+export function resampleJs(img: RgbImage, plan: ResizePlan): RgbImage {
   let cur = img
   let shift = 0
-  if (needH) {
-    // Like Pillow, the horizontal pass only produces the rows the vertical pass will read.
-    const first = needV ? cv.bounds[0] : 0
-    const last = needV ? cv.bounds[outH * 2 - 2] + cv.bounds[outH * 2 - 1] : img.height
-    cur = resampleHorizontal(img, outW, first, last - first, ch)
-    shift = first
+  if (plan.needH) {
+    cur = resampleHorizontal(img, plan.outW, plan.first, plan.last - plan.first, plan.ch)
+    shift = plan.first
   }
-  if (needV) cur = resampleVertical(cur, outH, cv, shift)
+  if (plan.needV) cur = resampleVertical(cur, plan.outH, plan.cv, shift)
   return cur
+}
+
+// The same resize through the WebAssembly passes; throws where the module cannot be loaded.
+export function resizeBilinearWasm(img: RgbImage, outW: number, outH: number): RgbImage {
+  const plan = planResize(img, outW, outH)
+  if (!plan) return { width: outW, height: outH, data: img.data.slice() }
+  return resampleWasm(img, plan)
+}
+
+export function resizeBilinear(img: RgbImage, outW: number, outH: number): RgbImage {
+  return resampleWasmAvailable() ? resizeBilinearWasm(img, outW, outH) : resizeBilinearJs(img, outW, outH)
 }
