@@ -314,6 +314,16 @@ class Runtime:
             self.env = None
 
 
+def _element_type_and_shape(rt: "Runtime", info) -> "tuple[int, tuple]":
+    """Element type (ONNX enum) and shape of an OrtTensorTypeAndShapeInfo (a session input's or an output value's)."""
+    et, nd = C.c_int(), C.c_size_t()
+    rt.call("GetTensorElementType", info, C.byref(et))
+    rt.call("GetDimensionsCount", info, C.byref(nd))
+    dims = (C.c_int64 * max(1, nd.value))()
+    rt.call("GetDimensions", info, dims, nd.value)
+    return et.value, tuple(int(dims[j]) for j in range(nd.value))
+
+
 _PLACED = re.compile(r"(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
 _NODE = re.compile(r"^\s+(\S+) \((.*)\)\s*$")
 
@@ -393,15 +403,10 @@ class Session:
             try:
                 tinfo = C.c_void_p()  # owned by ti
                 rt.call("CastTypeInfoToTensorInfo", ti, C.byref(tinfo))
-                et, nd = C.c_int(), C.c_size_t()
-                rt.call("GetTensorElementType", tinfo, C.byref(et))
-                rt.call("GetDimensionsCount", tinfo, C.byref(nd))
-                dims = (C.c_int64 * max(1, nd.value))()
-                rt.call("GetDimensions", tinfo, dims, nd.value)
+                et, shape = _element_type_and_shape(rt, tinfo)
             finally:
                 rt.fn("ReleaseTypeInfo")(ti)
-            res.append({"name": name, "dtype": np.dtype(_DT[et.value]).name if et.value in _DT else et.value,
-                        "shape": [int(dims[j]) for j in range(nd.value)]})
+            res.append({"name": name, "dtype": np.dtype(_DT[et]).name if et in _DT else et, "shape": list(shape)})
         return res
 
     def run(self, feeds: Dict[str, np.ndarray], outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
@@ -439,15 +444,10 @@ class Session:
         info = C.c_void_p()
         rt.call("GetTensorTypeAndShape", v, C.byref(info))
         try:
-            et, nd = C.c_int(), C.c_size_t()
-            rt.call("GetTensorElementType", info, C.byref(et))
-            rt.call("GetDimensionsCount", info, C.byref(nd))
-            dims = (C.c_int64 * max(1, nd.value))()
-            rt.call("GetDimensions", info, dims, nd.value)
+            et, shape = _element_type_and_shape(rt, info)
         finally:
             rt.fn("ReleaseTensorTypeAndShapeInfo")(info)
-        shape = tuple(int(dims[j]) for j in range(nd.value))
-        dt = np.dtype(_DT[et.value])
+        dt = np.dtype(_DT[et])
         n = int(np.prod(shape)) if shape else 1
         if n == 0:
             return np.zeros(shape, dt)
