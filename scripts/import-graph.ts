@@ -67,7 +67,8 @@ export function fileImports(file: string, src = SRC): ImportEdge[] {
       if (a && ts.isStringLiteral(a)) add(a.text, false)
     } else if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'URL') {
       const [a, b] = node.arguments ?? []
-      if (a && ts.isStringLiteral(a) && a.text.startsWith('.') && b && b.getText(sf) === 'import.meta.url') add(a.text, false)
+      // a worker entry module; a data file read beside the module (a .wasm, a .conf) is not an import
+      if (a && ts.isStringLiteral(a) && a.text.startsWith('.') && a.text.endsWith('.ts') && b && b.getText(sf) === 'import.meta.url') add(a.text, false)
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
       add(node.argument.literal.text, true)
     }
