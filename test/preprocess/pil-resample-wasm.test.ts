@@ -172,6 +172,14 @@ t.test('resizeBilinear runs the WebAssembly passes, and keeps the identity and a
   t.not(same.data, img.data, 'the identity resize returns a copy')
   t.throws(() => resizeBilinear(img, 0, 5), RangeError)
   t.throws(() => resizeBilinear(img, 2.5, 5), RangeError)
+  // the dispatch itself: a resize larger than any before it must grow the module's memory (src 4.5 MB + the
+  // horizontal pass's 5.4 MB + 6.5 MB out); through the JavaScript passes it would not
+  const need = 16e6
+  const before = resampleWasmState().memoryBytes
+  t.ok(before < need, `the instance holds less than the big resize needs before it (${before})`)
+  const big = image(1500, 1000, 'random', rng(4))
+  resizeBilinear(big, 1800, 1200)
+  t.ok(resampleWasmState().memoryBytes >= need, 'resizeBilinear ran in the module: its memory grew')
 })
 
 t.test('an instance that grew past the retention bound is dropped, and the next call is right', async (t) => {

@@ -151,10 +151,14 @@ function planResize(img: RgbImage, outW: number, outH: number): ResizePlan | nul
   return { outW, outH, needH, needV, ch, cv, first, last }
 }
 
-export function resizeBilinearJs(img: RgbImage, outW: number, outH: number): RgbImage {
+// One resize through `run` (the JavaScript or the WebAssembly passes); the same size is a copy.
+function resizeWith(img: RgbImage, outW: number, outH: number, run: (img: RgbImage, plan: ResizePlan) => RgbImage): RgbImage {
   const plan = planResize(img, outW, outH)
-  if (!plan) return { width: outW, height: outH, data: img.data.slice() }
-  return resampleJs(img, plan)
+  return plan ? run(img, plan) : { width: outW, height: outH, data: img.data.slice() }
+}
+
+export function resizeBilinearJs(img: RgbImage, outW: number, outH: number): RgbImage {
+  return resizeWith(img, outW, outH, resampleJs)
 }
 
 // The JavaScript passes for a plan. For bilinear coefficients `first` is always 0 and no sum leaves 0..255 before
@@ -173,11 +177,9 @@ export function resampleJs(img: RgbImage, plan: ResizePlan): RgbImage {
 
 // The same resize through the WebAssembly passes; throws where the module cannot be loaded.
 export function resizeBilinearWasm(img: RgbImage, outW: number, outH: number): RgbImage {
-  const plan = planResize(img, outW, outH)
-  if (!plan) return { width: outW, height: outH, data: img.data.slice() }
-  return resampleWasm(img, plan)
+  return resizeWith(img, outW, outH, resampleWasm)
 }
 
 export function resizeBilinear(img: RgbImage, outW: number, outH: number): RgbImage {
-  return resampleWasmAvailable() ? resizeBilinearWasm(img, outW, outH) : resizeBilinearJs(img, outW, outH)
+  return resizeWith(img, outW, outH, resampleWasmAvailable() ? resampleWasm : resampleJs)
 }
