@@ -85,9 +85,10 @@ BUDGETS = {
 # `reproduce`'s recipe over the dataclasses' defaults (`train` and `pretrain` keep theirs: all off), each measured in
 # trainer/README.md: the look-up drill and the text stage's attention hints teach the tables' look-up (sessions 10-12),
 # the Bradley-Terry stage's look-up hint over image tokens with position pairs three times per epoch teaches image
-# position (sessions 16-17: held-out table 59 -> 95 %, position 52 -> 78 %, overall 80.0 -> 86.25 %).
+# position (sessions 16-17: held-out table 59 -> 95 %, position 52 -> 78 %), and count pairs twice per epoch give
+# count back the steps position took (session 18: count 73 -> 90, position 78 -> 70, overall 86.25 -> 87.5 %).
 REPRODUCE_RECIPE = {"pretrain_drill_steps": 1000, "pretrain_text_prev_heads": [1], "pretrain_text_lookup_layer": 2,
-                    "lookup_layer": 2, "oversample": ["image_position=3"]}
+                    "lookup_layer": 2, "oversample": ["image_position=3", "image_count=2"]}
 
 
 def evaluate_stage(ckpt: str, data: str, tokenizer: str, device: str) -> Dict:

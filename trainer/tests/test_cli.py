@@ -125,7 +125,7 @@ def test_reproduce_runs_the_recipe_unless_told(tmp_path, monkeypatch):
     trainer/README.md session 17) are reproduce's defaults; each flag given bare or at its off value turns it off."""
     seen = run_reproduce(tmp_path / "a", monkeypatch)
     assert seen["hints"] == ([1], 2, 1.0) and seen["drill"] == 1000
-    assert seen["bt_hint"] == (2, ["image_position=3"])
+    assert seen["bt_hint"] == (2, ["image_position=3", "image_count=2"])
     seen = run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-prev-heads", "--pretrain-text-lookup-layer", "-1",
                          "--pretrain-drill-steps", "0", "--lookup-layer", "-1", "--oversample")
     assert seen["hints"] == ([], -1, 1.0) and seen["drill"] == 0 and seen["bt_hint"] == (-1, [])
