@@ -70,9 +70,9 @@ def _image_cfg(ns, margs: ModelArgs) -> ImagePreprocess:
 # pretraining 12 + 15 min (the text stage's 12 give arithmetic and tables the same minutes as 10 did before scenes told
 # in words took a sixth), Bradley-Terry 50 min (it stops at its time budget, the cosine schedule follows the time
 # fraction; at 1 thread ~44 pairs/s, so the epochs seldom end it first), evaluation and export ~5 min; cuda: more data
-# and epochs. lr is the
-# Bradley-Terry stage's peak: 5e-4 after pretraining, since 2e-3 erased the arithmetic the text stage taught within
-# 600 steps (LM probe 0.83 -> 0.59) while 5e-4 kept it at the same reward accuracy (trainer/README.md, session 4).
+# and epochs. lr is the Bradley-Terry stage's peak: 5e-4 after pretraining, since 2e-3 erased the arithmetic the text
+# stage taught within 600 steps (LM probe 0.83 -> 0.59) while 5e-4 kept it at the same reward accuracy (trainer/README.md,
+# session 4).
 BUDGETS = {
     "cpu": {"train_pairs": 16000, "heldout_pairs": 800, "epochs": 12.0, "time_budget_s": 3000.0,
             "pretrain_text_seconds": 720.0, "pretrain_vision_seconds": 900.0, "lr": 5e-4},

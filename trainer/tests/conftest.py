@@ -23,5 +23,7 @@ def tiny_run(tmp_path_factory):
     main(["reproduce", "--budget", "tiny", "--run-dir", str(run), "--out", str(out), "--train-pairs", "32",
           "--heldout-pairs", "16", "--model-num-layers", "1", "--model-hidden-size", "64", "--model-num-heads", "4",
           "--model-num-kv-heads", "2", "--model-intermediate-size", "96", "--vision-layers", "1",
-          "--vision-width", "48", "--vision-heads", "2", "--batch-pairs", "8", "--model-vocab-size", "600"])
+          "--vision-width", "48", "--vision-heads", "2", "--batch-pairs", "8", "--model-vocab-size", "600",
+          # the recipe's image look-up hint, on the one layer this model has (its layer 2 would be refused)
+          "--lookup-layer", "0"])
     return run, out
