@@ -221,6 +221,10 @@ class TrainConfig:
     oversample: List[str] = _f([], "CATEGORY=K: each training pair of that category appears K times per epoch "
                                    "(e.g. image_position=3); the look-up needs more position steps than its 1/8 "
                                    "share gives (trainer/README.md, session 16)")
+    focus: List[str] = _f([], "CATEGORY=FRACTION: the stage's first FRACTION (of its time budget, or of its steps "
+                              "without one) trains on that category's pairs alone, before the mix; several run "
+                              "in order (e.g. image_position=0.2): the look-up forms on position pairs alone and the "
+                              "mix then keeps it (trainer/README.md, session 19)")
     cache_media: bool = _f(True, "keep every training pair's preprocessed media in memory (float16: about 1 GB for "
                                  "the cpu budget) instead of decoding it again each epoch")
     content_special_tokens: str = _f("", "literal | published: how message content that spells a control token "

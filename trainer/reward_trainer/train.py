@@ -10,7 +10,7 @@ import random
 import socket
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.distributed as dist
@@ -63,20 +63,57 @@ def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainCo
     return ex, dropped_len, dropped_long
 
 
+def _category_spec(examples: List[PairExample], spec: List[str], what: str, value) -> List[Tuple[str, float]]:
+    """["category=V", ...] -> [(category, value(V)), ...] in order; `value` raises ValueError for a V it refuses.
+    A category the training data does not have is an error, not a silent no-op."""
+    out = []
+    for item in spec:
+        cat, sep, v = item.partition("=")
+        try:
+            if not sep or not cat.strip():
+                raise ValueError
+            out.append((cat.strip(), value(v.strip())))
+        except ValueError:
+            raise ValueError(f"{what} {item!r}: expected CATEGORY={value.__doc__}") from None
+    unknown = sorted({c for c, _ in out} - {e.category for e in examples})
+    if unknown:
+        raise ValueError(f"{what} names categories the training data does not have: {', '.join(unknown)}")
+    return out
+
+
+def _times(v: str) -> int:
+    """K with K a whole number >= 1"""
+    if not v.isdigit() or int(v) < 1:
+        raise ValueError
+    return int(v)
+
+
+def _fraction(v: str) -> float:
+    """FRACTION with 0 < FRACTION < 1"""
+    f = float(v)
+    if not 0.0 < f < 1.0:
+        raise ValueError
+    return f
+
+
 def oversample(examples: List[PairExample], spec: List[str]) -> List[PairExample]:
     """`spec` ["category=K", ...]: each pair of those categories K times (K >= 1, an integer), the rest once. The
     copies are the same examples (no extra preprocessing or memory); epoch_batches shuffles them apart."""
-    times: Dict[str, int] = {}
-    for item in spec:
-        cat, sep, k = item.partition("=")
-        if not sep or not k.strip().isdigit() or int(k) < 1:
-            raise ValueError(f"oversample {item!r}: expected CATEGORY=K with K a whole number >= 1")
-        times[cat.strip()] = int(k)
-    unknown = sorted(set(times) - {e.category for e in examples})
-    if unknown:
-        raise ValueError(f"oversample names categories the training data does not have: {', '.join(unknown)}")
+    times = dict(_category_spec(examples, spec, "oversample", _times))
     # the copies after the originals: the first pairs (the score statistics' sample) stay distinct
     return examples + [e for e in examples for _ in range(times.get(e.category, 1) - 1)]
+
+
+def focus_phases(examples: List[PairExample], spec: List[str]) -> List[Tuple[str, float, List[int]]]:
+    """`spec` ["category=FRACTION", ...] -> [(category, where the phase ends as a fraction of the stage, indices of
+    that category's pairs)], in order. The phases come first and together leave part of the stage to the mix."""
+    phases, end = [], 0.0
+    for cat, f in _category_spec(examples, spec, "focus", _fraction):
+        end += f
+        phases.append((cat, end, [i for i, e in enumerate(examples) if e.category == cat]))
+    if end >= 1.0:
+        raise ValueError(f"focus {' '.join(spec)}: the phases take {end:g} of the stage and leave the mix nothing")
+    return phases
 
 
 class Progress:
@@ -179,6 +216,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     t_load = time.time()
     train_ex, dropped_len, dropped_long = load_examples(cfg.data, tok, cache, cfg, model)
     unique_pairs = len(train_ex)
+    phases = focus_phases(train_ex, cfg.focus)  # drawn from the distinct pairs, before the copies
     train_ex = oversample(train_ex, cfg.oversample)
     if main:
         over = f"{len(train_ex)} per epoch after oversampling; " if cfg.oversample else ""
@@ -195,13 +233,17 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_pairs * world))  # a step takes batch_pairs on each rank
     total = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
     step, elapsed_before = 0, 0.0
+    focus_steps = [0] * len(phases)  # steps each focus phase took; the mix's own step count is what is left
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
+        focus_steps = list(state.get("focus_steps", focus_steps))
         if main:
             print(f"resumed at step {step}", file=sys.stderr)
     order_rng = random.Random(cfg.seed)
     epoch_orders: List[List[List[int]]] = []
+    focus_rngs = [random.Random(cfg.seed + 1 + k) for k in range(len(phases))]
+    focus_orders: List[List[int]] = [[] for _ in phases]  # each phase's pairs, shuffled pass after pass
 
     step_pairs = cfg.batch_pairs * world  # one step's pairs over all ranks
 
@@ -222,13 +264,25 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         return batches
 
     def batch_for(s: int) -> List[PairExample]:
-        """Step s's pairs on this rank. Several ranks split one step's pairs dealt in turn by length, so each gets
-        the same work: a rank that drew the short batch would wait for the other at every all-reduce (measured:
-        2 ranks then trained no faster than 1 process)."""
+        """The mix's step s's pairs on this rank."""
         e = s // steps_per_epoch
         while len(epoch_orders) <= e:
             epoch_orders.append(epoch_batches())
-        ids = epoch_orders[e][s % steps_per_epoch]
+        return on_this_rank(epoch_orders[e][s % steps_per_epoch])
+
+    def focus_batch(k: int, j: int) -> List[PairExample]:
+        """Focus phase k's step j: its pairs shuffled anew each pass (the same draws again on resume)."""
+        pool = phases[k][2]
+        while len(focus_orders[k]) < (j + 1) * step_pairs:
+            o = list(pool)
+            focus_rngs[k].shuffle(o)
+            focus_orders[k] += o
+        return on_this_rank(focus_orders[k][j * step_pairs:(j + 1) * step_pairs])
+
+    def on_this_rank(ids: List[int]) -> List[PairExample]:
+        """Several ranks split one step's pairs dealt in turn by length, so each gets the same work: a rank that
+        drew the short batch would wait for the other at every all-reduce (measured: 2 ranks then trained no faster
+        than 1 process)."""
         if world > 1:
             ids = sorted(ids, key=size)
             ids = ids[rank::world] or ids[rank % len(ids):][:1]  # an epoch's last step may have fewer pairs than ranks
@@ -241,7 +295,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total_steps": total,
             "elapsed_s": elapsed_before + time.time() - t0, "model_args": margs.to_dict(),
             "train_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),
-            "video": dataclasses.asdict(vcfg), "final": final, "stages": stages,
+            "video": dataclasses.asdict(vcfg), "final": final, "stages": stages, "focus_steps": focus_steps,
             "data": {"pairs": unique_pairs, "dropped_length_ratio": dropped_len, "dropped_too_long": dropped_long}})
 
     def elapsed() -> float:
@@ -263,7 +317,14 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
             if main:
                 print(f"\ntime budget reached at step {step}/{total}", file=sys.stderr)
             break
-        pairs = batch_for(step)
+        # the stage's progress as the schedule counts it: every rank has rank 0's clock, so all switch together
+        progress = now / cfg.time_budget_s if cfg.time_budget_s else step / total
+        k = next((i for i, ph in enumerate(phases) if progress < ph[1]), None)
+        if k is not None:
+            pairs = focus_batch(k, focus_steps[k])
+            focus_steps[k] += 1
+        else:
+            pairs = batch_for(step - sum(focus_steps))
         lr = lr_at(step, total, cfg, now)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -309,6 +370,9 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         stage["lookup"] = {"layer": cfg.lookup_layer, "weight": cfg.lookup_weight, "share": cfg.lookup_share,
                            "pairs": sum(1 for e in train_ex[:unique_pairs] if e.lookup),
                            "mass_ema": None if mass_ema is None else round(mass_ema, 4)}
+    if phases:
+        stage["focus"] = [{"category": c, "until": round(end, 4), "pairs": len(ids), "steps": n}
+                          for (c, end, ids), n in zip(phases, focus_steps)]
     if cfg.oversample:
         stage["oversample"] = {"spec": list(cfg.oversample), "pairs": unique_pairs, "pairs_per_epoch": len(train_ex)}
     if cache_use is not None:
