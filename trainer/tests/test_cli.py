@@ -26,7 +26,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["cst"] = tcfg.content_special_tokens
         seen["lr"], seen["threads"], seen["ranks"] = tcfg.lr, tcfg.threads, tcfg.ranks
         seen["freeze"] = tcfg.freeze_vision
-        seen["bt_hint"] = (tcfg.lookup_layer, tcfg.oversample)
+        seen["bt_hint"] = (tcfg.lookup_layer, tcfg.oversample, tcfg.focus)
         return {}
 
     def pretrain(pcfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, device, threads):
@@ -121,23 +121,25 @@ def test_reproduce_back_readout_offsets_are_none_unless_given(tmp_path, monkeypa
 
 
 def test_reproduce_runs_the_recipe_unless_told(tmp_path, monkeypatch):
-    """The drill, the text stage's hints, the image look-up hint and position/count oversampling (cli.REPRODUCE_RECIPE,
-    trainer/README.md sessions 17-18) are reproduce's defaults; each flag given bare or at its off value turns it off."""
+    """The drill, the text stage's hints, the image look-up hint, a position-only start and position/count
+    oversampling (cli.REPRODUCE_RECIPE, trainer/README.md sessions 17-19) are reproduce's defaults; each flag given bare or at its off value turns it off."""
     seen = run_reproduce(tmp_path / "a", monkeypatch)
     assert seen["hints"] == ([1], 2, 1.0) and seen["drill"] == 1000
-    assert seen["bt_hint"] == (2, ["image_position=3", "image_count=2"])
+    assert seen["bt_hint"] == (2, ["image_position=2", "image_count=2"], ["image_position=0.2"])
     seen = run_reproduce(tmp_path / "b", monkeypatch, "--pretrain-text-prev-heads", "--pretrain-text-lookup-layer", "-1",
-                         "--pretrain-drill-steps", "0", "--lookup-layer", "-1", "--oversample")
-    assert seen["hints"] == ([], -1, 1.0) and seen["drill"] == 0 and seen["bt_hint"] == (-1, [])
+                         "--pretrain-drill-steps", "0", "--lookup-layer", "-1", "--oversample", "--focus")
+    assert seen["hints"] == ([], -1, 1.0) and seen["drill"] == 0 and seen["bt_hint"] == (-1, [], [])
     seen = run_reproduce(tmp_path / "c", monkeypatch, "--pretrain-text-prev-heads", "1", "3", "--pretrain-text-lookup-layer",
-                         "3", "--pretrain-text-attention-weight", "0.5", "--oversample", "table=2", "video_motion=2")
-    assert seen["hints"] == ([1, 3], 3, 0.5) and seen["bt_hint"] == (2, ["table=2", "video_motion=2"])
+                         "3", "--pretrain-text-attention-weight", "0.5", "--oversample", "table=2", "video_motion=2",
+                         "--focus", "table=0.1", "image_count=0.1")
+    assert seen["hints"] == ([1, 3], 3, 0.5)
+    assert seen["bt_hint"] == (2, ["table=2", "video_motion=2"], ["table=0.1", "image_count=0.1"])
 
 
 def test_train_and_pretrain_keep_every_hint_off():
     """The recipe is reproduce's alone: `train` and `pretrain` start from the dataclasses' defaults."""
     ap = cli.build_parser()
     ns = ap.parse_args(["train", "--data", "d", "--out", "o", "--tokenizer", "t"])
-    assert (ns.lookup_layer, ns.oversample) == (-1, [])
+    assert (ns.lookup_layer, ns.oversample, ns.focus) == (-1, [], [])
     ns = ap.parse_args(["pretrain", "--tokenizer", "t", "--out", "o"])
     assert (ns.drill_steps, ns.text_prev_heads, ns.text_lookup_layer) == (0, [], -1)
