@@ -194,7 +194,7 @@ def test_training_with_the_hint_moves_attention_onto_the_named_object(tiny_run, 
     icfg, vcfg = preprocess_configs(state)
     base = dataclasses.replace(TrainConfig(**state["train_config"]), data=str(data), max_steps=25, time_budget_s=0.0,
                                eval_data=None, init=str(run / "train" / "ckpt.pt"), resume=False, batch_pairs=4,
-                               lr=2e-3, warmup_ratio=0.0, seed=5, lookup_layer=0, oversample=[])
+                               lr=2e-3, warmup_ratio=0.0, seed=5, lookup_layer=0, oversample=[], focus=[])
 
     def lookup(out, **kw):
         res = train_mod.train(dataclasses.replace(base, out=str(tmp_path / out), **kw), margs, icfg, vcfg)
