@@ -223,8 +223,8 @@ class TrainConfig:
                                    "share gives (trainer/README.md, session 16)")
     focus: List[str] = _f([], "CATEGORY=FRACTION: the stage's first FRACTION (of its time budget, or of its steps "
                               "without one) trains on that category's pairs alone, before the mix; several run "
-                              "in order (e.g. image_position=0.2): the look-up forms on position pairs alone and the "
-                              "mix then keeps it (trainer/README.md, session 19)")
+                              "in order (measured with image_position=0.2: held-out 87.5 -> 82.9 %, position 70 -> 62; "
+                              "trainer/README.md, session 19)")
     cache_media: bool = _f(True, "keep every training pair's preprocessed media in memory (float16: about 1 GB for "
                                  "the cpu budget) instead of decoding it again each epoch")
     content_special_tokens: str = _f("", "literal | published: how message content that spells a control token "
