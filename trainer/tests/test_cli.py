@@ -122,7 +122,8 @@ def test_reproduce_back_readout_offsets_are_none_unless_given(tmp_path, monkeypa
 
 def test_reproduce_runs_the_recipe_unless_told(tmp_path, monkeypatch):
     """The drill, the text stage's hints, the image look-up hint and position/count oversampling (cli.REPRODUCE_RECIPE,
-    trainer/README.md sessions 17-18; session 19's position-only start was not kept) are reproduce's defaults; each flag given bare or at its off value turns it off."""
+    trainer/README.md sessions 17-18; session 19's position-only start was not kept) are reproduce's defaults; each flag
+    given bare or at its off value turns it off."""
     seen = run_reproduce(tmp_path / "a", monkeypatch)
     assert seen["hints"] == ([1], 2, 1.0) and seen["drill"] == 1000
     assert seen["bt_hint"] == (2, ["image_position=3", "image_count=2"], [])

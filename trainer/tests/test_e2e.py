@@ -208,7 +208,8 @@ def test_two_ranks_of_one_pair_step_as_one_process_of_two(tiny_run, tmp_path):
     icfg, vcfg = preprocess_configs(state)
     base = dataclasses.replace(TrainConfig(**state["train_config"]), data=str(data), max_steps=1, time_budget_s=0.0,
                                eval_data=None, lm_weight=0.0, init=str(run / "train" / "ckpt.pt"), resume=False,
-                               warmup_ratio=0.0, lr=1e-3, grad_clip=1e9, seed=7, lookup_layer=-1, oversample=[], focus=[])
+                               warmup_ratio=0.0, lr=1e-3, grad_clip=1e9, seed=7, lookup_layer=-1, oversample=[],
+                               focus=[])
 
     def weights(out, **kw):
         res = train_mod.train(dataclasses.replace(base, out=str(tmp_path / out), **kw), margs, icfg, vcfg)
