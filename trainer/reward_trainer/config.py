@@ -175,6 +175,8 @@ class PretrainConfig:
                                         "of the object's area, or the most of it (0 = every token over the object)")
     vision_shape_weight: float = _f(2.0, "weight of the shape term in the vision stage's loss (colour, side, count, "
                                          "motion: 1)")
+    ranks: int = _f(1, "data-parallel processes on this host for every pretraining stage (gloo, each one torch "
+                       "thread and a batch of its own: a step takes ranks x the stage's batch; host_ranks.py)")
 
 
 @dataclass

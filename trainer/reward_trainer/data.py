@@ -102,8 +102,13 @@ class MediaCache:
 
     def get(self, kind: str, path: str, n_images: int) -> torch.Tensor:
         """n_images: the conversation's count for hd_num_multi (see count()); applies when > 1; videos ignore hd_num."""
-        hd = self.hd_num(n_images)
-        key = (kind, path, hd)
+        return self.get_key(self.key(kind, path, n_images))
+
+    def key(self, kind: str, path: str, n_images: int) -> Tuple[str, str, int]:
+        return kind, path, self.hd_num(n_images)
+
+    def get_key(self, key: Tuple[str, str, int]) -> torch.Tensor:
+        kind, path, hd = key
         if key in self.cache:
             return self.cache[key].float()
         if kind == "image":

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import media
-from .checkpoint import PRETRAIN_RESULT, save_checkpoint, write_result
+from . import host_ranks, media
+from .checkpoint import PRETRAIN_RESULT, read_result, save_checkpoint, write_result
 from .collate import shared_prefix
 from .config import ImagePreprocess, ModelArgs, PretrainConfig, TemplateConfig, VideoPreprocess, template_config
 from .data import MediaCache, build_examples
@@ -71,6 +71,7 @@ def _optimizer_step(opt: torch.optim.Optimizer, params, loss: torch.Tensor, lr: 
         g["lr"] = lr
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    host_ranks.sync_grads([p for g in opt.param_groups for p in g["params"]])  # several ranks: their mean
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
 
@@ -255,27 +256,31 @@ def text_stage(model: IXCRewardModel, tok: TextTokenizer, tcfg: TemplateConfig, 
     """`drill` (with cfg.text_drill_rows > 0): that many drill rows join every step's loss (LookupDrill)."""
     params = text_params(model)
     back = BackReadout(model.args.hidden_size, cfg.text_back_offsets).to(device) if cfg.text_back_offsets else None
+    if back is not None:
+        host_ranks.same_weights(back.parameters())
     extra = (list(back.parameters()) if back is not None else []) + (list(drill.back.parameters()) if drill else [])
     opt = _adamw(params + extra, cfg.text_lr)
     hints = text_hints(cfg)
     gen = Gen("", "pretrain", random.Random(seed))
     model.train()
     t0, step, ema, acc_ema = time.time(), 0, None, None
-    while time.time() - t0 < cfg.text_seconds:
+    while (el := host_ranks.rank0_clock(time.time() - t0)) < cfg.text_seconds:
         rows = text_batch(gen, cfg.text_batch, tok, tcfg, max_seq_len, model.tokens_per_image)
         loss, acc = text_lm_loss(model, rows, tok.pad_id, device, back, hints)
         if drill is not None:
             loss = loss + drill.loss(model, cfg.text_drill_rows)
-        _optimizer_step(opt, params, loss, _lr(step, cfg.text_seconds, time.time() - t0, cfg.text_lr))
+        _optimizer_step(opt, params, loss, _lr(step, cfg.text_seconds, el, cfg.text_lr))
         if drill is not None:
             drill.record()
         step += 1
         ema = _ema(ema, float(loss))
         acc_ema = _ema(acc_ema, acc)
-        if step % 20 == 0:
+        if step % 20 == 0 and host_ranks.rank() == 0:
             print(f"pretrain text step {step} loss {ema:.3f} answer-token acc {acc_ema:.3f} "
                   f"{time.time() - t0:.0f}/{cfg.text_seconds:.0f}s", file=sys.stderr)
-    out = {"stage": "text", "steps": step, "seconds": round(time.time() - t0, 1), "sequences": step * cfg.text_batch,
+    world = host_ranks.world_size()
+    out = {"stage": "text", "steps": step, "seconds": round(time.time() - t0, 1), "ranks": world,
+           "sequences": step * cfg.text_batch * world,
            "final_loss_ema": round(ema or 0.0, 4), "answer_token_accuracy_ema": round(acc_ema or 0.0, 4)}
     return {**out, "drill": drill.summary()} if drill is not None else out
 
@@ -369,6 +374,7 @@ class LookupDrill:
         # session 9's readout on layer 0's output: with it the bare look-up formed within 200 steps in seeds 2 and
         # 3, which the hints alone left guessing for 400 (trainer/README.md, session 11); drill-only, never exported
         self.back = BackReadout(model.args.hidden_size, [1]).to(device)
+        host_ranks.same_weights(self.back.parameters())
         self.hints = AttentionHints([1], layer, 1.0)
         self.carry = model.model.layers[layer - 1].attention
         self.rng = random.Random(seed + 11)
@@ -410,7 +416,8 @@ class LookupDrill:
         rows = [TextRow(r.ids[b].tolist(), int(r.last[b]) + 1, [int(r.source[b])], int(r.last[b]))
                 for b in range(len(r.ids))]
         loss = loss + self.hints.loss(model, rows, valid)
-        self._acc_now = float((logits.argmax(-1) == answer).float().mean())
+        # the ranks' mean: every rank widens (and stops) at the same step
+        self._acc_now = host_ranks.mean(float((logits.argmax(-1) == answer).float().mean()))
         return loss
 
     def record(self) -> bool:
@@ -450,13 +457,14 @@ def drill_stage(model: IXCRewardModel, drill: LookupDrill, cfg: PretrainConfig) 
         # clipped over the model's parameters only, as the drills measured (the readout's own gradient unclipped)
         _optimizer_step(opt, params, loss, cfg.drill_lr * min(1.0, step / 20))
         done = drill.record()
-        if step % 100 == 0:
+        if step % 100 == 0 and host_ranks.rank() == 0:
             gap, far, acc = drill.shown
             print(f"pretrain drill step {step} gap {gap} far {far} look-up accuracy {acc:.3f} "
                   f"{time.time() - t0:.0f}s", file=sys.stderr)
         if done:
             break
-    return {"stage": "drill", "seconds": round(time.time() - t0, 1), **drill.summary()}
+    return {"stage": "drill", "seconds": round(time.time() - t0, 1), "ranks": host_ranks.world_size(),
+            **drill.summary()}
 
 
 # ----------------------------------------------------------------------------------------------------- vision
@@ -586,28 +594,42 @@ def vision_stage(model: IXCRewardModel, tok: TextTokenizer, icfg: ImagePreproces
     labels = SceneLabels(tok)
     model.train()
     t0, step, ema, acc = time.time(), 0, None, {}
-    while time.time() - t0 < cfg.vision_seconds:
+    while (el := host_ranks.rank0_clock(time.time() - t0)) < cfg.vision_seconds:
         scenes = scene_batch(gen, cfg.vision_batch, icfg, vcfg, step * cfg.vision_batch)
         loss, stats = vision_loss(model, scenes, labels, shape_share=cfg.vision_shape_share,
                                   shape_weight=cfg.vision_shape_weight)
-        _optimizer_step(opt, params, loss, _lr(step, cfg.vision_seconds, time.time() - t0, cfg.vision_lr))
+        _optimizer_step(opt, params, loss, _lr(step, cfg.vision_seconds, el, cfg.vision_lr))
         step += 1
         ema = _ema(ema, float(loss))
         for k, v in stats.items():
             acc[k] = _ema(acc.get(k), v)
-        if step % 10 == 0:
+        if step % 10 == 0 and host_ranks.rank() == 0:
             print(f"pretrain vision step {step} loss {ema:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in acc.items())
                   + f" {time.time() - t0:.0f}/{cfg.vision_seconds:.0f}s", file=sys.stderr)
-    return {"stage": "vision", "steps": step, "seconds": round(time.time() - t0, 1),
-            "scenes": step * cfg.vision_batch, "final_loss_ema": round(ema or 0.0, 4),
+    world = host_ranks.world_size()
+    return {"stage": "vision", "steps": step, "seconds": round(time.time() - t0, 1), "ranks": world,
+            "scenes": step * cfg.vision_batch * world, "final_loss_ema": round(ema or 0.0, 4),
             "accuracy_ema": {k: round(v, 4) for k, v in acc.items()}}
 
+
+# Rank r > 0 draws its rows and scenes from seed + r * RANK_DRAWS (rank 0 from the seed itself, so one process draws
+# as before): apart from each other and from every stage's own offsets (+1 vision, +11 drill)
+RANK_DRAWS = 1000
 
 
 def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess, tokenizer: str,
              out: str, pipeline: str, max_seq_len: int, seed: int, device: str = "cpu", threads: int = 1) -> Dict:
-    """Fresh model -> text stage -> vision stage -> out/ckpt.pt (weights + configs; `train --init` starts there)
-    and out/pretrain_result.json (what each stage did)."""
+    """Fresh model -> drill -> text stage -> vision stage -> out/ckpt.pt (weights + configs; `train --init` starts
+    there) and out/pretrain_result.json (what each stage did); in `cfg.ranks` processes when that is > 1."""
+    args = (cfg, margs, icfg, vcfg, tokenizer, out, pipeline, max_seq_len, seed, device, threads)
+    if cfg.ranks <= 1:
+        return _pretrain(*args, 0)
+    host_ranks.spawn(_pretrain, cfg.ranks, args)
+    return read_result(os.path.join(out, "ckpt.pt"), PRETRAIN_RESULT)
+
+
+def _pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess, tokenizer: str,
+              out: str, pipeline: str, max_seq_len: int, seed: int, device: str, threads: int, rank: int) -> Dict:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     os.makedirs(out, exist_ok=True)
@@ -615,18 +637,22 @@ def pretrain(cfg: PretrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg:
     margs = dataclasses.replace(margs, vocab_size=tok.vocab_size)
     tcfg = template_config(pipeline, icfg)
     model = IXCRewardModel(margs).to(device)
+    host_ranks.same_weights(model.state_dict().values())
+    draws = seed + rank * RANK_DRAWS
     stages = []
     # one drill for both stages: the text stage's rows go on at the layout the drill stage reached
     drilled = cfg.drill_steps > 0 or (cfg.text_drill_rows > 0 and cfg.text_seconds > 0)
-    drill = LookupDrill(model, tok, cfg.drill_lookup_layer, seed, device) if drilled else None
+    drill = LookupDrill(model, tok, cfg.drill_lookup_layer, draws, device) if drilled else None
     with drill or contextlib.nullcontext():
         if cfg.drill_steps > 0:
             stages.append(drill_stage(model, drill, cfg))
         if cfg.text_seconds > 0:
-            stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, seed, device,
+            stages.append(text_stage(model, tok, tcfg, cfg, max_seq_len, draws, device,
                                      drill if cfg.text_drill_rows > 0 else None))
     if cfg.vision_seconds > 0:
-        stages.append(vision_stage(model, tok, icfg, vcfg, cfg, seed, device))
+        stages.append(vision_stage(model, tok, icfg, vcfg, cfg, draws, device))
+    if rank > 0:
+        return {}
     ckpt = os.path.join(out, "ckpt.pt")
     save_checkpoint(ckpt, {"model": model.state_dict(), "model_args": margs.to_dict(), "step": 0,
                            "pretrain_config": dataclasses.asdict(cfg), "image": dataclasses.asdict(icfg),

@@ -7,17 +7,16 @@ import json
 import math
 import os
 import random
-import socket
 import sys
 import time
 from typing import Dict, List, Tuple
 
 import torch
-import torch.distributed as dist
 
+from . import host_ranks
 from .checkpoint import PRETRAIN_RESULT, TRAIN_RESULT, load_checkpoint, read_result, save_checkpoint, write_result
 from .config import ImagePreprocess, ModelArgs, TrainConfig, VideoPreprocess, template_config
-from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl
+from .data import MediaCache, PairExample, build_examples, length_filter, read_jsonl, record_conversations
 from .losses import bt_loss
 from .model import IXCRewardModel
 from .model_io import FrozenVisionFeatures, arm_lookup, lookup_hint_loss, packed_forward, pair_scores, score_pairs
@@ -57,10 +56,28 @@ def load_examples(path: str, tok: TextTokenizer, cache: MediaCache, cfg: TrainCo
     """Training pairs after the length constraint -> (examples, dropped by length ratio, dropped as too long)."""
     recs, dropped_len = length_filter(read_jsonl(path), cfg.length_ratio)
     base = os.path.dirname(os.path.abspath(path))
+    if host_ranks.world_size() > 1 and cache.keep:
+        share_media(recs, base, cache)
     hint = annotate_lookup(base, cache, model.G, cfg.lookup_share) if cfg.lookup_layer >= 0 else None
     ex, dropped_long = build_examples(recs, base, tok, cache, cfg.max_seq_len, model.tokens_per_image,
                                       template_config(cfg.pipeline, None, cfg.content_special_tokens), hint)
     return ex, dropped_len, dropped_long
+
+
+def share_media(recs: List[Dict], base: str, cache: MediaCache) -> None:
+    """Several ranks: each preprocesses every world-th distinct media item and the ranks swap what they made, so
+    every cache holds all of them at the cost of one share each. Why: each of 2 ranks decoding every item (ffmpeg
+    per video) took 582 s where one process took 205-456 s (trainer/README.md, session 20)."""
+    keys = set()
+    for r in recs:
+        items = record_conversations(r, base)[2]
+        n = cache.count(items)
+        keys.update(cache.key(k, p, n) for k, p in items)
+    mine = sorted(keys)[host_ranks.rank()::host_ranks.world_size()]
+    for k in mine:
+        cache.get_key(k)
+    for part in host_ranks.all_gather({k: cache.cache[k] for k in mine}):
+        cache.cache.update(part)
 
 
 def _category_spec(examples: List[PairExample], spec: List[str], what: str, value) -> List[Tuple[str, float]]:
@@ -137,52 +154,12 @@ class Progress:
         sys.stderr.flush()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_main(rank: int, cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess,
-               port: int) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.ranks)
-    try:
-        _train(cfg, margs, icfg, vcfg, rank)
-    finally:
-        dist.destroy_process_group()
-
-
-def sync_grads(params: List[torch.nn.Parameter], world: int) -> None:
-    """Average the gradients over the ranks in one flat all-reduce. A parameter this rank's batch did not reach
-    (no image in it: the vision tower) counts as a zero gradient, so every rank sends the same layout."""
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-    dist.all_reduce(flat)
-    flat /= world
-    i = 0
-    for p in params:  # views of the reduced buffer: no second copy of the gradients per step
-        n = p.numel()
-        p.grad = flat[i:i + n].view_as(p)
-        i += n
-
-
 def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess) -> Dict:
     """One process, or `cfg.ranks` processes (gloo on this host, each `cfg.threads` torch threads): each rank takes its
     own batch of `batch_pairs` from the one shuffled order, gradients are averaged, rank 0 writes the checkpoint."""
     if cfg.ranks <= 1:
         return _train(cfg, margs, icfg, vcfg, 0)
-    import torch.multiprocessing as mp
-
-    # OpenBLAS keeps a second busy thread per process besides torch's (trainer/README.md, session 6): with one
-    # process per core that thread would contend with the other rank
-    saved = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        mp.spawn(_rank_main, args=(cfg, margs, icfg, vcfg, _free_port()), nprocs=cfg.ranks, join=True)
-    finally:
-        if saved is None:
-            os.environ.pop("OPENBLAS_NUM_THREADS", None)
-        else:
-            os.environ["OPENBLAS_NUM_THREADS"] = saved
+    host_ranks.spawn(_train, cfg.ranks, (cfg, margs, icfg, vcfg))
     return read_result(os.path.join(cfg.out, "ckpt.pt"), TRAIN_RESULT)
 
 
@@ -208,8 +185,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
     else:
         model, state = IXCRewardModel(margs).to(cfg.device), None
     if world > 1:  # same starting weights everywhere (a fresh model's init draws are rank 0's)
-        for t in model.state_dict().values():
-            dist.broadcast(t, 0)
+        host_ranks.same_weights(model.state_dict().values())
         torch.manual_seed(cfg.seed + rank)
     template_config(cfg.pipeline, icfg)  # the ixc preset sets icfg's published fields (saved with the checkpoint)
     cache = MediaCache(icfg, vcfg, keep=cfg.cache_media, half=True)
@@ -300,10 +276,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
 
     def elapsed() -> float:
         """Seconds of training so far; with several ranks rank 0's clock, so they stop and schedule together."""
-        t = torch.tensor([elapsed_before + time.time() - t0], dtype=torch.float64)
-        if world > 1:
-            dist.broadcast(t, 0)
-        return float(t[0])
+        return host_ranks.rank0_clock(elapsed_before + time.time() - t0)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     prog = Progress(total)
@@ -344,8 +317,7 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
                 mass_ema = mass if mass_ema is None else 0.95 * mass_ema + 0.05 * mass
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if world > 1:
-            sync_grads(trainable, world)
+        host_ranks.sync_grads(trainable)
         torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         opt.step()
         step += 1

@@ -35,6 +35,7 @@ def run_reproduce(tmp_path, monkeypatch, *extra):
         seen["back"] = pcfg.text_back_offsets
         seen["hints"] = (pcfg.text_prev_heads, pcfg.text_lookup_layer, pcfg.text_attention_weight)
         seen["drill"] = pcfg.drill_steps
+        seen["pretrain_ranks"] = pcfg.ranks
         return {}
 
     monkeypatch.setattr(generate_mod, "generate", generate)
@@ -106,10 +107,15 @@ def test_template_config_content_special_tokens_override():
     assert (lit.content_special_tokens, lit.out_of_table_tokens, lit.media_placement) == ("literal", [], "ixc")
 
 
-def test_reproduce_bradley_terry_ranks_are_one_unless_given(tmp_path, monkeypatch):
-    """One process unless told (the committed model's setting); --ranks reaches the Bradley-Terry stage."""
-    assert run_reproduce(tmp_path / "a", monkeypatch)["ranks"] == 1
-    assert run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "2")["ranks"] == 2
+def test_reproduce_ranks_are_one_unless_given(tmp_path, monkeypatch):
+    """One process unless told (the committed model's setting); --ranks reaches the Bradley-Terry stage and
+    --pretrain-ranks the pretraining stages, each alone."""
+    seen = run_reproduce(tmp_path / "a", monkeypatch)
+    assert (seen["ranks"], seen["pretrain_ranks"]) == (1, 1)
+    seen = run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "2")
+    assert (seen["ranks"], seen["pretrain_ranks"]) == (2, 1)
+    seen = run_reproduce(tmp_path / "c", monkeypatch, "--pretrain-ranks", "2")
+    assert (seen["ranks"], seen["pretrain_ranks"]) == (1, 2)
 
 
 def test_reproduce_back_readout_offsets_are_none_unless_given(tmp_path, monkeypatch):
