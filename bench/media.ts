@@ -22,9 +22,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { imageTransform, planImageGrid, type ImagePreprocessParams } from '../src/preprocess/image/hd-transform.ts'
+import { imageTensorLength, imageTransform, planImageGrid, type ImagePreprocessParams } from '../src/preprocess/image/hd-transform.ts'
 import { resizeBilinear, resizeBilinearJs, resizeBilinearWasm } from '../src/preprocess/image/pil-resize.ts'
-import { normalizeToTensor, padBottom, transposeRgb } from '../src/preprocess/image/rgb.ts'
+import { normalizeToTensor, transposeRgb } from '../src/preprocess/image/rgb.ts'
+import { TensorPool } from '../src/preprocess/image/tensor-pool.ts'
 import { decodeImage, planImageDecode, readImageHeader } from '../src/preprocess/image/sharp.ts'
 import { decodeInlineData } from '../src/preprocess/media/input.ts'
 import { sniffMedia, type ImageFormat } from '../src/preprocess/media/sniff.ts'
@@ -36,6 +37,8 @@ const TILE = Number(process.env.BENCH_TILE ?? 560)
 const HD = Number(process.env.BENCH_HD ?? 9)
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7)
+// the service's default MEDIA_TENSOR_POOL_BYTES; BENCH_POOL_BYTES=0 measures fresh buffers
+const POOL_BYTES = Number(process.env.BENCH_POOL_BYTES ?? 64 * 2 ** 20)
 const REPS = Number(process.env.BENCH_REPS ?? 20)
 
 // The decoder this project used before issue 13 (input.ts at 78b1d73), as the baseline.
@@ -175,9 +178,14 @@ function pilTimes(images: readonly Img[], reps: number): Record<string, number> 
 
 async function pixelBench(images: readonly Img[]): Promise<void> {
   const reps = Math.max(3, Math.round(REPS / 4))
+  // the service's path: the tensor is written into a buffer from the pool, which the engine worker hands back
+  // after the vision run (tensor-pool.ts); here it goes back as soon as the transform is done
+  const pool = new TensorPool(POOL_BYTES)
   const ours = async (img: Img) => {
     const rgb = await decodeImage(img.bytes, img.format, limits, 'normalized', await planImageDecode(img.bytes, img.format, limits))
-    return imageTransform(rgb, params, HD)
+    const t = imageTransform(rgb, params, HD, pool.take(imageTensorLength(rgb.width, rgb.height, params, HD)))
+    pool.give(t.data)
+    return t
   }
   const oursAll = async () => {
     const out: Record<string, number> = {}
@@ -234,9 +242,10 @@ async function stepsBench(images: readonly Img[]): Promise<void> {
   const reps = Math.max(5, REPS)
   const pil = pilRun<Record<string, Record<string, number>>>(PIL_STEPS, images, reps)
   console.log(`\nwhere the time goes (tile ${TILE}, hd_num ${HD}), median of ${reps} calls, ms: ours / PIL`)
-  console.log('image                              decode        resize        pad+transpose normalize     total')
+  console.log('image                              decode        resize        pad+transpose+normalize  total         (same, fresh buffer)')
+  const pool = new TensorPool(POOL_BYTES)
   for (const img of images) {
-    const t: Record<string, number[]> = { decode: [], resize: [], pad: [], normalize: [] }
+    const t: Record<string, number[]> = { decode: [], resize: [], normalize: [], fresh: [] }
     for (let i = 0; i <= reps; i++) {
       let a = performance.now()
       const lap = (k: string) => { const b = performance.now(); if (i > 0) t[k]!.push(b - a); a = b }
@@ -247,17 +256,19 @@ async function stepsBench(images: readonly Img[]): Promise<void> {
       const g = planImageGrid(cur.width, cur.height, HD, TILE)
       cur = resizeBilinear(cur, g.newW, g.newH)
       lap('resize')
-      cur = padBottom(cur, Math.ceil(g.newH / TILE) * TILE, params.pad_color)
-      if (trans) cur = transposeRgb(cur)
-      lap('pad')
-      normalizeToTensor(cur, params.mean, params.std)
+      // one pass (normalizeToTensor with a canvas), into a pooled buffer as the service does, then into a fresh one
+      const canvas = { width: g.newW, height: Math.ceil(g.newH / TILE) * TILE, padColor: params.pad_color, transpose: trans }
+      pool.give(normalizeToTensor(cur, params.mean, params.std, { ...canvas, out: pool.take(3 * canvas.width * canvas.height) }))
       lap('normalize')
+      normalizeToTensor(cur, params.mean, params.std, canvas)
+      lap('fresh')
     }
     const p = pil[img.file]!
-    const cells = Object.keys(t).map((k) => `${median(t[k]!).toFixed(1)} / ${p[k]!.toFixed(1)}`.padEnd(13))
-    const total = Object.keys(t).reduce((s, k) => s + median(t[k]!), 0)
-    const totalPil = Object.values(p).reduce((s, v) => s + v, 0)
-    console.log(`${img.name.padEnd(34)} ${cells.join(' ')} ${total.toFixed(1)} / ${totalPil.toFixed(1)}`)
+    const pilPad = p.pad! + p.normalize!
+    const cell = (ours: number, theirs: number, w: number) => `${ours.toFixed(1)} / ${theirs.toFixed(1)}`.padEnd(w)
+    const total = median(t.decode!) + median(t.resize!) + median(t.normalize!)
+    const totalPil = p.decode! + p.resize! + pilPad
+    console.log(`${img.name.padEnd(34)} ${cell(median(t.decode!), p.decode!, 13)} ${cell(median(t.resize!), p.resize!, 13)} ${cell(median(t.normalize!), pilPad, 24)} ${cell(total, totalPil, 13)} ${median(t.fresh!).toFixed(1)}`)
   }
 }
 

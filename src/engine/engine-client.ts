@@ -25,7 +25,7 @@ export class WorkerEngine implements Engine {
   readonly #exited: Promise<void>
   #nextId = 1
   #dead: Error | null = null
-  readonly #bytes: TransferStats = { toEngine: 0, fromEngine: 0 }
+  readonly #bytes: TransferStats = { toEngine: 0, fromEngine: 0, handedBack: 0 }
 
   constructor(init: WorkerInit) {
     // Before ORT's environment exists (see onnx.ts): no telemetry, no mat-debug-<pid>.log left in $TMPDIR.
@@ -38,6 +38,7 @@ export class WorkerEngine implements Engine {
       this.#pending.delete(msg.id)
       if (msg.ok) {
         this.#bytes.fromEngine += msg.bytes
+        this.#bytes.handedBack! += msg.handedBack
         p.resolve(msg.result)
       } else p.reject(msg.missing ? new EmbeddingsMissing(msg.missing) : new EngineError(msg.message))
     })

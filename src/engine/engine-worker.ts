@@ -37,7 +37,8 @@ function sessionsOf(key: string) {
   return m
 }
 
-async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
+// transfer: the result's buffers; handBack: input buffers returned for reuse (counted apart: not results)
+async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: ArrayBuffer[]; handBack?: ArrayBuffer[] }> {
   switch (req.op) {
     case 'load': {
       const graph = { dtype: req.files.dtype ?? 'float32', cpuFloat16: init.cpuFloat16 === true }
@@ -108,7 +109,8 @@ async function handle(req: EngineRequest): Promise<{ result: unknown; transfer: 
         const inferenceMs = performance.now() - t0
         // owned copy (as above); it stays here, only the shape goes back
         const evicted = store.put(req.handle, req.key, new Float32Array(out.embeds), out.tokens, out.dim, req.lease)
-        return { result: { tokens: out.tokens, dim: out.dim, inferenceMs, evicted }, transfer: [] }
+        // the input tensor's buffer goes back for the next image (tensor-pool.ts); the run is over with it
+        return { result: { tokens: out.tokens, dim: out.dim, inferenceMs, evicted, image: req.image }, transfer: [], handBack: [req.image.buffer as ArrayBuffer] }
       })
     case 'retain':
       store.retain(req.lease, req.handles)
@@ -127,10 +129,11 @@ parentPort!.on('message', (req: EngineRequest) => {
   if (req.op === 'close') process.exit(0)
   exitIfClosing()
   handle(req).then(
-    ({ result, transfer }) => {
+    ({ result, transfer, handBack = [] }) => {
       if (req.id === 0) return // posted without a reply
       const bytes = transfer.reduce((n, b) => n + b.byteLength, 0)
-      parentPort!.postMessage({ id: req.id, ok: true, result, bytes } satisfies EngineResponse, transfer)
+      const handedBack = handBack.reduce((n, b) => n + b.byteLength, 0)
+      parentPort!.postMessage({ id: req.id, ok: true, result, bytes, handedBack } satisfies EngineResponse, [...transfer, ...handBack])
     },
     (err: unknown) =>
       parentPort!.postMessage({

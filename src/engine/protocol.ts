@@ -31,5 +31,5 @@ export type EngineRequest =
 /** `bytes`: typed-array bytes the reply carries (the protocol's transfer count); `missing`: the handles a reward
  *  run did not find in the embedding store. */
 export type EngineResponse =
-  | { id: number; ok: true; result: unknown; bytes: number }
+  | { id: number; ok: true; result: unknown; bytes: number; handedBack: number }
   | { id: number; ok: false; message: string; missing?: string[] }

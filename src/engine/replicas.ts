@@ -104,12 +104,13 @@ export class ReplicatedEngine implements Engine {
   }
 
   transferStats(): TransferStats {
-    const sum = { toEngine: 0, fromEngine: 0 }
+    const sum = { toEngine: 0, fromEngine: 0, handedBack: 0 }
     for (const e of this.#replicas) {
       const s = e.transferStats?.()
       if (s) {
         sum.toEngine += s.toEngine
         sum.fromEngine += s.fromEngine
+        sum.handedBack += s.handedBack ?? 0
       }
     }
     return sum

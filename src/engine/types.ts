@@ -69,12 +69,18 @@ export interface StoredVision {
   inferenceMs: number
   /** Handles the store evicted to make room: the main thread's handle table drops them. */
   evicted: string[]
+  /** The input tensor's buffer, handed back after the run by engines across a thread boundary (it was transferred
+   *  to them): the caller may write the next image into it (tensor-pool.ts). */
+  image?: Float32Array
 }
 
 /** Bytes of typed-array data moved across the engine boundary so far, each way (the worker protocol's count). */
 export interface TransferStats {
   toEngine: number
+  /** results */
   fromEngine: number
+  /** input buffers returned after use (vision tensors, for reuse), not results */
+  handedBack?: number
 }
 
 export interface ProviderFallback {

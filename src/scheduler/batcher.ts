@@ -149,7 +149,7 @@ export class Batcher {
       })
     }
     const r = await this.#enqueue(model, null, null, work, deadline, signal)
-    return { tokens: r.tokens!, dim: r.dim!, evicted: r.evicted!, inferenceMs: r.inferenceMs, queueMs: r.queueMs }
+    return { tokens: r.tokens!, dim: r.dim!, evicted: r.evicted!, inferenceMs: r.inferenceMs, queueMs: r.queueMs, image: r.image }
   }
 
   #enqueue(model: BatchModel, row: EncodedRow | null, packed: PackedRow | null, image: VisionWork | null, deadline: number, signal?: AbortSignal) {

@@ -84,7 +84,7 @@ class Recorder implements Engine {
     this.calls.push('release')
   }
   transferStats() {
-    return { toEngine: 10, fromEngine: 1 }
+    return { toEngine: 10, fromEngine: 1, handedBack: 3 }
   }
   async health() {
     return this.alive
@@ -164,7 +164,7 @@ t.test('health, close, transfer counts and the packed run cover every replica', 
   t.equal(await e.health(), true)
   b.alive = false
   t.equal(await e.health(), false, 'one dead replica makes the engine unhealthy (readiness follows)')
-  t.same(e.transferStats(), { toEngine: 20, fromEngine: 2 })
+  t.same(e.transferStats(), { toEngine: 20, fromEngine: 2, handedBack: 6 })
   await e.close()
   t.ok(a.closed && b.closed)
   t.ok(new ReplicatedEngine([new Recorder(), new Recorder()]).runRewardPacked)

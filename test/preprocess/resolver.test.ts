@@ -172,3 +172,33 @@ t.test('a vision graph that returns the wrong token count is an engine error (50
   t.equal(res.json().error.code, 'engine_error')
   t.equal(engine.rowsRun.length, 0, 'nothing was scored')
 })
+
+t.test('the tensor buffer the engine hands back carries the next image of that shape (MEDIA_TENSOR_POOL_BYTES)', async (t) => {
+  // hands the input back after the run, as the engine worker does (tensor-pool.ts)
+  class HandingBack extends VisionCountingEngine {
+    inputs: Float32Array[] = []
+    override async encodeImage(key: string, handle: string, lease: number, image: Float32Array, h: number, w: number) {
+      this.inputs.push(image)
+      return { ...(await super.encodeImage(key, handle, lease, image, h, w)), image }
+    }
+  }
+  const runs: number[][] = []
+  for (const [env, reused] of [[{}, true], [{ MEDIA_TENSOR_POOL_BYTES: '0' }, false]] as const) {
+    const engine = new HandingBack()
+    const { app } = await buildMediaApp(env, engine)
+    t.teardown(() => app.close())
+    const scores = []
+    for (const f of ['imagereward-1.webp', 'imagereward-2.webp', 'sharp-concert-grayscale.jpg', 'imagereward-1.webp']) {
+      const res = await app.inject({ method: 'POST', url: '/v1/score', payload: { items: [imageConv(b64(`images/real/${f}`))] } })
+      t.equal(res.statusCode, 200, res.body.slice(0, 200))
+      scores.push(res.json().results[0].score)
+    }
+    const [a, b, c] = engine.inputs
+    t.equal(engine.inputs.length, 3, 'three distinct images, the fourth a cache hit')
+    // at tile 112 and hd_num 4 all three are 224x224 tensors; the grayscale one (400x267) is padded at the bottom
+    t.equal(a === b && b === c, reused, `three images of one tensor shape: ${reused ? 'one buffer' : 'fresh ones'}`)
+    t.not(engine.visionRuns[1]!.sum, engine.visionRuns[0]!.sum, 'the second image, not the first one\'s values left in the buffer')
+    runs.push(scores)
+  }
+  t.same(runs[0], runs[1], 'the same scores with the pool and without')
+})

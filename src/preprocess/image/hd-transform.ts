@@ -1,7 +1,7 @@
 // IXC-2.5's HD transforms (ixc_utils.Image_transform and Video_transform) with the manifest's numbers, producing
 // vision.onnx's `image` input. The steps and their order follow the trainer exactly (models/README.md, "Image
 // preprocessing" / "Video preprocessing" step 4); the resize is our port of PIL bilinear.
-import { normalizeToTensor, padBottom, transposeRgb, type RgbImage } from './rgb.ts'
+import { normalizeToTensor, transposeRgb, type RgbImage, type TensorCanvas } from './rgb.ts'
 import { resizeBilinear } from './pil-resize.ts'
 
 // `preprocess.image` of the manifest (the fields this module reads).
@@ -72,30 +72,39 @@ export function planImageGrid(width: number, height: number, hdNum: number, tile
   return portrait ? { rows: along, cols: across, newW, newH } : { rows: across, cols: along, newW, newH }
 }
 
-function finish(img: RgbImage, p: ImagePreprocessParams): ImageTensor {
+// The tensor of `canvas` (the resized image padded, transposed back when the transform transposed it), normalised.
+function finish(img: RgbImage, p: ImagePreprocessParams, canvas: TensorCanvas): ImageTensor {
   const S = p.tile_size
-  const rows = img.height / S
-  const cols = img.width / S
+  const width = canvas.transpose ? canvas.height : canvas.width
+  const height = canvas.transpose ? canvas.width : canvas.height
+  const rows = height / S
+  const cols = width / S
   return {
-    data: normalizeToTensor(img, p.mean, p.std),
-    width: img.width,
-    height: img.height,
+    data: normalizeToTensor(img, p.mean, p.std, canvas),
+    width,
+    height,
     rows,
     cols,
     tokens: imageTokenCount(rows, cols, S, p.patch_size),
   }
 }
 
-// Image_transform: transpose portrait, resize to scale·S wide, pad white at the bottom, transpose back, normalise.
-export function imageTransform(img: RgbImage, p: ImagePreprocessParams, hdNum: number): ImageTensor {
+// Values in the tensor imageTransform makes of a `width` x `height` image: its buffer can be taken in advance
+// (tensor-pool.ts) from the header's size alone.
+export function imageTensorLength(width: number, height: number, p: ImagePreprocessParams, hdNum: number): number {
+  const { rows, cols } = planImageGrid(width, height, hdNum, p.tile_size)
+  return 3 * rows * cols * p.tile_size * p.tile_size
+}
+
+// Image_transform: transpose portrait, resize to scale·S wide, pad white at the bottom, transpose back, normalise
+// (the last three in one pass, normalizeToTensor). `out`: a buffer for the tensor (imageTensorLength values).
+export function imageTransform(img: RgbImage, p: ImagePreprocessParams, hdNum: number, out?: Float32Array): ImageTensor {
   const S = p.tile_size
   const trans = img.width < img.height
   let cur = trans ? transposeRgb(img) : img
   const { newW, newH } = planImageGrid(cur.width, cur.height, hdNum, S)
   cur = resizeBilinear(cur, newW, newH)
-  cur = padBottom(cur, Math.ceil(newH / S) * S, p.pad_color)
-  if (trans) cur = transposeRgb(cur)
-  return finish(cur, p)
+  return finish(cur, p, { width: newW, height: Math.ceil(newH / S) * S, padColor: p.pad_color, transpose: trans, out })
 }
 
 // Video_transform: make landscape, resize so the short side is S, pad the long side at its end to a multiple of S,
@@ -108,8 +117,6 @@ export function videoTransform(img: RgbImage, p: ImagePreprocessParams): ImageTe
   const newW = Math.trunc((S * cur.width) / cur.height)
   if (newW < 1) throw new RangeError('video layout aspect ratio is too extreme')
   cur = resizeBilinear(cur, newW, S)
-  // pad the width (long side) at the end: transposed, that is padding at the bottom
-  cur = transposeRgb(padBottom(transposeRgb(cur), Math.ceil(newW / S) * S, p.pad_color))
-  if (trans) cur = transposeRgb(cur)
-  return finish(cur, p)
+  // the long side (the width, here) padded at its end
+  return finish(cur, p, { width: Math.ceil(newW / S) * S, height: S, padColor: p.pad_color, transpose: trans })
 }

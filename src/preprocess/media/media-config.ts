@@ -29,6 +29,7 @@ export const mediaConfigSchema = z.object({
   embeddingCacheBytes: z.number().int().nonnegative().default(128 * MiB), // 0 disables the cache
   mediaStoreBytes: z.number().int().nonnegative().default(128 * MiB), // media files kept by sha256; 0: references off
   workers: z.number().int().nonnegative().default(1), // threads for pixel work; 0 = on the event loop
+  tensorPoolBytes: z.number().int().nonnegative().default(64 * MiB), // idle vision-tensor buffers kept for reuse; 0: none
   remoteUrls: z
     .object({
       enabled: z.boolean().default(false), // off: SSRF
@@ -86,6 +87,9 @@ export const MediaEnvSchema = z.object({
   MEDIA_STORE_BYTES: int(0),
   /** Worker threads for media pixel work (resizes, layout, normalisation); 0 = run it on the event loop. */
   MEDIA_WORKERS: int(0),
+  /** Bytes of idle vision-tensor buffers kept for the next image (tensor-pool.ts: a reused buffer skips a fresh
+   *  one's page faults); 0 = a fresh buffer per image. */
+  MEDIA_TENSOR_POOL_BYTES: int(0),
   /** Remote media URLs (off: SSRF). When on, https only, to exactly these hosts, with these limits. */
   MEDIA_URLS_ENABLED: z.stringbool().optional(),
   MEDIA_URL_ALLOWED_HOSTS: list(),
@@ -116,6 +120,7 @@ export function mediaConfigFromEnv(e: z.infer<typeof MediaEnvSchema>): MediaConf
     embeddingCacheBytes: e.EMBEDDING_CACHE_BYTES,
     mediaStoreBytes: e.MEDIA_STORE_BYTES,
     workers: e.MEDIA_WORKERS,
+    tensorPoolBytes: e.MEDIA_TENSOR_POOL_BYTES,
     remoteUrls: {
       enabled: e.MEDIA_URLS_ENABLED ?? d.remoteUrls.enabled,
       allowedHosts: e.MEDIA_URL_ALLOWED_HOSTS ?? d.remoteUrls.allowedHosts,

@@ -9,7 +9,8 @@ import { performance } from 'node:perf_hooks'
 import type { MediaBlock, MediaContext, MediaPart, MediaResolver } from './types.ts'
 import { ServiceError } from '../../errors.ts'
 import { decodeImage, planImageDecode } from '../image/sharp.ts'
-import type { ImageTensor } from '../image/hd-transform.ts'
+import { imageTensorLength, type ImageTensor } from '../image/hd-transform.ts'
+import { TensorPool } from '../image/tensor-pool.ts'
 import { ffmpegAvailable } from '../video/ffmpeg.ts'
 import { preprocessVideo } from '../video/video.ts'
 import { EmbeddingCache, mediaCacheKey, type CachedEmbedding, type EmbeddingCacheMetrics } from './embedding-cache.ts'
@@ -52,6 +53,8 @@ export class IxcMediaResolver implements MediaResolver {
   /** Media by content hash, for `{"sha256": ...}` parts (MEDIA_STORE_BYTES). */
   readonly store: MediaStore
   readonly videoSlots: Slots
+  /** Vision-tensor buffers handed back by the engine, for the next image (MEDIA_TENSOR_POOL_BYTES). */
+  readonly tensors: TensorPool
   /** Decoded pixels of the image decodes in flight (MEDIA_DECODE_PIXEL_BUDGET). */
   readonly pixelBudget: Slots
   private readonly transformer: Transformer
@@ -67,6 +70,7 @@ export class IxcMediaResolver implements MediaResolver {
     this.videoSlots = new Slots(cfg.videoMaxConcurrent)
     this.pixelBudget = new Slots(cfg.decodePixelBudget, cfg.decodeQueuePixels)
     this.transformer = createTransformer(cfg.workers)
+    this.tensors = new TensorPool(cfg.tensorPoolBytes)
   }
 
   // What this host can decode: video needs the ffmpeg/ffprobe binaries (/readyz reports their absence).
@@ -127,6 +131,7 @@ export class IxcMediaResolver implements MediaResolver {
         preprocessMs = performance.now() - t0
         const vision = ctx.vision ?? ((h, img, height, width) => ctx.engine.encodeImage(ctx.model.key, h, 0, img, height, width))
         const out = await vision(key, tensor.data, tensor.height, tensor.width, ctx.signal)
+        this.tensors.give(out.image)
         for (const k of out.evicted) this.cache.delete(k)
         inferenceMs = out.inferenceMs
         if (out.tokens !== tensor.tokens) {
@@ -167,7 +172,8 @@ export class IxcMediaResolver implements MediaResolver {
       const plan = await planImageDecode(job.bytes, sniffed.format, limits)
       return this.pixelBudget.run(async () => {
         const rgb = await decodeImage(job.bytes, sniffed.format, limits, params.image.decode, plan)
-        return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum })
+        const out = this.tensors.take(imageTensorLength(rgb.width, rgb.height, params.image, job.hdNum))
+        return this.transformer.run<ImageTensor>({ op: 'image', rgb, image: params.image, hdNum: job.hdNum, out })
       }, signal, plan.width * plan.height)
     }
     // ffmpeg reads a file: uploads already are one; inline bytes get a server-named file in a fresh directory

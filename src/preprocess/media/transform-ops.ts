@@ -7,7 +7,7 @@ import { layoutFrames, resizeLongSide, type VideoPreprocessParams } from '../vid
 import { layoutPublished, publishedVideoTransform, resizePublishedFrame, type LabelMask, type PublishedVideoParams } from '../video/published.ts'
 
 export type TransformRequest =
-  | { op: 'image'; rgb: RgbImage; image: ImagePreprocessParams; hdNum: number }
+  | { op: 'image'; rgb: RgbImage; image: ImagePreprocessParams; hdNum: number; out?: Float32Array }
   | { op: 'frame'; rgb: RgbImage; longSide: number }
   | { op: 'video'; frames: RgbImage[]; video: VideoPreprocessParams; image: ImagePreprocessParams }
   | { op: 'frame-published'; rgb: RgbImage; longSide: number }
@@ -18,7 +18,7 @@ export type TransformResult = ImageTensor | RgbImage
 export function runTransform(req: TransformRequest): TransformResult {
   switch (req.op) {
     case 'image':
-      return imageTransform(req.rgb, req.image, req.hdNum)
+      return imageTransform(req.rgb, req.image, req.hdNum, req.out)
     case 'frame':
       return resizeLongSide(req.rgb, req.longSide)
     case 'video':
@@ -32,6 +32,9 @@ export function runTransform(req: TransformRequest): TransformResult {
 
 // Buffers that can move between threads without a copy.
 export function transferables(v: TransformRequest | TransformResult): ArrayBuffer[] {
-  if ('op' in v) return v.op === 'video' || v.op === 'video-published' ? v.frames.map((f) => f.data.buffer as ArrayBuffer) : [v.rgb.data.buffer as ArrayBuffer]
+  if ('op' in v) {
+    if (v.op === 'video' || v.op === 'video-published') return v.frames.map((f) => f.data.buffer as ArrayBuffer)
+    return v.op === 'image' && v.out ? [v.rgb.data.buffer as ArrayBuffer, v.out.buffer as ArrayBuffer] : [v.rgb.data.buffer as ArrayBuffer]
+  }
   return [v.data.buffer as ArrayBuffer]
 }

@@ -55,9 +55,11 @@ export function mediaModel(): ModelVersion {
   return { ...m, manifest: { ...m.manifest, preprocess } as ModelVersion['manifest'] }
 }
 
-export async function buildMediaApp(env: Record<string, string> = {}): Promise<{ app: FastifyInstance; engine: VisionCountingEngine; tempRoot: string }> {
+export async function buildMediaApp<E extends VisionCountingEngine = VisionCountingEngine>(
+  env: Record<string, string> = {},
+  engine: E = new VisionCountingEngine() as E,
+): Promise<{ app: FastifyInstance; engine: E; tempRoot: string }> {
   const tempRoot = mkdtempSync(join(tmpdir(), 'media-app-'))
-  const engine = new VisionCountingEngine()
   const models = new ModelRegistry()
   models.publish(mediaModel())
   // pixel work inline: route tests stay fast (a worker thread costs ~1 s to start under tsx); the worker path is
