@@ -107,15 +107,15 @@ def test_template_config_content_special_tokens_override():
     assert (lit.content_special_tokens, lit.out_of_table_tokens, lit.media_placement) == ("literal", [], "ixc")
 
 
-def test_reproduce_ranks_are_one_unless_given(tmp_path, monkeypatch):
-    """One process unless told (the committed model's setting); --ranks reaches the Bradley-Terry stage and
-    --pretrain-ranks the pretraining stages, each alone."""
+def test_reproduce_runs_two_ranks_unless_told(tmp_path, monkeypatch):
+    """Two processes for every stage unless told (the committed model's setting, cli.REPRODUCE_RECIPE); --ranks sets
+    the Bradley-Terry stage's and --pretrain-ranks the pretraining stages', each alone."""
     seen = run_reproduce(tmp_path / "a", monkeypatch)
-    assert (seen["ranks"], seen["pretrain_ranks"]) == (1, 1)
-    seen = run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "2")
-    assert (seen["ranks"], seen["pretrain_ranks"]) == (2, 1)
-    seen = run_reproduce(tmp_path / "c", monkeypatch, "--pretrain-ranks", "2")
+    assert (seen["ranks"], seen["pretrain_ranks"]) == (2, 2)
+    seen = run_reproduce(tmp_path / "b", monkeypatch, "--ranks", "1")
     assert (seen["ranks"], seen["pretrain_ranks"]) == (1, 2)
+    seen = run_reproduce(tmp_path / "c", monkeypatch, "--pretrain-ranks", "1")
+    assert (seen["ranks"], seen["pretrain_ranks"]) == (2, 1)
 
 
 def test_reproduce_back_readout_offsets_are_none_unless_given(tmp_path, monkeypatch):
