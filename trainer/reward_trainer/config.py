@@ -177,6 +177,9 @@ class PretrainConfig:
                                          "motion: 1)")
     ranks: int = _f(1, "data-parallel processes on this host for every pretraining stage (gloo, each one torch "
                        "thread and a batch of its own: a step takes ranks x the stage's batch; host_ranks.py)")
+    drill_ranks: int = _f(0, "processes for the drill stage when ranks > 1: 0 = ranks; 1 = this process alone before "
+                             "the ranks start (the drill ends on its steps, not a clock: more ranks only make each "
+                             "step bigger; trainer/README.md, session 21)")
 
 
 @dataclass

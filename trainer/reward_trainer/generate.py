@@ -7,13 +7,17 @@ from typing import Dict, List
 
 from .config import GenConfig
 from .data import write_jsonl
+from .media import VideoEncoder
 from .world import Gen
-def generate_split(out_dir: str, split: str, n: int, seed: int, categories: List[str]) -> List[Dict]:
+def generate_split(out_dir: str, split: str, n: int, seed: int, categories: List[str], workers: int = 0) -> List[Dict]:
+    """`workers` ffmpeg encodes at a time (0: one per core); the records and files do not depend on it."""
     g = Gen(out_dir, split, random.Random(seed))
     recs = []
-    for i in range(n):
-        cat = categories[i % len(categories)]
-        recs.append(getattr(g, cat)(i))
+    with VideoEncoder(workers) as enc:
+        g.encode_video = enc.submit
+        for i in range(n):
+            cat = categories[i % len(categories)]
+            recs.append(getattr(g, cat)(i))
     random.Random(seed + 7).shuffle(recs)
     write_jsonl(recs, os.path.join(out_dir, f"{split}.jsonl"))
     return recs

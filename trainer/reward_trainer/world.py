@@ -184,6 +184,7 @@ class Gen:
     def __init__(self, out_dir: str, split: str, rng: random.Random):
         self.out, self.split, self.rng = out_dir, split, rng
         self.heldout = split == "heldout"
+        self.encode_video = encode_video  # generate_split hands it to a media.VideoEncoder
         if out_dir:
             os.makedirs(os.path.join(out_dir, "media", split), exist_ok=True)
 
@@ -396,7 +397,7 @@ class Gen:
         r = self.rng
         frames, truth = self.motion_frames()
         rel = os.path.join("media", self.split, f"{n:06d}.mp4")
-        encode_video(frames, os.path.join(self.out, rel), fps=1)
+        self.encode_video(frames, os.path.join(self.out, rel), fps=1)
         wrong = {"right": "left", "left": "right", "down": "up", "up": "down"}[truth]
         if r.random() < 0.3:
             wrong = r.choice([d for d in ("left", "right", "up", "down") if d != truth])

@@ -102,3 +102,38 @@ def test_heldout_varies_surface_form_and_shares_nothing_with_training(tmp_path):
     assert not digests(train) & digests(held)
     assert any(re.search(r"[a-z]+-?[a-z]*", r["chosen"]) and numbers_in(r["chosen"]) and not re.search(r"\d", r["chosen"])
                for r in train if r["category"] in ("arithmetic", "table", "image_count"))  # number words in training too
+
+
+def test_video_encodes_run_side_by_side_and_write_the_same_files(tmp_path):
+    """generate_split's VideoEncoder: with 3 encodes at a time the records and every media file are the bytes one at a
+    time writes, all written by the time it returns; a failed encode is raised, not lost."""
+    import hashlib
+
+    import pytest
+
+    from reward_trainer import media
+    from reward_trainer.generate import generate_split
+
+    def files(d):
+        return {p: hashlib.sha256(open(os.path.join(d, "media", "train", p), "rb").read()).hexdigest()
+                for p in sorted(os.listdir(os.path.join(d, "media", "train")))}
+
+    cats = ["video_motion", "image_color"]
+    one = generate_split(str(tmp_path / "one"), "train", 12, 5, cats, workers=1)
+    three = generate_split(str(tmp_path / "three"), "train", 12, 5, cats, workers=3)
+    assert one == three
+    a, b = files(tmp_path / "one"), files(tmp_path / "three")
+    assert a == b and sum(p.endswith(".mp4") for p in a) == 6
+    for p in a:
+        if p.endswith(".mp4"):
+            assert len(decode_video(str(tmp_path / "three" / "media" / "train" / p), VideoPreprocess())) >= 2
+
+    real = media.encode_video
+    try:
+        def broken(frames, path, fps="1"):
+            real(frames, path, fps) if not path.endswith("000002.mp4") else (_ for _ in ()).throw(RuntimeError("x"))
+        media.encode_video = broken
+        with pytest.raises(RuntimeError):
+            generate_split(str(tmp_path / "bad"), "train", 8, 5, cats, workers=2)
+    finally:
+        media.encode_video = real

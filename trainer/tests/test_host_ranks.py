@@ -86,6 +86,15 @@ def test_pretrain_in_two_ranks_draws_apart_and_counts_every_rank(tmp_path, train
     w1, w2 = one.model.layers[2].attention.wqkv.weight, both.model.layers[2].attention.wqkv.weight
     assert float((w1 - w2).abs().max()) > 1e-4
 
+    # drill_ranks 1: the drill in this process alone (weights as one process's drill), the other stages on the ranks
+    _, alone = run("drill-alone", ranks=2, drill_ranks=1, drill_steps=3)
+    for a, b in zip(one.parameters(), alone.parameters()):
+        assert float((a - b).abs().max()) < 1e-6
+    res, _ = run("drill-then-ranks", ranks=2, drill_ranks=1, drill_steps=3, text_seconds=1.0)
+    assert [(s["stage"], s["ranks"]) for s in res["stages"]] == [("drill", 1), ("text", 2)]
+    assert res["stages"][0]["steps"] == 3
+    assert "drilled.pt" not in os.listdir(tmp_path / "drill-then-ranks")  # the hand-over file is removed
+
 
 def _records(n: int):
     return [{"messages": [{"role": "user", "content": "What is shown?"}], "chosen": "a", "rejected": "b",
