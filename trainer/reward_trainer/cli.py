@@ -35,7 +35,8 @@ def _add_dataclass(ap: argparse.ArgumentParser, cls: Type, prefix: str = "", ski
         if defaults and prefix + f.name in defaults:
             default = copy.deepcopy(defaults[prefix + f.name])
         flag = "--" + (prefix + f.name).replace("_", "-")
-        h = f.metadata.get("help", "") + f" (default: {default})"
+        # argparse %-formats help strings: a measured "87.5 %" would break --help
+        h = (f.metadata.get("help", "") + f" (default: {default})").replace("%", "%%")
         if isinstance(default, bool):
             ap.add_argument(flag, dest=prefix + f.name, type=_bool, default=default, help=h)
         elif isinstance(default, list):
