@@ -157,6 +157,10 @@ class Progress:
 def train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: VideoPreprocess) -> Dict:
     """One process, or `cfg.ranks` processes (gloo on this host, each `cfg.threads` torch threads): each rank takes its
     own batch of `batch_pairs` from the one shuffled order, gradients are averaged, rank 0 writes the checkpoint."""
+    # checked here, before any rank starts: a rank's ValueError reaches the caller only as a spawn error
+    if cfg.lookup_layer >= 0 and not (cfg.lookup_layer < margs.num_layers and margs.readout == "last"):
+        raise ValueError(f"lookup_layer {cfg.lookup_layer} needs a decoder layer below {margs.num_layers} and the "
+                         f"'last' readout (packed rows)")
     if cfg.ranks <= 1:
         return _train(cfg, margs, icfg, vcfg, 0)
     host_ranks.spawn(_train, cfg.ranks, (cfg, margs, icfg, vcfg))
@@ -199,9 +203,6 @@ def _train(cfg: TrainConfig, margs: ModelArgs, icfg: ImagePreprocess, vcfg: Vide
         print(f"train pairs {unique_pairs} ({over}length constraint ratio {cfg.length_ratio}: dropped {dropped_len}; "
               f"too long for max_seq_len {cfg.max_seq_len}: dropped {dropped_long}); preprocessing "
               f"{time.time() - t_load:.0f}s" + (f"; {world} ranks" if world > 1 else ""), file=sys.stderr)
-    if cfg.lookup_layer >= 0 and not (cfg.lookup_layer < margs.num_layers and margs.readout == "last"):
-        raise ValueError(f"lookup_layer {cfg.lookup_layer} needs a decoder layer below {margs.num_layers} and the "
-                         f"'last' readout (packed rows)")
     set_frozen_vision(model, cfg.freeze_vision)
     # a frozen tower's features are computed once per media item, not at every step (model_io)
     features = FrozenVisionFeatures() if cfg.freeze_vision else None

@@ -76,7 +76,8 @@ def test_resume_from_checkpoint_continues(tiny_run, tmp_path, monkeypatch):
     # a focus phase for the first two steps (TrainConfig.focus): the resumed run must know the mix starts at its own 0
     cat = json.loads(open(run / "data" / "train.jsonl").readline())["category"]
     base = dataclasses.replace(TrainConfig(**state["train_config"]), max_steps=4, ckpt_every=2, time_budget_s=0.0,
-                               epochs=1.0, eval_data=None, focus=[f"{cat}=0.4"])
+                               epochs=1.0, eval_data=None, focus=[f"{cat}=0.4"],
+                               ranks=1)  # one process: the spy below counts this process's forward passes
 
     def train(out, resume):
         icfg, vcfg = preprocess_configs(state)

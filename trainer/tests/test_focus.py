@@ -50,7 +50,7 @@ def test_training_opens_on_the_focus_category_then_mixes_and_records_it(tiny_run
     cfg = dataclasses.replace(TrainConfig(**state["train_config"]), data=str(run / "data" / "train.jsonl"), max_steps=6,
                               time_budget_s=0.0, eval_data=None, init=str(run / "train" / "ckpt.pt"), resume=False,
                               batch_pairs=8, lookup_layer=-1, ckpt_every=0, out=str(tmp_path / "o"), oversample=[],
-                              focus=[f"{cat}=0.5"])
+                              focus=[f"{cat}=0.5"], ranks=1)  # the spy sees this process only
     res = train_mod.train(cfg, ModelArgs.from_dict(state["model_args"]), *preprocess_configs(state))
     assert len(steps) == 6
     assert all(s == {cat} for s in steps[:3])  # progress 0, 1/6, 2/6 < 0.5: the focus category alone
