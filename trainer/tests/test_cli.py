@@ -1,4 +1,5 @@
 """The command line wires each option to the stage that uses it (stages replaced by recorders: no training)."""
+import json
 import os
 
 import reward_trainer.export as export_mod
@@ -56,6 +57,21 @@ def test_reproduce_seed_reaches_training_and_gen_seed_the_generator(tmp_path, mo
 def test_reproduce_default_seeds_are_the_committed_models(tmp_path, monkeypatch):
     seen = run_reproduce(tmp_path, monkeypatch)
     assert (seen["generate"], seen["train"]) == (1234, 1234)
+
+
+def test_reproduce_defaults_are_the_committed_models_recipe(tmp_path, monkeypatch):
+    """`reproduce` with no flags runs the stage clocks, ranks and Bradley-Terry settings the committed default model's
+    stages record (model.json -> training.stages, each stage's seconds within 2 s of its clock): the defaults and the
+    model cannot drift apart unnoticed."""
+    manifest = json.load(open(os.path.join(cli.REPO_ROOT, "models", "ixc-reward-tiny", "1", "model.json")))
+    stages = {s["stage"]: s for s in manifest["training"]["stages"]}
+    seen = run_reproduce(tmp_path, monkeypatch)
+    text_s, vision_s = seen["pretrain"][:2]
+    assert abs(stages["text"]["seconds"] - text_s) < 2 and abs(stages["vision"]["seconds"] - vision_s) < 2
+    bt = stages["bradley_terry"]
+    assert abs(bt["seconds"] - cli.BUDGETS["cpu"]["time_budget_s"]) < 2
+    assert (seen["ranks"], seen["pretrain_ranks"]) == (bt["ranks"], stages["text"]["ranks"])
+    assert seen["bt_hint"][:2] == (bt["lookup"]["layer"], bt["oversample"]["spec"])
 
 
 def test_reproduce_chains_pretraining_into_training_on_the_published_pipeline(tmp_path, monkeypatch):

@@ -131,7 +131,9 @@ def test_video_encodes_run_side_by_side_and_write_the_same_files(tmp_path):
     real = media.encode_video
     try:
         def broken(frames, path, fps="1"):
-            real(frames, path, fps) if not path.endswith("000002.mp4") else (_ for _ in ()).throw(RuntimeError("x"))
+            if path.endswith("000002.mp4"):
+                raise RuntimeError("x")
+            real(frames, path, fps)
         media.encode_video = broken
         with pytest.raises(RuntimeError):
             generate_split(str(tmp_path / "bad"), "train", 8, 5, cats, workers=2)
