@@ -1,0 +1,103 @@
+// The HTTP floor under issue 13's 1 ms overhead target: what a bare node:http server and a bare Fastify app (no
+// plugins, one JSON POST route; then the same with Fastify's request logging at info, as the service runs) cost per
+// small JSON request, before any of our hooks or scoring. Each server runs in its own child process; the client
+// sends concurrency-1 requests over one keep-alive socket per server, the servers interleaved in rounds (A B C,
+// then rotated) so host noise hits all alike, and reads each server's CPU per request from /proc.
+//
+//   npm run bench:http-floor          # ROUNDS (20), PER_ROUND (1000)
+import { fork, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import { Writable } from 'node:stream'
+import Fastify from 'fastify'
+import { fmtSpread, median } from './stats.ts'
+
+const KINDS = ['node-http', 'fastify', 'fastify-logged'] as const
+type Kind = (typeof KINDS)[number]
+const BODY = JSON.stringify({ items: [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }] })
+const reply = (body: { items?: unknown[] }) => ({ scores: [0.5], count: body.items?.length ?? 0 })
+
+async function serve(kind: Kind): Promise<void> {
+  let server: http.Server
+  if (kind === 'node-http') {
+    server = http.createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        const out = JSON.stringify(reply(JSON.parse(Buffer.concat(chunks).toString('utf8'))))
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(out) })
+        res.end(out)
+      })
+    })
+  } else {
+    // logged: pino at info into a sink, as the service logs each request (incoming + completed), minus the pipe
+    const sink = new Writable({ write: (_c, _e, cb) => cb() })
+    const app = Fastify({ logger: kind === 'fastify-logged' ? { level: 'info', stream: sink } : false })
+    app.post('/v1/score', async (request) => reply(request.body as { items?: unknown[] }))
+    await app.ready()
+    server = app.server
+  }
+  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port }))
+}
+
+function cpuMs(pid: number): number {
+  // utime + stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux)
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100
+}
+
+function start(kind: Kind): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(new URL(import.meta.url).pathname, ['serve', kind], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  })
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve({ child, port: m.port }))
+    child.once('exit', (code) => reject(new Error(`${kind} server exited ${code}`)))
+  })
+}
+
+function post(agent: http.Agent, port: number): Promise<number> {
+  const t0 = process.hrtime.bigint()
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/v1/score', method: 'POST', agent,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BODY) } }, (res) => {
+      res.resume()
+      res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - t0) / 1e6) : reject(new Error(`status ${res.statusCode}`))))
+    })
+    req.on('error', reject)
+    req.end(BODY)
+  })
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(process.env.ROUNDS ?? 20)
+  const perRound = Number(process.env.PER_ROUND ?? 1000)
+  const servers = await Promise.all(KINDS.map(start))
+  const agents = KINDS.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+  const lat = KINDS.map(() => [] as number[]) // per round: median latency
+  const cpu = KINDS.map(() => [] as number[]) // per round: server CPU ms per request
+  try {
+    for (let i = 0; i < KINDS.length; i++) for (let w = 0; w < 200; w++) await post(agents[i]!, servers[i]!.port) // warm-up
+    for (let r = 0; r < rounds; r++) {
+      for (let j = 0; j < KINDS.length; j++) {
+        const i = (j + r) % KINDS.length
+        const { child, port } = servers[i]!
+        const c0 = cpuMs(child.pid!)
+        const xs: number[] = []
+        for (let n = 0; n < perRound; n++) xs.push(await post(agents[i]!, port))
+        cpu[i]!.push((cpuMs(child.pid!) - c0) / perRound)
+        lat[i]!.push(median(xs))
+      }
+    }
+  } finally {
+    for (const a of agents) a.destroy()
+    for (const s of servers) s.child.kill()
+  }
+  console.log(`concurrency 1, ${rounds} interleaved rounds x ${perRound} requests; per round: median latency, server CPU per request`)
+  console.log('server           latency ms (median [min–max] over rounds)   server CPU ms per request')
+  KINDS.forEach((k, i) => console.log(`${k.padEnd(16)} ${fmtSpread(lat[i]!, 3).padEnd(42)} ${fmtSpread(cpu[i]!, 3)}`))
+}
+
+if (process.argv[2] === 'serve') void serve(process.argv[3] as Kind)
+else await main()
