@@ -6,10 +6,12 @@
 //
 //   npm run bench:http-floor          # ROUNDS (20), PER_ROUND (1000)
 import { fork, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import http from 'node:http'
+import { performance } from 'node:perf_hooks'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
+import { cpuMs } from './cpu.ts'
+import { post } from './load.ts'
 import { fmtSpread, median } from './stats.ts'
 
 const KINDS = ['node-http', 'fastify', 'fastify-logged'] as const
@@ -40,12 +42,6 @@ async function serve(kind: Kind): Promise<void> {
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port }))
 }
 
-function cpuMs(pid: number): number {
-  // utime + stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux)
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100
-}
-
 function start(kind: Kind): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(new URL(import.meta.url).pathname, ['serve', kind], {
     execArgv: ['--import', 'tsx'],
@@ -57,17 +53,11 @@ function start(kind: Kind): Promise<{ child: ChildProcess; port: number }> {
   })
 }
 
-function post(agent: http.Agent, port: number): Promise<number> {
-  const t0 = process.hrtime.bigint()
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/v1/score', method: 'POST', agent,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BODY) } }, (res) => {
-      res.resume()
-      res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - t0) / 1e6) : reject(new Error(`status ${res.statusCode}`))))
-    })
-    req.on('error', reject)
-    req.end(BODY)
-  })
+/** One request's latency in ms (load.ts's post: a 200 with its body drained, or a rejection). */
+async function timedPost(agent: http.Agent, port: number): Promise<number> {
+  const t0 = performance.now()
+  await post(agent, `http://127.0.0.1:${port}/v1/score`, BODY)
+  return performance.now() - t0
 }
 
 async function main(): Promise<void> {
@@ -78,14 +68,14 @@ async function main(): Promise<void> {
   const lat = KINDS.map(() => [] as number[]) // per round: median latency
   const cpu = KINDS.map(() => [] as number[]) // per round: server CPU ms per request
   try {
-    for (let i = 0; i < KINDS.length; i++) for (let w = 0; w < 200; w++) await post(agents[i]!, servers[i]!.port) // warm-up
+    for (let i = 0; i < KINDS.length; i++) for (let w = 0; w < 200; w++) await timedPost(agents[i]!, servers[i]!.port) // warm-up
     for (let r = 0; r < rounds; r++) {
       for (let j = 0; j < KINDS.length; j++) {
         const i = (j + r) % KINDS.length
         const { child, port } = servers[i]!
         const c0 = cpuMs(child.pid!)
         const xs: number[] = []
-        for (let n = 0; n < perRound; n++) xs.push(await post(agents[i]!, port))
+        for (let n = 0; n < perRound; n++) xs.push(await timedPost(agents[i]!, port))
         cpu[i]!.push((cpuMs(child.pid!) - c0) / perRound)
         lat[i]!.push(median(xs))
       }
