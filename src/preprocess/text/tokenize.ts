@@ -43,6 +43,41 @@ function wordSplitIsExact(json: TokenizerJson): boolean {
   return !Object.keys(model.vocab).some((piece) => new RegExp(`[^${SPACE}]${SPACE}`, 'u').test(piece))
 }
 
+/** Words one tokenizer keeps the BPE of (≈ 100 bytes each). */
+const WORD_CACHE_WORDS = 1 << 15
+
+/** The BPE cache of @huggingface/tokenizers is an LRU over a Map whose every hit deletes and re-inserts its key:
+ *  the deletions pile up in V8's hash table until it is rebuilt, and that was 0.15 of the 0.40 ms a 235-token
+ *  conversation cost the event loop (bench/README.md §Figures, session 24). This one is bounded first in, first
+ *  out: a hit is a plain Map read; a common word evicted is put back by its next miss. */
+export class WordCache<V> {
+  readonly #map = new Map<string, V>()
+  constructor(readonly capacity: number) {}
+  get size(): number {
+    return this.#map.size
+  }
+  get(key: string): V | undefined {
+    return this.#map.get(key)
+  }
+  put(key: string, value: V): void {
+    if (!this.#map.has(key) && this.#map.size >= this.capacity) this.#map.delete(this.#map.keys().next().value!)
+    this.#map.set(key, value)
+  }
+  clear(): void {
+    this.#map.clear()
+  }
+}
+
+/** Puts a WordCache in place of the model's own BPE cache (same get/put/clear contract); null when the model has
+ *  none (not BPE, or a version of the library that caches differently: then nothing changes). */
+function installWordCache(tok: Tokenizer): WordCache<unknown> | null {
+  const model = (tok as unknown as { model?: { cache?: { get?: unknown; put?: unknown } } }).model
+  if (!model?.cache || typeof model.cache.get !== 'function' || typeof model.cache.put !== 'function') return null
+  const cache = new WordCache<unknown>(WORD_CACHE_WORDS)
+  model.cache = cache
+  return cache
+}
+
 export class HfTextTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer
   /** Whether text is split into words before BPE (see wordSplitIsExact). */
@@ -52,6 +87,8 @@ export class HfTextTokenizer implements TextTokenizer {
   readonly atomicPieces: readonly string[]
   readonly controlPieces: readonly string[]
   readonly maxPieceChars: number
+  /** The BPE word cache in use (null: the library's own). */
+  readonly wordCache: WordCache<unknown> | null
   #worker: TokenizerWorker | null = null
   readonly #inlineChars: number
   /** Where encodeBatch ran its calls (how the inline policy splits the traffic: tests and diagnostics). */
@@ -76,6 +113,7 @@ export class HfTextTokenizer implements TextTokenizer {
       ? { type: 'Split', pattern: { Regex: `${SPACE}*[^${SPACE}]+|${SPACE}+` }, behavior: 'Isolated', invert: true }
       : json.pre_tokenizer
     this.#tok = new Tokenizer({ ...json, added_tokens, pre_tokenizer }, {})
+    this.wordCache = installWordCache(this.#tok)
     this.#inlineChars = this.wordSplit ? (opts.inlineChars ?? INLINE_CHARS) : 0
   }
 

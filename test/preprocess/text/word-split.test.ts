@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { HfTextTokenizer } from '../../../src/preprocess/text/tokenize.ts'
+import { HfTextTokenizer, WordCache } from '../../../src/preprocess/text/tokenize.ts'
 import { loadConversations } from '../../../bench/dataset.ts'
 import { REPO_ROOT, realModelDir } from '../../helpers/real-model.ts'
 
@@ -27,4 +27,19 @@ t.test('not enabled when a piece has a space after another character', async (t)
   const vocab = { ...json.model.vocab, ['a\u2581b']: 999_999 }
   const tok = new HfTextTokenizer({ ...json, model: { ...json.model, vocab } }, manifest.tokenizer)
   t.equal(tok.wordSplit, false)
+})
+
+t.test('the BPE word cache is first in, first out: a hit does not write (the library LRU re-inserted on every hit)', async (t) => {
+  t.ok(fast.wordCache, 'installed in place of the library cache')
+  const before = fast.wordCache!.size
+  fast.encode('zebra quartz')
+  t.ok(fast.wordCache!.size > before, 'words of encoded text are cached there')
+  const c = new WordCache<number>(2)
+  c.put('a', 1)
+  c.put('b', 2)
+  t.equal(c.get('a'), 1)
+  c.put('c', 3) // evicts the oldest insertion, 'a', although it was read last (an LRU would evict 'b')
+  t.same([c.get('a'), c.get('b'), c.get('c'), c.size], [undefined, 2, 3, 2])
+  c.put('b', 20) // an update does not evict
+  t.same([c.get('b'), c.get('c'), c.size], [20, 3, 2])
 })
