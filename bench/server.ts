@@ -17,10 +17,11 @@ async function freePort(): Promise<number> {
   return port
 }
 
-/** `dir`: the checkout whose src/server.ts runs (default this one; a before/after bench passes an older tree). */
-export async function startServer(env: Record<string, string>, dir = root): Promise<{ child: ChildProcess; base: string }> {
+/** `dir`: the checkout whose src/server.ts runs (default this one; a before/after bench passes an older tree).
+ *  `nodeArgs`: more node flags (bench/timeline.ts preloads its marks with one). */
+export async function startServer(env: Record<string, string>, dir = root, nodeArgs: string[] = []): Promise<{ child: ChildProcess; base: string }> {
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(dir, 'src/server.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeArgs, path.join(dir, 'src/server.ts')], {
     cwd: dir,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
     // ORT reports every execution-provider fallback on stderr; the server logs the choice itself.

@@ -6,6 +6,7 @@ import t from 'tap'
 import { scoreFlags } from '../../bench/flag-score.ts'
 import { abbaRatio, drive } from '../../bench/load.ts'
 import { fmtSpread, median, pct, shuffled } from '../../bench/stats.ts'
+import { perRequest, SEGMENTS, segmentsOf } from '../../bench/timeline.ts'
 
 /** A server that answers every POST after `delayMs`, counting the most requests it held at once. */
 async function slowServer(delayMs: number, status = 200) {
@@ -77,4 +78,22 @@ t.test('stats', async (t) => {
   t.same(shuffled(xs, 5), shuffled(xs, 5), 'seeded: same order for the same seed')
   t.not(shuffled(xs, 5).join(), shuffled(xs, 6).join(), 'different seed, different order')
   t.same([...shuffled(xs, 5)].sort((a, b) => a - b), xs, 'a permutation')
+})
+
+t.test('timeline: a request\'s marks -> consecutive segments, session.run split out of the engine round trip', async (t) => {
+  const points = ['send', 'request', 'score', 'tokenize', 'tokenized', 'submit', 'post', 'reply', 'submit-settled', 'scored', 'end', 'received']
+  // point k at 10 * k ms (post at 60, reply at 70); the reply says its run took 4 ms, so the run began at 66
+  const marks = points.map((p, k): [string, number, number?] => (p === 'reply' ? [p, 10 * k, 4] : [p, 10 * k]))
+  const s = segmentsOf(marks)!
+  t.equal(s.length, SEGMENTS.length)
+  const seg = (from: string) => s[SEGMENTS.findIndex(([f]) => f === from)]!
+  t.equal(seg('send'), 10)
+  t.equal(seg('post'), 6, 'post (60) -> run start (70 - 4)')
+  t.equal(seg('run'), 4, "the worker's session.run")
+  t.equal(seg('end'), 10)
+  t.equal(s.reduce((a, b) => a + b, 0), 110, 'segments add up to send -> received')
+  t.equal(segmentsOf(marks.filter(([p]) => p !== 'tokenize')), null, 'a point missing')
+  t.equal(segmentsOf([...marks.slice(0, 8), ['post', 75], ...marks.slice(8)]), null, 'two engine calls: not the text path')
+  const two = perRequest([['send', 1], ['request', 2], ['send', 3], ['request', 4], ['received', 5]])
+  t.same(two.map((r) => r.map(([p]) => p)), [['send', 'request'], ['send', 'request', 'received']])
 })
