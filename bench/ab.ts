@@ -2,7 +2,8 @@
 // A with the env in $A and B with $B (comma-separated KEY=VALUE, e.g. B=PIPELINE_DEPTH=2), driven in turn at
 // concurrency $C (64) over the hh-rlhf conversations, in ABBA blocks ($BLOCKS, 6) so that drift in the host's
 // speed hits both alike. Prints per block items/s and main-thread / other-thread CPU per item (/proc), then B/A:
-// the throughput ratio per block, median [min–max].
+// the throughput ratio per block, median [min–max]. A code change against its base: A_DIR is another checkout (e.g.
+// `git worktree add /tmp/base HEAD` with this checkout's node_modules linked in) that server A runs instead.
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { threadCpuMs } from './cpu.ts'
@@ -15,7 +16,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const env = (s: string) => Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
 const bodies = loadConversations(root, 160).map((messages) => JSON.stringify({ items: [{ messages }] }))
 const C = Number(process.env.C ?? 64)
-const A = await startServer({ MAX_PENDING_ITEMS: '4096', ...env(process.env.A ?? '') })
+const A = await startServer({ MAX_PENDING_ITEMS: '4096', ...env(process.env.A ?? '') }, process.env.A_DIR ? path.resolve(process.env.A_DIR) : root)
 const B = await startServer({ MAX_PENDING_ITEMS: '4096', ...env(process.env.B ?? '') })
 
 async function segment(s: typeof A): Promise<{ ips: number; main: number; others: number }> {
