@@ -12,6 +12,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.ts'
 import { loadConversations } from './dataset.ts'
+import { post } from './load.ts'
 import { benchModel } from './model.ts'
 import { startServer } from './server.ts'
 import { pct } from './stats.ts'
@@ -66,19 +67,11 @@ export function perRequest(marks: readonly Mark[]): Mark[][] {
   return out
 }
 
-function send(agent: http.Agent, url: string, body: string, marks: Mark[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume().on('end', () => {
-        marks.push(['received', now()])
-        if (res.statusCode === 200) resolve()
-        else reject(new Error(`status ${res.statusCode}`))
-      })
-    })
-    req.on('error', reject)
-    marks.push(['send', now()])
-    req.end(body)
-  })
+/** One request through load.ts's post, its send and receipt marked on the preload's clock. */
+async function send(agent: http.Agent, url: string, body: string, marks: Mark[]): Promise<void> {
+  marks.push(['send', now()])
+  await post(agent, url, body)
+  marks.push(['received', now()])
 }
 
 async function main(): Promise<void> {
