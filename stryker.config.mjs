@@ -15,7 +15,11 @@ export const modules = {
   },
   batcher: {
     mutate: ['src/scheduler/batcher.ts'],
-    command: tests('test/scheduler/batcher.test.ts', 'test/mutation/batcher.test.ts'),
+    command: tests('test/scheduler/batcher.test.ts', 'test/mutation/batcher.test.ts', 'test/scheduler/coalesce.test.ts'),
+  },
+  coalesce: {
+    mutate: ['src/scheduler/coalesce.ts'],
+    command: tests('test/scheduler/coalesce.test.ts'),
   },
   errors: {
     mutate: ['src/errors.ts'],

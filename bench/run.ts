@@ -8,7 +8,10 @@
 //             threads (bench/raw-worker.ts), the batches dealt out to them in turn;
 //   svc c     src/server.ts as a child process, POST /v1/score with one conversation per request from a small
 //             load generator here (keep-alive, exactly c requests in flight until the list is exhausted),
-//             c = 1..64;
+//             c = 1..64; with PACK_ACROSS_REQUESTS=false unless the env sets it: hh-rlhf's chosen and rejected
+//             share their prompt, and queued rows of separate requests that share one run packed (fewer
+//             positions than the raw side runs), so the ratio measures the service's overhead on the same work
+//             (what packing gains: `B=PACK_ACROSS_REQUESTS=false npm run bench:ab`);
 //   paired    BENCH_PAIRED conversations one at a time, each scored raw and then via HTTP: concurrency-1 overhead
 //             as paired differences (load changes on a shared host hit both halves of a pair alike).
 // BENCH_ROUNDS rounds; each round runs every segment once, in a fresh seeded order, so slow phases of the host
@@ -103,7 +106,7 @@ async function main() {
     return { itemsPerS: (rows.length / (performance.now() - t0)) * 1000, batchP50: pct(times, 50) }
   }
 
-  const { child, base } = await startServer({ MODELS_DIR: modelsDir, MAX_PENDING_ITEMS: '4096' })
+  const { child, base } = await startServer({ MODELS_DIR: modelsDir, MAX_PENDING_ITEMS: '4096', PACK_ACROSS_REQUESTS: process.env.PACK_ACROSS_REQUESTS ?? 'false' })
   try {
     const url = `${base}/v1/score`
     const bodies = shuffled(convs.map((c) => JSON.stringify({ items: [{ messages: c }] })), 11)

@@ -10,7 +10,9 @@
 //   block in the prompt (N = 8; the image's embeddings are given: vision runs once either way), and step rewards
 //   (a 16-step response, K = 4 and 16 prefixes).
 // HTTP part: src/server.ts twice — the committed model, and a copy whose manifest lacks graphs.reward_packed
-//   (today's path) — POST /get_reward with 64 samples, 8 per prompt, alternating A/B.
+//   (today's path) — POST /get_reward with 64 samples, 8 per prompt, alternating A/B. Then the same 64 samples
+//   as 64 concurrent one-sample calls (OpenRLHF's per-sample traffic), the committed model with
+//   PACK_ACROSS_REQUESTS on (the default) against off, ABBA.
 // BENCH_ROUNDS rounds (default 5), segments in a fresh seeded order each round; median [min–max] of the per-round
 // ratios. Env: BENCH_ROUNDS, BENCH_SEED, MODELS_DIR, DEFAULT_MODEL, THREADS.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -117,6 +119,7 @@ async function main() {
   writeFileSync(path.join(copy, 'model.json'), JSON.stringify(man))
   const today = await startServer({ MODELS_DIR: tmp })
   const withPacked = await startServer({ MODELS_DIR: modelsDir })
+  const perRequest = await startServer({ MODELS_DIR: modelsDir, PACK_ACROSS_REQUESTS: 'false' })
   try {
     const grpo = Array.from({ length: 8 }, () => text(200)).flatMap((p) => answers(8).map((a) => [{ role: 'user', content: p }, { role: 'assistant', content: a }]))
     const call = async (base: string) => {
@@ -148,9 +151,42 @@ async function main() {
     console.log(`\nGRPO /get_reward (64 samples, 8 per prompt, 200-token prompts, 32-token answers), ${ROUNDS} ABBA rounds; max |Δreward| ${worst.toExponential(1)}`)
     console.log(`today's path ${fmtSpread(tA, 0)} ms/request (${fmtSpread(tA.map((x) => 64000 / x), 0)} samples/s); packed ${fmtSpread(tB, 0)} ms (${fmtSpread(tB.map((x) => 64000 / x), 0)} samples/s)`)
     console.log(`throughput ratio packed / today: ${fmtSpread(ratios, 2)}`)
+
+    // the same samples, one per call, all at once: packed across requests (default) vs each call on its own
+    const single = async (base: string) => {
+      const t0 = performance.now()
+      const rewards = await Promise.all(
+        grpo.map(async (messages) => {
+          const res = await fetch(`${base}/get_reward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [messages] }) })
+          if (!res.ok) throw new Error(`${base}: ${res.status} ${await res.text()}`)
+          return ((await res.json()) as { rewards: number[] }).rewards[0]!
+        }),
+      )
+      return { ms: performance.now() - t0, rewards }
+    }
+    const c0 = await single(perRequest.base)
+    const d0 = await single(withPacked.base)
+    const worstSingle = Math.max(...c0.rewards.map((x, i) => Math.max(Math.abs(x - d0.rewards[i]!), Math.abs(x - a0.rewards[i]!))))
+    if (!(worstSingle <= 1e-4)) throw new Error(`per-sample /get_reward: packed across requests differs by ${worstSingle}`)
+    const sRatios: number[] = []
+    const tC: number[] = []
+    const tD: number[] = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const c1 = await single(perRequest.base)
+      const d1 = await single(withPacked.base)
+      const d2 = await single(withPacked.base)
+      const c2 = await single(perRequest.base)
+      tC.push((c1.ms + c2.ms) / 2)
+      tD.push((d1.ms + d2.ms) / 2)
+      sRatios.push(tC[round]! / tD[round]!)
+    }
+    console.log(`\nthe same 64 samples as 64 concurrent one-sample /get_reward calls, ${ROUNDS} ABBA rounds; max |Δreward| ${worstSingle.toExponential(1)} (vs each other and one call)`)
+    console.log(`PACK_ACROSS_REQUESTS=false ${fmtSpread(tC, 0)} ms (${fmtSpread(tC.map((x) => 64000 / x), 0)} samples/s); on (default) ${fmtSpread(tD, 0)} ms (${fmtSpread(tD.map((x) => 64000 / x), 0)} samples/s)`)
+    console.log(`throughput ratio packed across requests / per request: ${fmtSpread(sRatios, 2)}`)
   } finally {
     today.child.kill()
     withPacked.child.kill()
+    perRequest.child.kill()
     rmSync(tmp, { recursive: true, force: true })
   }
 }

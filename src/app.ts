@@ -100,6 +100,7 @@ export function buildApp(config: Config, deps: Partial<AppDeps> = {}): FastifyIn
     engine,
     limits: { ...config.batch, maxBatchTokens: config.batch.maxBatchTokens || 16384 },
     pipelineDepth: config.batch.pipelineDepth,
+    packAcrossRequests: config.batch.packAcrossRequests,
     maxPendingItems: config.maxPendingItems,
     maxPendingImages: config.maxPendingImages,
     retryAfterS: config.retryAfterS,

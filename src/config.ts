@@ -66,6 +66,10 @@ const EnvSchema = z.object({
   /** Batches handed to the engine at once. 0 = one per engine replica. One more than the replicas = a batch is
    *  packed while the others run (TEI's prefetch), at the price of smaller batches when the queue is short. */
   PIPELINE_DEPTH: intFrom(0, 0, 64),
+  /** Queued rows of different requests that share a prefix (a GRPO group's samples sent as separate calls) run
+   *  as one packed row of the model's reward_packed.onnx, as rows of one request always do. Scores equal
+   *  separate rows to float rounding (≤ 1e-4, measured ≤ 2e-5); false = each request's rows apart. */
+  PACK_ACROSS_REQUESTS: z.stringbool().default(true),
   /** Items (conversations) admitted at once, in flight plus queued. Beyond it requests get 503 + Retry-After
    *  before any tokenization or media work. Low values turn waiting into fast 503s that RLHF clients retry. */
   MAX_PENDING_ITEMS: intFrom(512, 1),
@@ -186,6 +190,7 @@ export interface Config {
     readonly maxBatchSize: number
     readonly maxQueueDelayMs: number
     readonly pipelineDepth: number
+    readonly packAcrossRequests: boolean
   }
   readonly maxPendingItems: number
   readonly maxPendingImages: number
@@ -287,6 +292,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxBatchSize: e.MAX_BATCH_SIZE,
       maxQueueDelayMs: e.MAX_QUEUE_DELAY_MS,
       pipelineDepth: e.PIPELINE_DEPTH || e.ENGINE_REPLICAS,
+      packAcrossRequests: e.PACK_ACROSS_REQUESTS,
     },
     maxPendingItems: e.MAX_PENDING_ITEMS,
     maxPendingImages: e.MAX_PENDING_IMAGES,

@@ -26,6 +26,12 @@ t.test('ENGINE_REPLICAS: the cores are divided among the replicas, and one batch
   t.throws(() => loadConfig({ ENGINE_REPLICAS: '0' }), ConfigError)
 })
 
+t.test('PACK_ACROSS_REQUESTS: on unless set false', async (t) => {
+  t.equal(loadConfig({}).batch.packAcrossRequests, true)
+  t.equal(loadConfig({ PACK_ACROSS_REQUESTS: 'false' }).batch.packAcrossRequests, false)
+  t.throws(() => loadConfig({ PACK_ACROSS_REQUESTS: 'maybe' }), ConfigError)
+})
+
 t.test('parses and coerces env strings; empty means unset', async (t) => {
   const c = loadConfig({ PORT: '0', EXECUTION_PROVIDERS: ' cpu ', MAX_BATCH_TOKENS: '4096', API_KEYS: 'a, b', HOST: '' })
   t.equal(c.port, 0)

@@ -2,13 +2,17 @@
 // runs next, and the engine call. Handlers admit first (cheap, before any tokenization or media work), then
 // submit encoded rows and await their scores. A failing batch rejects only its own jobs. Vision runs (one
 // image each) are a second queue with its own budget (MAX_PENDING_IMAGES) in the same loop: the engine runs one
-// thing at a time, and the lane policy (takeNextAcross) serves the queues oldest first.
+// thing at a time, and the lane policy (takeNextAcross) serves the queues oldest first. Before each decision,
+// queued rows that share a prefix are viewed as one packed row of reward_packed.onnx (coalesce.ts): a request's
+// own rows, and with packAcrossRequests other requests' rows too, so a GRPO group sent as separate calls costs
+// what it costs in one call.
 import { performance } from 'node:perf_hooks'
 import { ServiceError } from '../errors.ts'
 import { EmbeddingsMissing } from '../engine/embedding-store.ts'
 import type { Engine, StoredVision } from '../engine/types.ts'
 import { modelLabels, type Metrics } from '../metrics/metrics.ts'
 import { paddedCost, takeNextAcross } from './batch-policy.ts'
+import { coalesceQueue, isCoalesced, type Coalesced } from './coalesce.ts'
 import { packRewardBatch } from './pack.ts'
 import { packPackedBatch, packedLength, type PackedRow } from './pack-shared.ts'
 import type { BatchLimits, BatchModel, JobTimings, QueuedJob, EncodedRow } from './types.ts'
@@ -17,6 +21,9 @@ export interface BatcherOptions {
   engine: Engine
   limits: BatchLimits
   pipelineDepth: number
+  /** Pack queued rows of different requests that share a prefix together (PACK_ACROSS_REQUESTS); a request's
+   *  own rows are packed either way. */
+  packAcrossRequests?: boolean
   maxPendingItems: number
   /** Images admitted to the vision queue at once (queued + running); beyond it submitVision answers 503. */
   maxPendingImages: number
@@ -27,11 +34,6 @@ export interface BatcherOptions {
 
 export interface JobResult extends JobTimings {
   score: number
-}
-
-/** A packed row's answer: one score per branch, in branch order. */
-export interface PackedJobResult extends JobTimings {
-  scores: number[]
 }
 
 /** One transformed image for vision.onnx; its embeddings stay in the engine under `handle`, pinned for `lease`. */
@@ -54,10 +56,15 @@ export interface Permit {
 interface Job extends QueuedJob {
   model: BatchModel
   row: EncodedRow | null
-  /** a reward_packed.onnx row (batch key `<model key>#packed`): never shares a batch with plain rows */
+  /** a reward_packed.onnx row (group jobs, batch key `<model key>#packed`): never shares a batch with plain rows */
   packed: PackedRow | null
   /** a vision-queue job (one image) */
   image: VisionWork | null
+  /** a plain row that may be packed with queued rows of this key (coalesce.ts; the model's key, or the model's
+   *  and the request's without packAcrossRequests); null: never packed */
+  shareKey: string | null
+  /** a view job standing for queued rows packed together: branch k is members[k]'s row; answers go to them */
+  members?: Job[]
   /** vision: it counts in pendingImages until it has run or left the queue */
   holdsImage: boolean
   running: boolean
@@ -125,16 +132,12 @@ export class Batcher {
   }
 
   /** Queues one encoded row of `model`. Rejects with 504 timeout at `deadline` (performance.now() clock), and
-   *  with a client_gone error as soon as `signal` aborts; either way the row is dropped if it has not run. */
-  submit(model: BatchModel, row: EncodedRow, deadline: number, signal?: AbortSignal): Promise<JobResult> {
-    return this.#enqueue(model, row, null, null, deadline, signal)
-  }
-
-  /** Queues one packed row (rows sharing a prefix) for the model's reward_packed.onnx; same deadline and abort
-   *  rules as submit(). The engine must have the packed graph (ModelVersion.packed). */
-  async submitPacked(model: BatchModel, row: PackedRow, deadline: number, signal?: AbortSignal): Promise<PackedJobResult> {
-    const r = await this.#enqueue(model, null, row, null, deadline, signal)
-    return { scores: r.scores!, queueMs: r.queueMs, inferenceMs: r.inferenceMs, batchSize: r.batchSize }
+   *  with a client_gone error as soon as `signal` aborts; either way the row is dropped if it has not run.
+   *  `request` (the model has reward_packed.onnx and the caller allows it): the row may run packed with the
+   *  queued rows it shares a prefix with — of the same request, or of any request with packAcrossRequests. */
+  submit(model: BatchModel, row: EncodedRow, deadline: number, signal?: AbortSignal, request?: number): Promise<JobResult> {
+    const shareKey = request === undefined ? null : this.#o.packAcrossRequests ? model.key : `${model.key}#${request}`
+    return this.#enqueue(model, row, null, deadline, signal, shareKey)
   }
 
   /** Queues one vision run in the vision queue: admitted at once or 503 overloaded (its own budget,
@@ -148,24 +151,25 @@ export class Batcher {
         'retry-after': String(this.#o.retryAfterS),
       })
     }
-    const r = await this.#enqueue(model, null, null, work, deadline, signal)
+    const r = await this.#enqueue(model, null, work, deadline, signal)
     return { tokens: r.tokens!, dim: r.dim!, evicted: r.evicted!, inferenceMs: r.inferenceMs, queueMs: r.queueMs, image: r.image }
   }
 
-  #enqueue(model: BatchModel, row: EncodedRow | null, packed: PackedRow | null, image: VisionWork | null, deadline: number, signal?: AbortSignal) {
+  #enqueue(model: BatchModel, row: EncodedRow | null, image: VisionWork | null, deadline: number, signal?: AbortSignal, shareKey: string | null = null) {
     return new Promise<JobResult & { scores?: number[] } & Partial<VisionResult>>((resolve, reject) => {
       const now = performance.now()
       const job: Job = {
-        batchKey: packed ? `${model.key}#packed` : model.key,
-        length: packed ? packedLength(packed) : row ? row.ids.length : 1,
+        batchKey: model.key,
+        length: row ? row.ids.length : 1,
         tokenBudget: model.batchTokens,
         enqueuedAt: now,
         deadline,
         cancelled: false,
         model,
         row,
-        packed,
+        packed: null,
         image,
+        shareKey,
         holdsImage: false,
         running: false,
         timer: undefined,
@@ -252,13 +256,23 @@ export class Batcher {
       this.#timer = undefined
     }
     while (this.#inflight < this.#o.pipelineDepth && this.#queue.length + this.#visionQueue.length > 0) {
+      const queued = this.#queue
+      const coalesced = coalesceQueue(queued)
+      const view = coalesced === queued ? queued : coalesced.map((x) => (isCoalesced(x) ? groupJob(x) : x))
       const lanes = [
         { queue: this.#visionQueue, limits: VISION_LIMITS },
-        { queue: this.#queue, limits: this.#o.limits },
+        { queue: view, limits: this.#o.limits },
       ]
       const next = takeNextAcross(lanes, performance.now())
       // Cancelled and expired jobs were already answered by their own abort/timeout path; just forget them.
-      ;[this.#visionQueue, this.#queue] = next.queues as [Job[], Job[]]
+      this.#visionQueue = next.queues[0] as Job[]
+      if (view === queued) this.#queue = next.queues[1] as Job[]
+      else {
+        // rows of a group the policy did not take stay queued one by one, in arrival order: the next view
+        // groups them again, with whatever arrived meanwhile
+        const out = new Set([...next.cancelled, ...next.expired, ...(next.lane === 1 ? next.batch : [])].flatMap((j) => j.members ?? [j]))
+        this.#queue = queued.filter((j) => !j.cancelled && !out.has(j))
+      }
       for (const j of next.expired) j.reject(new ServiceError('timeout', 'request deadline passed before it was scored'))
       this.#gauges()
       if (next.lane === null) {
@@ -297,7 +311,7 @@ export class Batcher {
     const m = this.#o.metrics
     const model = batch[0]!.model
     const start = performance.now()
-    for (const j of batch) m.queueSeconds.observe((start - j.enqueuedAt) / 1000)
+    for (const j of batch) for (const x of j.members ?? [j]) m.queueSeconds.observe((start - x.enqueuedAt) / 1000)
     m.batchSize.observe(batch.length)
     m.batchTokens.observe(paddedCost(batch))
     try {
@@ -326,9 +340,10 @@ export class Batcher {
         // a non-finite score fails its own row only (prom-client would throw on it and fail the whole batch)
         for (const s of scores) if (Number.isFinite(s)) m.score.observe(modelLabels(model), s)
         if (j.cancelled) return // answered already (timeout / client gone); the work is done anyway
-        const bad = scores.find((s) => !Number.isFinite(s))
+        // rows of other requests packed together: each member checks its own score (groupJob)
+        const bad = j.members ? undefined : scores.find((s) => !Number.isFinite(s))
         if (bad !== undefined) {
-          j.reject(new ServiceError('engine_error', `model returned a non-finite score (${bad})`))
+          j.reject(nonFinite(bad))
           return
         }
         const timings = { queueMs: start - j.enqueuedAt, inferenceMs: out.inferenceMs, batchSize: batch.length }
@@ -361,4 +376,51 @@ export class Batcher {
     // every batch naming a missing handle loses a job here, so this ends
     return rest.length > 0 && rest.length < batch.length ? this.#run(rest) : Promise.resolve()
   }
+}
+
+/** The policy's view of queued rows packed together: one job of the packed batch key, as old as its oldest
+ *  member, live while any member is, kept until the last member's deadline (each member still times out on its
+ *  own timer); its answer goes to each member still waiting, with that member's own queue time. */
+function groupJob(g: Coalesced<Job>): Job {
+  const { members, packed } = g
+  const first = members[0]!
+  const enqueuedAt = Math.min(...members.map((m) => m.enqueuedAt))
+  return {
+    batchKey: `${first.model.key}#packed`,
+    length: packedLength(packed),
+    tokenBudget: first.tokenBudget,
+    enqueuedAt,
+    deadline: Math.max(...members.map((m) => m.deadline)),
+    get cancelled() {
+      return members.every((m) => m.cancelled)
+    },
+    set cancelled(_: boolean) {
+      // answered through its members (each settles itself)
+    },
+    model: first.model,
+    row: null,
+    packed,
+    image: null,
+    shareKey: null,
+    members,
+    holdsImage: false,
+    running: false,
+    timer: undefined,
+    onAbort: undefined,
+    signal: undefined,
+    resolve: (r) =>
+      members.forEach((m, k) => {
+        const score = r.scores![k]!
+        if (m.cancelled) return
+        if (!Number.isFinite(score)) m.reject(nonFinite(score))
+        else m.resolve({ score, queueMs: r.queueMs + enqueuedAt - m.enqueuedAt, inferenceMs: r.inferenceMs, batchSize: r.batchSize })
+      }),
+    reject: (e) => {
+      for (const m of members) if (!m.cancelled) m.reject(e)
+    },
+  }
+}
+
+function nonFinite(score: number): ServiceError {
+  return new ServiceError('engine_error', `model returned a non-finite score (${score})`)
 }

@@ -2,8 +2,8 @@
 // reward_packed.onnx (graph version 2, models/README.md): the prefix once as the trunk, each row's own rest as a
 // branch that sees the trunk up to where it left it, positions continuing from there. Exact by construction: a
 // branch attends to the same ids, media and positions as its own row would, so its score is the row's score.
-// Pure; used by the scoring service, the batcher and bench/. The trainer's collate.share_prefix is the same
-// algorithm (its exporter checks the graph with it).
+// Pure; used by the batcher's queue view (coalesce.ts), model loading's check and bench/. The trainer's
+// collate.share_prefix is the same algorithm (its exporter checks the graph with it).
 import type { PackedRewardFeeds } from '../engine/types.ts'
 import type { EncodedRow } from './types.ts'
 import { imageFeeds, placeImages } from './pack.ts'

@@ -14,7 +14,6 @@ import type { Metrics } from '../metrics/metrics.ts'
 import type { ModelVersion } from '../models/model-version.ts'
 import type { MediaResolver, VisionRunner } from '../preprocess/media/types.ts'
 import type { Batcher, JobResult } from '../scheduler/batcher.ts'
-import { clusterByPrefix, packedLength, shareRows } from '../scheduler/pack-shared.ts'
 import type { ScoredRow, ScoreOptions, ScoreRow, ScoringTimings } from './types.ts'
 
 /** Image and video parts of a message group (the published hd_num rule and placement count both). */
@@ -23,11 +22,6 @@ function mediaCount(messages: readonly Message[]): number {
   for (const m of messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type !== 'text') n++
   return n
 }
-
-/** Rows sharing fewer leading positions than this are not worth a packed row. */
-const MIN_SHARED = 8
-/** Branches per packed row: bounds its attention tensors ([heads, branches, L, P + L] per layer). */
-const MAX_BRANCHES = 128
 
 export interface ScoringDeps {
   batcher: Batcher
@@ -142,14 +136,14 @@ export class ScoringService {
         preprocessMs += performance.now() - t1
         let results: JobResult[]
         try {
-          results = await this.#submit(model, encoded, opts)
+          results = await this.#submit(model, encoded, opts, lease.id)
         } catch (err) {
           if (!(err instanceof EmbeddingsMissing)) throw err
           // The engine's store dropped images this piece uses between our cache hit and the batch (a hit is not
           // pinned until our retain reaches the engine). The bytes are still at hand: compute them again (now
           // pinned by this request's own vision run, so they stay) and score the piece once more.
           encoded = await this.#recompute(model, slice, err.handles, opts, lease)
-          results = await this.#submit(model, encoded, opts).catch((e: unknown) => {
+          results = await this.#submit(model, encoded, opts, lease.id).catch((e: unknown) => {
             if (!(e instanceof EmbeddingsMissing)) throw e
             throw new ServiceError('overloaded', 'image embeddings were evicted from the engine before scoring; retry later', {
               'retry-after': String(this.#d.retryAfterS),
@@ -196,32 +190,13 @@ export class ScoringService {
     return slice.map((row) => model.encoder.finish(...row.map((g) => g.segs)))
   }
 
-  /** Queues the rows: those that share a prefix (a prompt's N responses, a response cut after each step) as
-   *  packed rows of the model's reward_packed.onnx when it has one, the rest one by one. Same scores either way
-   *  (to float rounding): a branch sees exactly its own row's ids, media and positions. */
-  async #submit(model: ModelVersion, rows: EncodedItem[], opts: ScoreOptions): Promise<JobResult[]> {
-    const { batcher, engine } = this.#d
-    const out = new Array<JobResult>(rows.length)
-    const packable = model.graphs.rewardPacked !== undefined && engine.runRewardPacked !== undefined && opts.packed !== false
-    const groups = packable && rows.length > 1 ? clusterByPrefix(rows, MIN_SHARED, MAX_BRANCHES) : []
-    const grouped = new Set(groups.flat())
-    const tasks: Array<Promise<void>> = []
-    for (const g of groups) {
-      const p = shareRows(g.map((i) => rows[i]!))
-      // rows truncated on the left share little: a packed row that is not cheaper than its rows is not sent
-      if (packedLength(p) >= g.reduce((n, i) => n + rows[i]!.ids.length, 0)) {
-        g.forEach((i) => grouped.delete(i))
-        continue
-      }
-      tasks.push(
-        batcher.submitPacked(model, p, opts.deadline, opts.signal).then((r) => g.forEach((i, k) => (out[i] = { ...r, score: r.scores[k]! }))),
-      )
-    }
-    rows.forEach((row, i) => {
-      if (!grouped.has(i)) tasks.push(batcher.submit(model, row, opts.deadline, opts.signal).then((r) => void (out[i] = r)))
-    })
-    await Promise.all(tasks)
-    return out
+  /** Queues the rows. Those that share a prefix (a prompt's N responses, a response cut after each step) run as
+   *  packed rows of the model's reward_packed.onnx when it has one: the batcher groups them in its queue, with
+   *  other requests' rows too unless PACK_ACROSS_REQUESTS is off. Same scores either way (to float rounding): a
+   *  branch sees exactly its own row's ids, media and positions. `request`: this request's share group. */
+  async #submit(model: ModelVersion, rows: EncodedItem[], opts: ScoreOptions, request: number): Promise<JobResult[]> {
+    const packable = model.graphs.rewardPacked !== undefined && this.#d.engine.runRewardPacked !== undefined && opts.packed !== false
+    return Promise.all(rows.map((row) => this.#d.batcher.submit(model, row, opts.deadline, opts.signal, packable ? request : undefined)))
   }
 
   /** 413 when the rows' text tokens (each row capped at max_seq_len, which truncation enforces) exceed the budget. */

@@ -62,7 +62,14 @@ export class FakeEngine implements Engine {
       rows.push(ids)
       scores[r] = fakeRowScore(ids, imageSum)
     }
-    this.batches.push(f.rows)
+    await this.runStarted(f.rows)
+    this.rowsRun.push(...rows)
+    return { scores, inferenceMs: 0.1 }
+  }
+
+  /** Counts a run of `rows` rows as started, waits while held, and fails it when told to (failRun, failNext). */
+  protected async runStarted(rows: number): Promise<void> {
+    this.batches.push(rows)
     const index = this.batches.length - 1
     for (const w of this.#waiting.splice(0)) w()
     if (this.#gate) await this.#gate
@@ -71,8 +78,6 @@ export class FakeEngine implements Engine {
       this.failNext = false
       throw new Error('fake engine failure')
     }
-    this.rowsRun.push(...rows)
-    return { scores, inferenceMs: 0.1 }
   }
 
   async runVision(_key: string, _image: Float32Array, _h: number, _w: number): Promise<VisionOutput> {

@@ -1,6 +1,7 @@
 // Shared-prompt scoring on the real default model: rows that share a prompt go through reward_packed.onnx as one
 // packed row; their scores must equal scoring each conversation alone through reward.onnx (1e-4), for text and
-// image prompts, on /v1/rank, /v1/compare, /v1/score and a GRPO-shaped /get_reward.
+// image prompts, on /v1/rank, /v1/compare, /v1/score and a GRPO-shaped /get_reward, in one call or one call per
+// sample (packed across requests).
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
@@ -104,6 +105,21 @@ t.test('GRPO-shaped /get_reward: repeated prompts detected and packed', async (t
   const bad = await app.inject({ method: 'POST', url: '/get_reward', payload: { messages, group: { size: 5 } } })
   t.equal(bad.statusCode, 422, bad.body)
   t.equal(bad.json().error.code, 'invalid_request')
+})
+
+t.test('a GRPO group sent one sample per /get_reward call (OpenRLHF, async reward managers): packed across requests', async (t) => {
+  const prompt: Message[] = [{ role: 'user', content: 'Name three planets of the solar system and say which is largest.' }]
+  const samples = [...answers, ...answers.map((a) => `${a} Also: Jupiter is the largest.`)]
+  const before = await packedRuns()
+  // all at once, as a trainer's concurrent per-sample calls arrive: the first runs alone, the rest queue behind it
+  const res = await Promise.all(samples.map((a) => post('/get_reward', { messages: [[...prompt, { role: 'assistant', content: a }]] })))
+  t.ok((await packedRuns()) > before, 'queued samples of separate calls ran through reward_packed.onnx')
+  close(
+    t,
+    res.map((r) => r.rewards[0]),
+    await alone(prompt, samples),
+    'per-sample get_reward',
+  )
 })
 
 t.test('/v1/rank group advantages (ids, normalized)', async (t) => {
