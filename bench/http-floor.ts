@@ -2,13 +2,16 @@
 // plugins, one JSON POST route; then the same with Fastify's request logging at info, as the service runs) cost per
 // small JSON request, before any of our hooks or scoring. Each server runs in its own child process; the client
 // sends concurrency-1 requests over one keep-alive socket per server, the servers interleaved in rounds (A B C,
-// then rotated) so host noise hits all alike, and reads each server's CPU per request from /proc.
+// then rotated) so host noise hits all alike, and reads each server's CPU per request from /proc. Then the floor of
+// the other fixed cost, the hand-off to the engine worker: a bare worker_threads echo carrying a 235-token row's
+// typed arrays, back to back and after 15 ms idle (the worker asleep, as after a run).
 //
 //   npm run bench:http-floor          # ROUNDS (20), PER_ROUND (1000)
 import { fork, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { Writable } from 'node:stream'
+import { Worker } from 'node:worker_threads'
 import Fastify from 'fastify'
 import { cpuMs } from './cpu.ts'
 import { post } from './load.ts'
@@ -87,6 +90,36 @@ async function main(): Promise<void> {
   console.log(`concurrency 1, ${rounds} interleaved rounds x ${perRound} requests; per round: median latency, server CPU per request`)
   console.log('server           latency ms (median [min–max] over rounds)   server CPU ms per request')
   KINDS.forEach((k, i) => console.log(`${k.padEnd(16)} ${fmtSpread(lat[i]!, 3).padEnd(42)} ${fmtSpread(cpu[i]!, 3)}`))
+  await workerFloor()
+}
+
+async function workerFloor(): Promise<void> {
+  const w = new Worker(`require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m.id))`, { eval: true })
+  let answered: () => void = () => {}
+  w.on('message', () => answered())
+  // what runReward posts for one 235-token row: int64 ids, mask, image positions; float32 im_mask
+  const row = { ids: new BigInt64Array(235), mask: new BigInt64Array(235), positions: new BigInt64Array(235), imMask: new Float32Array(235) }
+  console.log('\nengine hand-off floor: worker_threads echo of one row, 200 round trips each, ms median [min–max]')
+  const echo = (i: number) =>
+    new Promise<void>((r) => {
+      answered = r
+      w.postMessage({ id: i, ...row })
+    })
+  try {
+    for (let i = 0; i < 20; i++) await echo(i) // the worker's start-up and the first messages' compilation
+    for (const idleMs of [0, 15]) {
+      const xs: number[] = []
+      for (let i = 0; i < 200; i++) {
+        if (idleMs) await new Promise((r) => setTimeout(r, idleMs))
+        const t0 = performance.now()
+        await echo(i)
+        xs.push(performance.now() - t0)
+      }
+      console.log(`${(idleMs ? `after ${idleMs} ms idle` : 'back to back').padEnd(18)} ${median(xs).toFixed(3)} [${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}]`)
+    }
+  } finally {
+    await w.terminate()
+  }
 }
 
 if (process.argv[2] === 'serve') void serve(process.argv[3] as Kind)
