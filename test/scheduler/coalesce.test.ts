@@ -44,6 +44,13 @@ t.test('coalesceQueue: which queued rows become one packed row', async (t) => {
   const P8 = [1, 2, 3, 4, 5, 6, 7, 8]
   const wide = [q('s', row(...P8, 9)), q('l', row(...P8, ...tail(300))), q('m', row(...P8, ...tail(400)))]
   t.same(names(coalesceQueue(wide)), ['s', 'l', 'm'], 'not packed when the packed row is not shorter')
+  // equal is not shorter: trunk 8 + 20 - 1 = 27, branches 1, 1 and 9 padded to 9: 27 + 3 x 9 = 54 = 9 + 28 + 17
+  const even = [q('s', row(...P8, 9)), q('l', row(...P8, ...tail(300).slice(0, 20))), q('m', row(...P8, ...tail(400).slice(0, 9)))]
+  t.same(names(coalesceQueue(even)), ['s', 'l', 'm'], 'not packed when the packed row is just as long')
+  even[2] = q('m', row(...P8, ...tail(400).slice(0, 8)))
+  t.same(names(coalesceQueue(even)), ['s+l+m'], 'packed when one position shorter (27 + 3 x 8 = 51 < 53)')
+  // clusterByPrefix orders rows by their ids; the group keeps queue order (branch k = the k-th queued member)
+  t.same(names(coalesceQueue([q('b', answer(2)), q('x', other), q('a', answer(1))])), ['b+a', 'x'], 'members in queue order, at the first')
   const g = coalesceQueue([q('a', answer(1)), q('b', answer(2, 5))])[0] as unknown as { packed: { trunk: EncodedRow; branches: Array<{ start: number; row: EncodedRow }> } }
   t.same([...g.packed.trunk.ids], [...answer(2, 5).ids.subarray(0, 24)], 'the trunk: the longest row up to its reward token')
   t.same(
