@@ -29,7 +29,7 @@ import { TensorPool } from '../src/preprocess/image/tensor-pool.ts'
 import { decodeImage, planImageDecode, readImageHeader } from '../src/preprocess/image/sharp.ts'
 import { decodeInlineData } from '../src/preprocess/media/input.ts'
 import { sniffMedia, type ImageFormat } from '../src/preprocess/media/sniff.ts'
-import { fmtSpread, median } from './stats.ts'
+import { abbaRounds, fmtSpread, median } from './stats.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const fixtures = path.resolve(root, '..', 'shared', 'fixtures')
@@ -112,19 +112,10 @@ async function timeAsync(fn: () => Promise<unknown>, reps: number): Promise<numb
 }
 
 async function abba(a: () => Promise<number>, b: () => Promise<number>): Promise<{ a: number[]; b: number[]; ratio: number[] }> {
-  await a()
+  await a() // warm-up, not counted
   await b()
-  const out = { a: [] as number[], b: [] as number[], ratio: [] as number[] }
-  for (let r = 0; r < ROUNDS; r++) {
-    const a1 = await a()
-    const b1 = await b()
-    const b2 = await b()
-    const a2 = await a()
-    out.a.push((a1 + a2) / 2)
-    out.b.push((b1 + b2) / 2)
-    out.ratio.push((a1 + a2) / (b1 + b2))
-  }
-  return out
+  const out = await abbaRounds(a, b, ROUNDS)
+  return { ...out, ratio: out.a.map((x, i) => x / out.b[i]!) }
 }
 
 async function decodeBench(images: readonly Img[]): Promise<void> {

@@ -28,31 +28,13 @@ import { packPackedBatch, shareRows } from '../src/scheduler/pack-shared.ts'
 import type { EncodedRow } from '../src/scheduler/types.ts'
 import { benchModel } from './model.ts'
 import { startServer } from './server.ts'
-import { fmtSpread, mulberry32, shuffled } from './stats.ts'
+import { abbaRounds, fmtSpread, mulberry32, shuffled } from './stats.ts'
 
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn' })
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SEED = Number(process.env.BENCH_SEED ?? 1)
 const WORDS = 'the a of to and in is it that for on with as was at by this be from or an are not but have all which one their there can'.split(' ')
 const NOUNS = 'answer model reward prompt river mountain number colour table image video cat spider insect leg step proof'.split(' ')
-
-/** ROUNDS rounds of A B B A (drift within a round hits both sides alike): per round each side's mean ms and the
- *  ratio A / B of the means (> 1: B is faster). */
-async function abbaRounds(a: () => Promise<{ ms: number }>, b: () => Promise<{ ms: number }>) {
-  const tA: number[] = []
-  const tB: number[] = []
-  const ratios: number[] = []
-  for (let round = 0; round < ROUNDS; round++) {
-    const a1 = await a()
-    const b1 = await b()
-    const b2 = await b()
-    const a2 = await a()
-    tA.push((a1.ms + a2.ms) / 2)
-    tB.push((b1.ms + b2.ms) / 2)
-    ratios.push(tA[round]! / tB[round]!)
-  }
-  return { tA, tB, ratios }
-}
 
 async function main() {
   const { modelsDir, entry } = await benchModel(config)
@@ -151,7 +133,8 @@ async function main() {
     const b0 = await call(withPacked.base)
     const worst = Math.max(...a0.rewards.map((x, i) => Math.abs(x - b0.rewards[i]!)))
     if (!(worst <= 1e-4)) throw new Error(`/get_reward: packed differs from today's path by ${worst}`)
-    const { tA, tB, ratios } = await abbaRounds(() => call(today.base), () => call(withPacked.base))
+    const { a: tA, b: tB } = await abbaRounds(async () => (await call(today.base)).ms, async () => (await call(withPacked.base)).ms, ROUNDS)
+    const ratios = tA.map((x, i) => x / tB[i]!)
     console.log(`\nGRPO /get_reward (64 samples, 8 per prompt, 200-token prompts, 32-token answers), ${ROUNDS} ABBA rounds; max |Δreward| ${worst.toExponential(1)}`)
     console.log(`today's path ${fmtSpread(tA, 0)} ms/request (${fmtSpread(tA.map((x) => 64000 / x), 0)} samples/s); packed ${fmtSpread(tB, 0)} ms (${fmtSpread(tB.map((x) => 64000 / x), 0)} samples/s)`)
     console.log(`throughput ratio packed / today: ${fmtSpread(ratios, 2)}`)
@@ -172,7 +155,8 @@ async function main() {
     const d0 = await single(withPacked.base)
     const worstSingle = Math.max(...c0.rewards.map((x, i) => Math.max(Math.abs(x - d0.rewards[i]!), Math.abs(x - a0.rewards[i]!))))
     if (!(worstSingle <= 1e-4)) throw new Error(`per-sample /get_reward: packed across requests differs by ${worstSingle}`)
-    const { tA: tC, tB: tD, ratios: sRatios } = await abbaRounds(() => single(perRequest.base), () => single(withPacked.base))
+    const { a: tC, b: tD } = await abbaRounds(async () => (await single(perRequest.base)).ms, async () => (await single(withPacked.base)).ms, ROUNDS)
+    const sRatios = tC.map((x, i) => x / tD[i]!)
     console.log(`\nthe same 64 samples as 64 concurrent one-sample /get_reward calls, ${ROUNDS} ABBA rounds; max |Δreward| ${worstSingle.toExponential(1)} (vs each other and one call)`)
     console.log(`PACK_ACROSS_REQUESTS=false ${fmtSpread(tC, 0)} ms (${fmtSpread(tC.map((x) => 64000 / x), 0)} samples/s); on (default) ${fmtSpread(tD, 0)} ms (${fmtSpread(tD.map((x) => 64000 / x), 0)} samples/s)`)
     console.log(`throughput ratio packed across requests / per request: ${fmtSpread(sRatios, 2)}`)

@@ -41,3 +41,18 @@ export function shuffled<T>(xs: readonly T[], seed = 7): T[] {
   }
   return out
 }
+
+/** `rounds` rounds of A B B A (drift within a round hits both sides alike): per round, the mean of each side's
+ *  two measurements. */
+export async function abbaRounds(a: () => Promise<number>, b: () => Promise<number>, rounds: number): Promise<{ a: number[]; b: number[] }> {
+  const out = { a: [] as number[], b: [] as number[] }
+  for (let round = 0; round < rounds; round++) {
+    const a1 = await a()
+    const b1 = await b()
+    const b2 = await b()
+    const a2 = await a()
+    out.a.push((a1 + a2) / 2)
+    out.b.push((b1 + b2) / 2)
+  }
+  return out
+}

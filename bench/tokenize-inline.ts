@@ -15,7 +15,7 @@ import { cpuMs } from './cpu.ts'
 import { loadConversations } from './dataset.ts'
 import { drive, post } from './load.ts'
 import { startServer } from './server.ts'
-import { median, pct } from './stats.ts'
+import { abbaRounds, median, pct } from './stats.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.BENCH_ITEMS ?? 96)
@@ -67,16 +67,7 @@ async function main(): Promise<void> {
     }
     const segA = perReq(a, () => drive(url(a), bodies, 8))
     const segB = perReq(b, () => drive(url(b), bodies, 8))
-    const ca: number[] = []
-    const cb: number[] = []
-    for (let k = 0; k < BLOCKS; k++) {
-      const a1 = await segA()
-      const b1 = await segB()
-      const b2 = await segB()
-      const a2 = await segA()
-      ca.push((a1 + a2) / 2)
-      cb.push((b1 + b2) / 2)
-    }
+    const { a: ca, b: cb } = await abbaRounds(segA, segB, BLOCKS)
     const ratio = ca.map((x, i) => cb[i]! / x)
     console.log(`CPU per request (server process, all threads; concurrency 8, ${BLOCKS} ABBA blocks): inline ${median(ca).toFixed(2)} ms, ` +
       `worker ${median(cb).toFixed(2)} ms, worker / inline ${median(ratio).toFixed(3)} [${Math.min(...ratio).toFixed(3)}–${Math.max(...ratio).toFixed(3)}]`)

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { scoreFlags } from '../../bench/flag-score.ts'
 import { abbaRatio, drive } from '../../bench/load.ts'
-import { fmtSpread, median, pct, shuffled } from '../../bench/stats.ts'
+import { abbaRounds, fmtSpread, median, pct, shuffled } from '../../bench/stats.ts'
 import { perRequest, SEGMENTS, segmentsOf } from '../../bench/timeline.ts'
 
 /** A server that answers every POST after `delayMs`, counting the most requests it held at once. */
@@ -96,4 +96,17 @@ t.test('timeline: a request\'s marks -> consecutive segments, session.run split 
   t.equal(segmentsOf([...marks.slice(0, 8), ['post', 75], ...marks.slice(8)]), null, 'two engine calls: not the text path')
   const two = perRequest([['send', 1], ['request', 2], ['send', 3], ['request', 4], ['received', 5]])
   t.same(two.map((r) => r.map(([p]) => p)), [['send', 'request'], ['send', 'request', 'received']])
+})
+
+t.test('abbaRounds: A B B A per round, each side the mean of its two measurements', async (t) => {
+  const order: string[] = []
+  let n = 0
+  // each call returns how many calls came before it, so the means say which calls a round used
+  const side = (name: string) => async () => {
+    order.push(name)
+    return n++
+  }
+  const out = await abbaRounds(side('A'), side('B'), 2)
+  t.same(order, ['A', 'B', 'B', 'A', 'A', 'B', 'B', 'A'])
+  t.same(out, { a: [(0 + 3) / 2, (4 + 7) / 2], b: [(1 + 2) / 2, (5 + 6) / 2] })
 })
